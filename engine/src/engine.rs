@@ -1,0 +1,236 @@
+//! Starting and stopping the engine: preflight, the data directory and its lock,
+//! discovery of partitions, one pinned executor per shard, and a shutdown that
+//! drains every shard and closes every log cleanly.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::{mpsc, oneshot};
+use futures::{SinkExt, StreamExt};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::shard::router::{self, Message, ShardRouter};
+use crate::shard::table::ShardTable;
+use crate::shard::{flusher, Shard, ShardCtx};
+use crate::TopicPartition;
+
+/// File in the data directory locked while an engine uses it.
+pub const LOCK_FILE: &str = ".lock";
+
+/// A running engine.
+pub struct Engine {
+    router: ShardRouter,
+    executors: Vec<ExecutorJoinHandle<()>>,
+    _lock: File,
+}
+
+impl Engine {
+    /// Checks the host and the config, locks the data directory, starts the shards
+    /// and recovers every partition found. Returns once all shards serve.
+    pub fn start(config: EngineConfig) -> Result<Engine> {
+        config.validate()?;
+        crate::preflight::check()?;
+        let lock = lock_data_dir(&config.data_dir)?;
+        let found = discover(&config.data_dir)?;
+        let cpus = online_cpus(&config)?;
+        let shards = config.shards.unwrap_or(cpus.len()).max(1);
+        let (table, placed) = ShardTable::new(shards).with_placed(&found);
+        let mut per_shard: Vec<Vec<TopicPartition>> = vec![Vec::new(); shards];
+        for (tp, s) in found.into_iter().zip(placed) {
+            per_shard[s].push(tp);
+        }
+        let config = Arc::new(config);
+        let mut inboxes = Vec::with_capacity(shards);
+        let mut receivers = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let (tx, rx) = mpsc::channel::<Message>(config.shard_inbox_capacity);
+            inboxes.push(tx);
+            receivers.push(rx);
+        }
+        let router = ShardRouter::new(inboxes, table);
+        let mut executors = Vec::with_capacity(shards);
+        let mut ready = Vec::with_capacity(shards);
+        for (id, (rx, tps)) in receivers.into_iter().zip(per_shard).enumerate() {
+            let (ready_tx, ready_rx) = oneshot::channel();
+            ready.push(ready_rx);
+            let cfg = config.clone();
+            let cpu = cpus[id % cpus.len()];
+            let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+                .name(&format!("shard-{id}"))
+                .io_memory(config.io_memory_bytes)
+                .spawn(move || shard_main(id, cfg, rx, tps, ready_tx))
+                .map_err(|e| Error::Preflight(format!("cannot start shard {id} on CPU {cpu}: {e}")))?;
+            executors.push(handle);
+        }
+        for r in ready {
+            if futures::executor::block_on(r).is_err() {
+                return Err(Error::Preflight("a shard stopped while starting".into()));
+            }
+        }
+        Ok(Engine { router, executors, _lock: lock })
+    }
+
+    /// The router, to send work to shards from any thread.
+    pub fn router(&self) -> ShardRouter {
+        self.router.clone()
+    }
+
+    /// Drains and stops every shard: in-flight jobs finish, every partition is
+    /// written, fdatasync'ed and checkpointed, then the executors exit.
+    pub fn shutdown(self) -> Result<()> {
+        let mut waits = Vec::new();
+        for inbox in self.router.inboxes() {
+            let (tx, rx) = oneshot::channel();
+            let mut inbox = inbox.clone();
+            if futures::executor::block_on(inbox.send(Message::Shutdown(tx))).is_ok() {
+                waits.push(rx);
+            }
+        }
+        let mut result = Ok(());
+        for w in waits {
+            match futures::executor::block_on(w) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(Error::Preflight("a shard stopped before closing its logs".into())),
+            }
+        }
+        for e in self.executors {
+            let _ = e.join();
+        }
+        result
+    }
+}
+
+/// Most jobs a shard runs at once after shutdown starts is irrelevant; this bounds
+/// how long shutdown waits for in-flight jobs before closing logs anyway.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn shard_main(
+    id: usize,
+    config: Arc<EngineConfig>,
+    mut inbox: mpsc::Receiver<Message>,
+    tps: Vec<TopicPartition>,
+    ready: oneshot::Sender<()>,
+) {
+    let ctx = Rc::new(ShardCtx::new(id, config));
+    let shard = Rc::new(Shard::new(ctx.clone()));
+    router::set_current_shard(Some(shard.clone()));
+    if !tps.is_empty() {
+        tracing::info!(shard = id, partitions = tps.len(), "recovering partitions");
+    }
+    shard.open_partitions(tps).await;
+    let flusher = glommio::spawn_local(flusher::run(ctx.clone()));
+    let housekeeping = glommio::spawn_local(shard.clone().housekeeping());
+    let _ = ready.send(());
+    let in_flight = Rc::new(std::cell::Cell::new(0usize));
+    let drained = Rc::new(crate::sync::Notify::default());
+    let mut reply = None;
+    while let Some(msg) = inbox.next().await {
+        match msg {
+            Message::Job(job) => {
+                in_flight.set(in_flight.get() + 1);
+                let (n, d) = (in_flight.clone(), drained.clone());
+                let fut = job(shard.clone());
+                glommio::spawn_local(async move {
+                    fut.await;
+                    n.set(n.get() - 1);
+                    d.notify_all();
+                })
+                .detach();
+            }
+            Message::Shutdown(tx) => {
+                reply = Some(tx);
+                break;
+            }
+        }
+    }
+    inbox.close();
+    let deadline = std::time::Instant::now() + DRAIN_WAIT;
+    while in_flight.get() > 0 && std::time::Instant::now() < deadline {
+        let wait = drained.notified();
+        let tick = glommio::timer::sleep(std::time::Duration::from_millis(100));
+        futures::pin_mut!(tick);
+        let _ = futures::future::select(wait, tick).await;
+    }
+    let closed = shard.close_all().await;
+    let _ = flusher.await;
+    drop(housekeeping);
+    router::set_current_shard(None);
+    if let Some(tx) = reply {
+        let _ = tx.send(closed);
+    }
+}
+
+/// Creates the data directory if needed and takes an exclusive lock on it, so two
+/// processes never write the same logs.
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create data dir", dir, e))?;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open lock", &path, e))?;
+    // SAFETY-free: flock on a descriptor we own.
+    let rc = unsafe_free_flock(file.as_raw_fd());
+    if rc.is_err() {
+        return Err(Error::Preflight(format!(
+            "data directory {} is in use by another process (cannot lock {})",
+            dir.display(),
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+fn unsafe_free_flock(fd: i32) -> nix::Result<()> {
+    #[allow(deprecated)]
+    nix::fcntl::flock(fd, nix::fcntl::FlockArg::LockExclusiveNonblock)
+}
+
+/// Finds partition directories; removes leftovers of interrupted deletions.
+fn discover(dir: &Path) -> Result<Vec<TopicPartition>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if !is_dir {
+            continue;
+        }
+        if name.ends_with("-delete") {
+            tracing::info!(dir = %entry.path().display(), "removing the rest of a deleted partition");
+            std::fs::remove_dir_all(entry.path()).map_err(|e| Error::io("remove", entry.path(), e))?;
+            continue;
+        }
+        match TopicPartition::from_dir_name(&name) {
+            Some(tp) => out.push(tp),
+            None => tracing::warn!(dir = %entry.path().display(), "ignoring a directory that is not a partition"),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The CPUs shards are pinned to.
+fn online_cpus(config: &EngineConfig) -> Result<Vec<usize>> {
+    if let Some(cpus) = &config.cpus {
+        if cpus.is_empty() {
+            return Err(Error::InvalidConfig { key: "cpus".into(), reason: "empty list".into() });
+        }
+        return Ok(cpus.clone());
+    }
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map_err(|e| Error::Preflight(format!("cannot read the CPU affinity: {e}")))?;
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect();
+    if cpus.is_empty() {
+        return Err(Error::Preflight("no CPU is available to this process".into()));
+    }
+    Ok(cpus)
+}
