@@ -395,55 +395,147 @@ pub(crate) fn first_offset_at_or_after(batch: &[u8], target: i64) -> Option<(i64
     found.or(Some((h.base_offset, h.max_timestamp)))
 }
 
+/// Splits bytes holding whole batches into one `Bytes` per batch (a trailing
+/// partial batch is left out).
+pub fn split_batches_of(data: &bytes::Bytes) -> Vec<bytes::Bytes> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(h) = BatchHeader::parse(&data[pos..]) {
+        let Some(size) = h.total_bytes() else { break };
+        if pos + size > data.len() {
+            break;
+        }
+        out.push(data.slice(pos..pos + size));
+        pos += size;
+    }
+    out
+}
+
+/// The values of an uncompressed batch's records (`None` for a compressed or
+/// malformed batch). For tests and tools.
+pub fn record_values(batch: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let h = BatchHeader::parse(batch)?;
+    if h.compression() != 0 {
+        return None;
+    }
+    let body = batch.get(HEADER_BYTES..h.total_bytes()?)?;
+    let mut at = 0usize;
+    let mut out = Vec::new();
+    for _ in 0..h.record_count {
+        let len = usize::try_from(read_varlong(body, &mut at)?).ok()?;
+        let rec = body.get(at..at.checked_add(len)?)?;
+        at += len;
+        let mut p = 1usize;
+        read_varlong(rec, &mut p)?;
+        read_varlong(rec, &mut p)?;
+        let klen = read_varlong(rec, &mut p)?;
+        if klen > 0 {
+            p += usize::try_from(klen).ok()?;
+        }
+        let vlen = read_varlong(rec, &mut p)?;
+        let v = if vlen < 0 { Vec::new() } else { rec.get(p..p + usize::try_from(vlen).ok()?)?.to_vec() };
+        out.push(v);
+    }
+    Some(out)
+}
+
+/// One record for [`build_batch`].
+#[derive(Debug, Clone, Default)]
+pub struct RecordSpec<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// Added to the batch's base timestamp.
+    pub timestamp_delta: i64,
+}
+
+/// Idempotent-producer fields of a batch: `(producer id, epoch, base sequence)`;
+/// `(-1, -1, -1)` for a plain producer.
+pub type ProducerFields = (i64, i16, i32);
+
+/// Plain producer fields.
+pub const NO_PRODUCER: ProducerFields = (-1, -1, -1);
+
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    #[allow(clippy::cast_sign_loss)]
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        #[allow(clippy::cast_possible_truncation)]
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            put_varlong(out, i64::try_from(b.len()).unwrap_or(i64::MAX));
+            out.extend_from_slice(b);
+        }
+        None => put_varlong(out, -1),
+    }
+}
+
+/// Encodes an uncompressed v2 record batch as a producer would send it (base offset
+/// 0, CRC set). For tests, benchmarks and tools; the broker never re-encodes.
+pub fn build_batch(records: &[RecordSpec<'_>], base_timestamp: i64, producer: ProducerFields) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut max_delta = 0;
+    for (i, r) in records.iter().enumerate() {
+        let mut rec = vec![0u8];
+        put_varlong(&mut rec, r.timestamp_delta);
+        put_varlong(&mut rec, i64::try_from(i).unwrap_or(0));
+        put_bytes(&mut rec, r.key);
+        put_bytes(&mut rec, r.value);
+        put_varlong(&mut rec, i64::try_from(r.headers.len()).unwrap_or(0));
+        for (k, v) in r.headers {
+            put_bytes(&mut rec, Some(k.as_bytes()));
+            put_bytes(&mut rec, Some(v));
+        }
+        put_varlong(&mut body, i64::try_from(rec.len()).unwrap_or(0));
+        body.extend_from_slice(&rec);
+        max_delta = max_delta.max(r.timestamp_delta);
+    }
+    let n = i32::try_from(records.len()).unwrap_or(i32::MAX);
+    let mut b = vec![0u8; HEADER_BYTES];
+    b.extend_from_slice(&body);
+    let len = i32::try_from(b.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
+    b[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+    b[OFF_EPOCH..OFF_EPOCH + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    b[OFF_MAGIC] = 2;
+    b[OFF_LAST_DELTA..OFF_LAST_DELTA + 4].copy_from_slice(&(n - 1).to_be_bytes());
+    b[OFF_BASE_TS..OFF_BASE_TS + 8].copy_from_slice(&base_timestamp.to_be_bytes());
+    b[OFF_MAX_TS..OFF_MAX_TS + 8].copy_from_slice(&(base_timestamp + max_delta).to_be_bytes());
+    b[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&producer.0.to_be_bytes());
+    b[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&producer.1.to_be_bytes());
+    b[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&producer.2.to_be_bytes());
+    b[OFF_COUNT..OFF_COUNT + 4].copy_from_slice(&n.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A batch of values with timestamps `base_timestamp + i`.
+pub fn build_values_batch(values: &[&[u8]], base_timestamp: i64, producer: ProducerFields) -> Vec<u8> {
+    let specs: Vec<RecordSpec<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| RecordSpec { value: Some(v), timestamp_delta: i64::try_from(i).unwrap_or(0), ..RecordSpec::default() })
+        .collect();
+    build_batch(&specs, base_timestamp, producer)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    fn put_varlong(out: &mut Vec<u8>, v: i64) {
-        #[allow(clippy::cast_sign_loss)]
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            #[allow(clippy::cast_possible_truncation)]
-            let b = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(b);
-                break;
-            }
-            out.push(b | 0x80);
-        }
-    }
-
-    /// Builds an uncompressed v2 batch with `values`, timestamps `ts0 + i`.
-    pub fn build(values: &[&[u8]], ts0: i64, producer: (i64, i16, i32)) -> Vec<u8> {
-        let mut records = Vec::new();
-        for (i, v) in values.iter().enumerate() {
-            let mut r = vec![0u8];
-            put_varlong(&mut r, i as i64);
-            put_varlong(&mut r, i as i64);
-            put_varlong(&mut r, -1);
-            put_varlong(&mut r, v.len() as i64);
-            r.extend_from_slice(v);
-            put_varlong(&mut r, 0);
-            put_varlong(&mut records, r.len() as i64);
-            records.extend_from_slice(&r);
-        }
-        let n = i32::try_from(values.len()).unwrap_or(0);
-        let mut b = vec![0u8; HEADER_BYTES];
-        b.extend_from_slice(&records);
-        let len = i32::try_from(b.len() - LOG_OVERHEAD).unwrap_or(0);
-        b[8..12].copy_from_slice(&len.to_be_bytes());
-        b[16] = 2;
-        b[23..27].copy_from_slice(&(n - 1).to_be_bytes());
-        b[27..35].copy_from_slice(&ts0.to_be_bytes());
-        b[35..43].copy_from_slice(&(ts0 + i64::from(n) - 1).to_be_bytes());
-        b[43..51].copy_from_slice(&producer.0.to_be_bytes());
-        b[51..53].copy_from_slice(&producer.1.to_be_bytes());
-        b[53..57].copy_from_slice(&producer.2.to_be_bytes());
-        b[57..61].copy_from_slice(&n.to_be_bytes());
-        let crc = compute_crc(&b);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
-        b
+    pub fn build(values: &[&[u8]], ts0: i64, producer: ProducerFields) -> Vec<u8> {
+        build_values_batch(values, ts0, producer)
     }
 
     #[test]

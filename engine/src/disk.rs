@@ -131,3 +131,37 @@ fn tmp_path(path: &Path) -> PathBuf {
     s.push(".tmp");
     PathBuf::from(s)
 }
+
+/// File in the data directory used to probe direct I/O at start.
+pub const PROBE_FILE: &str = ".io-probe";
+
+/// Writes the probe file (one block of zeroes). Runs on the starting thread, before
+/// any shard exists.
+pub fn write_probe_file(data_dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let path = data_dir.join(PROBE_FILE);
+    let mut f = std::fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+    f.write_all(&[0u8; BLOCK_BYTES]).map_err(|e| Error::io("write", &path, e))?;
+    f.sync_all().map_err(|e| Error::io("fsync", &path, e))
+}
+
+/// Opens the probe file with O_DIRECT and reads it back, on the calling shard.
+///
+/// glommio decides per device and per thread, at the first DMA open, whether the
+/// device supports polled I/O, by reading the first block of the file being opened.
+/// For an empty file that read "succeeds" at end of file, glommio concludes that
+/// polling works, and every later read on a device without poll queues fails with
+/// EOPNOTSUPP. Opening this non-empty file first makes the probe meet real data and
+/// decide correctly; the read back also proves direct I/O works on the data
+/// directory's filesystem.
+pub async fn probe_direct_io(data_dir: &Path) -> Result<()> {
+    let path = data_dir.join(PROBE_FILE);
+    let file = DmaFile::open(&path).await.map_err(|e| Error::io("open", &path, e))?;
+    let read = file.read_at(0, BLOCK_BYTES).await.map_err(|e| Error::io("read", &path, e));
+    let _ = file.close().await;
+    let read = read?;
+    if read.len() != BLOCK_BYTES {
+        return Err(Error::io("read", &path, std::io::Error::other("short read of the direct I/O probe")));
+    }
+    Ok(())
+}

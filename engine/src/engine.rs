@@ -36,6 +36,7 @@ impl Engine {
         config.validate()?;
         crate::preflight::check()?;
         let lock = lock_data_dir(&config.data_dir)?;
+        crate::disk::write_probe_file(&config.data_dir)?;
         let found = discover(&config.data_dir)?;
         let cpus = online_cpus(&config)?;
         let shards = config.shards.unwrap_or(cpus.len()).max(1);
@@ -67,10 +68,18 @@ impl Engine {
                 .map_err(|e| Error::Preflight(format!("cannot start shard {id} on CPU {cpu}: {e}")))?;
             executors.push(handle);
         }
+        let mut failed = None;
         for r in ready {
-            if futures::executor::block_on(r).is_err() {
-                return Err(Error::Preflight("a shard stopped while starting".into()));
+            match futures::executor::block_on(r) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = Some(e),
+                Err(_) => failed = Some(Error::Preflight("a shard stopped while starting".into())),
             }
+        }
+        if let Some(e) = failed {
+            let engine = Engine { router, executors, _lock: lock };
+            let _ = engine.shutdown();
+            return Err(e);
         }
         Ok(Engine { router, executors, _lock: lock })
     }
@@ -115,8 +124,16 @@ async fn shard_main(
     config: Arc<EngineConfig>,
     mut inbox: mpsc::Receiver<Message>,
     tps: Vec<TopicPartition>,
-    ready: oneshot::Sender<()>,
+    ready: oneshot::Sender<Result<()>>,
 ) {
+    if let Err(e) = crate::disk::probe_direct_io(&config.data_dir).await {
+        let _ = ready.send(Err(Error::Preflight(format!(
+            "direct I/O does not work in {}: {e}. Put the data directory on a local filesystem \
+             that supports O_DIRECT (ext4, xfs)",
+            config.data_dir.display()
+        ))));
+        return;
+    }
     let ctx = Rc::new(ShardCtx::new(id, config));
     let shard = Rc::new(Shard::new(ctx.clone()));
     router::set_current_shard(Some(shard.clone()));
@@ -126,7 +143,7 @@ async fn shard_main(
     shard.open_partitions(tps).await;
     let flusher = glommio::spawn_local(flusher::run(ctx.clone()));
     let housekeeping = glommio::spawn_local(shard.clone().housekeeping());
-    let _ = ready.send(());
+    let _ = ready.send(Ok(()));
     let in_flight = Rc::new(std::cell::Cell::new(0usize));
     let drained = Rc::new(crate::sync::Notify::default());
     let mut reply = None;

@@ -497,7 +497,7 @@ impl Partition {
     pub(crate) async fn write_out_locked(self: &Rc<Self>, all: bool) -> Result<()> {
         let buffer_bytes = self.ctx.config.write_buffer_bytes;
         loop {
-            let (idx, writes, file, path, closing, target_size, target_next) = {
+            let (idx, writes, file, path, closing, target_size, target_next, file_pos) = {
                 let mut st = self.st.borrow_mut();
                 if let Some(reason) = &st.offline {
                     return Err(Error::PartitionOffline { partition: self.tp.clone(), reason: reason.clone() });
@@ -511,7 +511,7 @@ impl Partition {
                 let closing = seg.state == SegmentState::Closing;
                 let take_all = all || closing;
                 let writes = seg.take_writes(take_all, buffer_bytes);
-                (idx, writes, seg.file.clone(), seg.path.clone(), closing, seg.size, seg.next_offset)
+                (idx, writes, seg.file.clone(), seg.path.clone(), closing, seg.size, seg.next_offset, seg.file_pos)
             };
             let file = match file {
                 Some(f) => f,
@@ -522,7 +522,11 @@ impl Partition {
                 }
             };
             let mut end = None;
-            let results = futures::future::join_all(writes.into_iter().map(|wb| segment::write_buf(&file, &path, wb))).await;
+            let results = futures::future::join_all(writes.into_iter().map(|wb| {
+                let fresh_from = usize::try_from(file_pos.saturating_sub(wb.start)).unwrap_or(0);
+                segment::write_buf(&file, &path, wb, fresh_from)
+            }))
+            .await;
             for r in results {
                 let e = r?;
                 end = Some(end.map_or(e, |x: u64| x.max(e)));

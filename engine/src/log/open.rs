@@ -221,6 +221,18 @@ impl Partition {
         }
         load_producer_state(self).await?;
         let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let rebuilt: Vec<(u64, Vec<u8>, Vec<u8>)> = self
+            .st
+            .borrow()
+            .segments
+            .iter()
+            .filter(|s| s.index_rebuilt && s.state == SegmentState::Closed)
+            .map(|s| (s.base_offset, s.index.encode(), s.time_index_with_final_entry().encode()))
+            .collect();
+        for (base, index, time_index) in rebuilt {
+            disk::replace_file(&segment::index_path(&self.dir, base), &index, "index.write").await?;
+            disk::replace_file(&segment::time_index_path(&self.dir, base), &time_index, "index.write").await?;
+        }
         self.write_side_files_locked().await?;
         self.checkpoint_locked(true).await?;
         Ok(())
@@ -278,6 +290,7 @@ impl Partition {
                 continue;
             };
             if scan_from == 0 {
+                seg.index_rebuilt = true;
                 seg.index = OffsetIndex::default();
                 seg.time_index = TimeIndex::default();
                 seg.max_timestamp = -1;

@@ -86,21 +86,6 @@ impl ReadResult {
     }
 }
 
-/// Splits bytes holding whole batches into one `Bytes` per batch.
-pub fn split_batches(data: &Bytes) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(h) = BatchHeader::parse(&data[pos..]) {
-        let Some(size) = h.total_bytes() else { break };
-        if pos + size > data.len() {
-            break;
-        }
-        out.push(data.slice(pos..pos + size));
-        pos += size;
-    }
-    out
-}
-
 enum Plan {
     Done(ReadResult),
     File { file: Rc<DmaFile>, path: PathBuf, start_hint: u64, jump: u64, limit: u64 },
@@ -221,7 +206,7 @@ impl Partition {
                 continue;
             }
             let data = r.materialize().await?;
-            for b in split_batches(&data) {
+            for b in batch::split_batches_of(&data) {
                 if let Some((o, ts)) = batch::first_offset_at_or_after(&b, target_ms) {
                     let o = u64::try_from(o).unwrap_or(0).max(offset);
                     return Ok(Some((o, ts)));

@@ -97,6 +97,8 @@ pub(crate) struct Segment {
     pub state: SegmentState,
     /// The file holds writes that are not yet fdatasync'ed.
     pub unsynced: bool,
+    /// Recovery rebuilt the indexes from the log; their files are rewritten.
+    pub index_rebuilt: bool,
 }
 
 impl Segment {
@@ -120,6 +122,7 @@ impl Segment {
             roll_base_ms: None,
             state: SegmentState::Active,
             unsynced: false,
+            index_rebuilt: false,
         }
     }
 
@@ -228,14 +231,16 @@ impl Segment {
 }
 
 /// Writes one buffer at its place, honouring the `segment.write` failpoint.
-pub(crate) async fn write_buf(file: &DmaFile, path: &Path, mut wb: WriteBuf) -> Result<u64> {
+/// `fresh_from` is where bytes not yet in the file start in the buffer: a torn write
+/// keeps what the file already had, as sector-atomic devices do.
+pub(crate) async fn write_buf(file: &DmaFile, path: &Path, mut wb: WriteBuf, fresh_from: usize) -> Result<u64> {
     let end = wb.start + wb.len as u64;
     let aligned = usize::try_from(align_up(wb.len as u64)).unwrap_or(wb.buf.len());
     wb.buf.as_bytes_mut()[wb.len..aligned].fill(0);
     match failpoint::hit("segment.write", path) {
         Some(Action::Error) => return Err(Error::io("write", path, failpoint::injected("segment.write"))),
         Some(Action::TornWrite { keep_bytes }) => {
-            let keep = keep_bytes.min(wb.len);
+            let keep = fresh_from.saturating_add(keep_bytes).min(wb.len);
             wb.buf.as_bytes_mut()[keep..aligned].fill(0);
             let torn = usize::try_from(align_up(keep as u64)).unwrap_or(0).max(BLOCK_BYTES).min(aligned);
             wb.buf.trim_to_size(torn);

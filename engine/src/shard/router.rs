@@ -50,11 +50,13 @@ pub struct ShardRouter {
 struct Inner {
     inboxes: Vec<mpsc::Sender<Message>>,
     table: SharedShardTable,
+    /// Jobs sent over a channel to another thread (calls run in place not counted).
+    hops: std::sync::atomic::AtomicU64,
 }
 
 impl ShardRouter {
     pub(crate) fn new(inboxes: Vec<mpsc::Sender<Message>>, table: ShardTable) -> Self {
-        ShardRouter { inner: Arc::new(Inner { inboxes, table: SharedShardTable::new(table) }) }
+        ShardRouter { inner: Arc::new(Inner { inboxes, table: SharedShardTable::new(table), hops: std::sync::atomic::AtomicU64::new(0) }) }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -64,6 +66,11 @@ impl ShardRouter {
     /// The shard that owns `tp`, if any does.
     pub fn shard_of(&self, tp: &TopicPartition) -> Option<usize> {
         self.inner.table.load().shard_of(tp)
+    }
+
+    /// Jobs sent to a shard over its channel so far (cross-thread hops).
+    pub fn hops(&self) -> u64 {
+        self.inner.hops.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The current partition -> shard table.
@@ -89,6 +96,7 @@ impl ShardRouter {
                 let _ = tx.send(out);
             })
         });
+        self.inner.hops.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         inbox.clone().send(Message::Job(job)).await.map_err(|_| Error::ShuttingDown(shard))?;
         rx.await.map_err(|_| Error::ShuttingDown(shard))
     }
