@@ -86,7 +86,12 @@ impl BatchHeader {
             batch_length: be_i32(buf, OFF_LENGTH),
             partition_leader_epoch: be_i32(buf, OFF_EPOCH),
             magic: i8::from_be_bytes([buf[OFF_MAGIC]]),
-            crc: u32::from_be_bytes([buf[OFF_CRC], buf[OFF_CRC + 1], buf[OFF_CRC + 2], buf[OFF_CRC + 3]]),
+            crc: u32::from_be_bytes([
+                buf[OFF_CRC],
+                buf[OFF_CRC + 1],
+                buf[OFF_CRC + 2],
+                buf[OFF_CRC + 3],
+            ]),
             attributes: be_i16(buf, OFF_ATTRIBUTES),
             last_offset_delta: be_i32(buf, OFF_LAST_DELTA),
             base_timestamp: be_i64(buf, OFF_BASE_TS),
@@ -106,7 +111,8 @@ impl BatchHeader {
 
     /// Offset of the last record in the batch.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
@@ -167,37 +173,69 @@ pub fn check_append(buf: &[u8], max_message_bytes: usize) -> Result<Vec<CheckedB
     let mut batches = Vec::new();
     let mut pos = 0usize;
     if buf.is_empty() {
-        return Err(Error::InvalidBatch { position: 0, reason: "no record batch".into() });
+        return Err(Error::InvalidBatch {
+            position: 0,
+            reason: "no record batch".into(),
+        });
     }
     while pos < buf.len() {
         let rest = &buf[pos..];
-        let corrupt = |reason: String| Error::CorruptBatch { position: pos, reason };
-        let invalid = |reason: String| Error::InvalidBatch { position: pos, reason };
+        let corrupt = |reason: String| Error::CorruptBatch {
+            position: pos,
+            reason,
+        };
+        let invalid = |reason: String| Error::InvalidBatch {
+            position: pos,
+            reason,
+        };
         let Some(header) = BatchHeader::parse(rest) else {
-            return Err(corrupt(format!("{} trailing bytes are not a whole batch header", rest.len())));
+            return Err(corrupt(format!(
+                "{} trailing bytes are not a whole batch header",
+                rest.len()
+            )));
         };
         let Some(size) = header.total_bytes() else {
-            return Err(corrupt(format!("batch length {} is too small", header.batch_length)));
+            return Err(corrupt(format!(
+                "batch length {} is too small",
+                header.batch_length
+            )));
         };
         if size > rest.len() {
-            return Err(corrupt(format!("batch length {} runs past the end of the records", header.batch_length)));
+            return Err(corrupt(format!(
+                "batch length {} runs past the end of the records",
+                header.batch_length
+            )));
         }
         if size > max_message_bytes {
-            return Err(Error::BatchTooLarge { size, max: max_message_bytes });
+            return Err(Error::BatchTooLarge {
+                size,
+                max: max_message_bytes,
+            });
         }
         if header.magic != 2 {
-            return Err(invalid(format!("magic {} is not supported, only magic 2", header.magic)));
+            return Err(invalid(format!(
+                "magic {} is not supported, only magic 2",
+                header.magic
+            )));
         }
         let batch = &rest[..size];
         let crc = compute_crc(batch);
         if crc != header.crc {
-            return Err(corrupt(format!("CRC-32C {crc:#010x} does not match the stored {:#010x}", header.crc)));
+            return Err(corrupt(format!(
+                "CRC-32C {crc:#010x} does not match the stored {:#010x}",
+                header.crc
+            )));
         }
         if header.is_control() {
-            return Err(invalid("control batches may only be written by the broker".into()));
+            return Err(invalid(
+                "control batches may only be written by the broker".into(),
+            ));
         }
         if header.record_count <= 0 {
-            return Err(invalid(format!("record count {} must be positive", header.record_count)));
+            return Err(invalid(format!(
+                "record count {} must be positive",
+                header.record_count
+            )));
         }
         if header.last_offset_delta != header.record_count - 1 {
             return Err(invalid(format!(
@@ -206,13 +244,22 @@ pub fn check_append(buf: &[u8], max_message_bytes: usize) -> Result<Vec<CheckedB
             )));
         }
         if header.compression() > 4 {
-            return Err(invalid(format!("unknown compression codec {}", header.compression())));
+            return Err(invalid(format!(
+                "unknown compression codec {}",
+                header.compression()
+            )));
         }
         let mut max_timestamp_delta = header.last_offset_delta;
         if header.compression() == 0 {
-            max_timestamp_delta = check_records(&batch[HEADER_BYTES..], header.record_count).map_err(invalid)?;
+            max_timestamp_delta =
+                check_records(&batch[HEADER_BYTES..], header.record_count).map_err(invalid)?;
         }
-        batches.push(CheckedBatch { position: pos, header, size, max_timestamp_delta });
+        batches.push(CheckedBatch {
+            position: pos,
+            header,
+            size,
+            max_timestamp_delta,
+        });
         pos += size;
     }
     Ok(batches)
@@ -248,19 +295,26 @@ pub(crate) fn walk_records(
 ) -> std::result::Result<(), String> {
     let mut at = 0usize;
     for i in 0..count {
-        let len = read_varlong(body, &mut at).ok_or_else(|| format!("record {i}: bad length varint"))?;
+        let len =
+            read_varlong(body, &mut at).ok_or_else(|| format!("record {i}: bad length varint"))?;
         let len = usize::try_from(len).map_err(|_| format!("record {i}: negative length {len}"))?;
-        let end = at.checked_add(len).filter(|e| *e <= body.len()).ok_or_else(|| format!("record {i}: length {len} runs past the batch"))?;
+        let end = at
+            .checked_add(len)
+            .filter(|e| *e <= body.len())
+            .ok_or_else(|| format!("record {i}: length {len} runs past the batch"))?;
         let rec = &body[at..end];
         let mut p = 1usize; // attributes byte
         if rec.is_empty() {
             return Err(format!("record {i}: empty"));
         }
-        let timestamp_delta = read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad timestamp delta"))?;
-        let offset_delta = read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad offset delta"))?;
+        let timestamp_delta =
+            read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad timestamp delta"))?;
+        let offset_delta =
+            read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad offset delta"))?;
         skip_bytes(rec, &mut p).ok_or_else(|| format!("record {i}: bad key"))?;
         skip_bytes(rec, &mut p).ok_or_else(|| format!("record {i}: bad value"))?;
-        let headers = read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad header count"))?;
+        let headers =
+            read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad header count"))?;
         if headers < 0 {
             return Err(format!("record {i}: negative header count"));
         }
@@ -269,13 +323,22 @@ pub(crate) fn walk_records(
             skip_bytes(rec, &mut p).ok_or_else(|| format!("record {i}: bad header value"))?;
         }
         if p != rec.len() {
-            return Err(format!("record {i}: {} bytes left after its fields", rec.len().saturating_sub(p)));
+            return Err(format!(
+                "record {i}: {} bytes left after its fields",
+                rec.len().saturating_sub(p)
+            ));
         }
-        each(RecordMeta { offset_delta, timestamp_delta });
+        each(RecordMeta {
+            offset_delta,
+            timestamp_delta,
+        });
         at = end;
     }
     if at != body.len() {
-        return Err(format!("{} bytes after the last of {count} records", body.len() - at));
+        return Err(format!(
+            "{} bytes after the last of {count} records",
+            body.len() - at
+        ));
     }
     Ok(())
 }
@@ -298,7 +361,10 @@ fn check_records(body: &[u8], count: i32) -> std::result::Result<i32, String> {
     let mut max = (i64::MIN, 0i64);
     walk_records(body, count, |r| {
         if r.offset_delta != expected && bad.is_none() {
-            bad = Some(format!("record {expected} has offset delta {}", r.offset_delta));
+            bad = Some(format!(
+                "record {expected} has offset delta {}",
+                r.offset_delta
+            ));
         }
         if r.timestamp_delta > max.0 {
             max = (r.timestamp_delta, r.offset_delta);
@@ -348,9 +414,9 @@ pub fn check_stored(
         // Zeroes past the end of the data: the unwritten rest of a block.
         return Err(StoredBatchError::Truncated);
     }
-    let size = header
-        .total_bytes()
-        .ok_or_else(|| StoredBatchError::Corrupt(format!("batch length {} is too small", header.batch_length)))?;
+    let size = header.total_bytes().ok_or_else(|| {
+        StoredBatchError::Corrupt(format!("batch length {} is too small", header.batch_length))
+    })?;
     if size > buf.len() {
         return Err(StoredBatchError::Truncated);
     }
@@ -359,15 +425,24 @@ pub fn check_stored(
     }
     let crc = compute_crc(&buf[..size]);
     if crc != header.crc {
-        return Err(StoredBatchError::Corrupt(format!("CRC-32C {crc:#010x} != stored {:#010x}", header.crc)));
+        return Err(StoredBatchError::Corrupt(format!(
+            "CRC-32C {crc:#010x} != stored {:#010x}",
+            header.crc
+        )));
     }
-    let base = u64::try_from(header.base_offset)
-        .map_err(|_| StoredBatchError::Corrupt(format!("negative base offset {}", header.base_offset)))?;
+    let base = u64::try_from(header.base_offset).map_err(|_| {
+        StoredBatchError::Corrupt(format!("negative base offset {}", header.base_offset))
+    })?;
     if base < next_offset {
-        return Err(StoredBatchError::Corrupt(format!("base offset {base} goes back below {next_offset}")));
+        return Err(StoredBatchError::Corrupt(format!(
+            "base offset {base} goes back below {next_offset}"
+        )));
     }
     if header.last_offset_delta < 0 {
-        return Err(StoredBatchError::Corrupt(format!("last offset delta {}", header.last_offset_delta)));
+        return Err(StoredBatchError::Corrupt(format!(
+            "last offset delta {}",
+            header.last_offset_delta
+        )));
     }
     Ok((header, size))
 }
@@ -433,7 +508,11 @@ pub fn record_values(batch: &[u8]) -> Option<Vec<Vec<u8>>> {
             p += usize::try_from(klen).ok()?;
         }
         let vlen = read_varlong(rec, &mut p)?;
-        let v = if vlen < 0 { Vec::new() } else { rec.get(p..p + usize::try_from(vlen).ok()?)?.to_vec() };
+        let v = if vlen < 0 {
+            Vec::new()
+        } else {
+            rec.get(p..p + usize::try_from(vlen).ok()?)?.to_vec()
+        };
         out.push(v);
     }
     Some(out)
@@ -483,7 +562,11 @@ fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
 
 /// Encodes an uncompressed v2 record batch as a producer would send it (base offset
 /// 0, CRC set). For tests, benchmarks and tools; the broker never re-encodes.
-pub fn build_batch(records: &[RecordSpec<'_>], base_timestamp: i64, producer: ProducerFields) -> Vec<u8> {
+pub fn build_batch(
+    records: &[RecordSpec<'_>],
+    base_timestamp: i64,
+    producer: ProducerFields,
+) -> Vec<u8> {
     let mut body = Vec::new();
     let mut max_delta = 0;
     for (i, r) in records.iter().enumerate() {
@@ -521,11 +604,19 @@ pub fn build_batch(records: &[RecordSpec<'_>], base_timestamp: i64, producer: Pr
 }
 
 /// A batch of values with timestamps `base_timestamp + i`.
-pub fn build_values_batch(values: &[&[u8]], base_timestamp: i64, producer: ProducerFields) -> Vec<u8> {
+pub fn build_values_batch(
+    values: &[&[u8]],
+    base_timestamp: i64,
+    producer: ProducerFields,
+) -> Vec<u8> {
     let specs: Vec<RecordSpec<'_>> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| RecordSpec { value: Some(v), timestamp_delta: i64::try_from(i).unwrap_or(0), ..RecordSpec::default() })
+        .map(|(i, v)| RecordSpec {
+            value: Some(v),
+            timestamp_delta: i64::try_from(i).unwrap_or(0),
+            ..RecordSpec::default()
+        })
         .collect();
     build_batch(&specs, base_timestamp, producer)
 }
@@ -557,7 +648,10 @@ pub(crate) mod tests {
             }
             let mut c = b.clone();
             c[i] ^= 0x5a;
-            assert!(check_append(&c, 1 << 20).is_err(), "flip at byte {i} accepted");
+            assert!(
+                check_append(&c, 1 << 20).is_err(),
+                "flip at byte {i} accepted"
+            );
         }
     }
 

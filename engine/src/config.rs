@@ -74,11 +74,19 @@ const MAX_MESSAGE_BYTES_MAX: u64 = i32::MAX as u64;
 impl LogConfig {
     /// Checks every value against its bound; the error names the Kafka key.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, reason: String| Err(Error::InvalidConfig { key: key.into(), reason });
+        let bad = |key: &str, reason: String| {
+            Err(Error::InvalidConfig {
+                key: key.into(),
+                reason,
+            })
+        };
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return bad(
                 "segment.bytes",
-                format!("{} is outside [{SEGMENT_BYTES_MIN}, {SEGMENT_BYTES_MAX}]", self.segment_bytes),
+                format!(
+                    "{} is outside [{SEGMENT_BYTES_MIN}, {SEGMENT_BYTES_MAX}]",
+                    self.segment_bytes
+                ),
             );
         }
         if self.segment_ms == 0 {
@@ -90,13 +98,19 @@ impl LogConfig {
         if self.segment_index_bytes < SEGMENT_INDEX_BYTES_MIN {
             return bad(
                 "segment.index.bytes",
-                format!("{} is below {SEGMENT_INDEX_BYTES_MIN}", self.segment_index_bytes),
+                format!(
+                    "{} is below {SEGMENT_INDEX_BYTES_MIN}",
+                    self.segment_index_bytes
+                ),
             );
         }
         if self.max_message_bytes == 0 || self.max_message_bytes > MAX_MESSAGE_BYTES_MAX {
             return bad(
                 "max.message.bytes",
-                format!("{} is outside [1, {MAX_MESSAGE_BYTES_MAX}]", self.max_message_bytes),
+                format!(
+                    "{} is outside [1, {MAX_MESSAGE_BYTES_MAX}]",
+                    self.max_message_bytes
+                ),
             );
         }
         if self.flush_messages == Some(0) {
@@ -154,8 +168,8 @@ impl EngineConfig {
             write_buffer_bytes: 1 << 20,
             pending_bytes_max: 8 << 20,
             writeback_interval: Duration::from_millis(5),
-            checkpoint_interval: Duration::from_secs(60),
-            retention_check_interval: Duration::from_secs(300),
+            checkpoint_interval: Duration::from_mins(1),
+            retention_check_interval: Duration::from_mins(5),
             shard_inbox_capacity: 1024,
             io_memory_bytes: 4 << 20,
         }
@@ -163,7 +177,12 @@ impl EngineConfig {
 
     /// Checks every value against its bound; the error names the key.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, reason: String| Err(Error::InvalidConfig { key: key.into(), reason });
+        let bad = |key: &str, reason: String| {
+            Err(Error::InvalidConfig {
+                key: key.into(),
+                reason,
+            })
+        };
         self.log_defaults.validate()?;
         if self.shards == Some(0) {
             return bad("shards", "must be at least 1".into());
@@ -171,14 +190,22 @@ impl EngineConfig {
         if self.shards.is_some_and(|n| n > 1024) {
             return bad("shards", "at most 1024 shards are supported".into());
         }
-        if self.write_buffer_bytes < BLOCK_BYTES || self.write_buffer_bytes % BLOCK_BYTES != 0 {
-            return bad("write_buffer_bytes", format!("must be a multiple of {BLOCK_BYTES}"));
+        if self.write_buffer_bytes < BLOCK_BYTES
+            || !self.write_buffer_bytes.is_multiple_of(BLOCK_BYTES)
+        {
+            return bad(
+                "write_buffer_bytes",
+                format!("must be a multiple of {BLOCK_BYTES}"),
+            );
         }
         if self.write_buffer_bytes > 64 << 20 {
             return bad("write_buffer_bytes", "must be at most 64 MiB".into());
         }
         if self.pending_bytes_max < self.write_buffer_bytes {
-            return bad("pending_bytes_max", "must be at least write_buffer_bytes".into());
+            return bad(
+                "pending_bytes_max",
+                "must be at least write_buffer_bytes".into(),
+            );
         }
         if self.shard_inbox_capacity == 0 {
             return bad("shard_inbox_capacity", "must be at least 1".into());

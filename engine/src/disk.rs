@@ -43,25 +43,43 @@ pub async fn replace_file(path: &Path, bytes: &[u8], failpoint_name: &'static st
     result?;
     closed?;
     failpoint::check("checkpoint.rename", path).map_err(|e| Error::io("rename", path, e))?;
-    glommio::io::rename(&tmp, path).await.map_err(|e| Error::io("rename", &tmp, e))?;
+    glommio::io::rename(&tmp, path)
+        .await
+        .map_err(|e| Error::io("rename", &tmp, e))?;
     sync_dir(parent(path)).await
 }
 
-async fn write_whole(file: &DmaFile, path: &Path, bytes: &[u8], failpoint_name: &'static str) -> Result<()> {
+async fn write_whole(
+    file: &DmaFile,
+    path: &Path,
+    bytes: &[u8],
+    failpoint_name: &'static str,
+) -> Result<()> {
     failpoint::check(failpoint_name, path).map_err(|e| Error::io("write", path, e))?;
     if !bytes.is_empty() {
         let cap = usize::try_from(align_up(bytes.len() as u64)).unwrap_or(usize::MAX);
         let mut buf = file.alloc_dma_buffer(cap);
         buf.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
         buf.as_bytes_mut()[bytes.len()..].fill(0);
-        let written = file.write_at(buf, 0).await.map_err(|e| Error::io("write", path, e))?;
+        let written = file
+            .write_at(buf, 0)
+            .await
+            .map_err(|e| Error::io("write", path, e))?;
         if written < bytes.len() {
-            return Err(Error::io("write", path, std::io::Error::other("short write")));
+            return Err(Error::io(
+                "write",
+                path,
+                std::io::Error::other("short write"),
+            ));
         }
     }
-    file.truncate(bytes.len() as u64).await.map_err(|e| Error::io("truncate", path, e))?;
+    file.truncate(bytes.len() as u64)
+        .await
+        .map_err(|e| Error::io("truncate", path, e))?;
     failpoint::check("segment.flush", path).map_err(|e| Error::io("fdatasync", path, e))?;
-    file.fdatasync().await.map_err(|e| Error::io("fdatasync", path, e))
+    file.fdatasync()
+        .await
+        .map_err(|e| Error::io("fdatasync", path, e))
 }
 
 /// Reads a whole side file; `Ok(None)` when it does not exist.
@@ -83,7 +101,10 @@ pub async fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
 
 async fn read_open(file: &DmaFile, path: &Path) -> Result<Vec<u8>> {
     failpoint::check("segment.read", path).map_err(|e| Error::io("read", path, e))?;
-    let size = file.file_size().await.map_err(|e| Error::io("stat", path, e))?;
+    let size = file
+        .file_size()
+        .await
+        .map_err(|e| Error::io("stat", path, e))?;
     if size > SIDE_FILE_BYTES_MAX {
         return Err(Error::io(
             "read",
@@ -95,13 +116,18 @@ async fn read_open(file: &DmaFile, path: &Path) -> Result<Vec<u8>> {
         return Ok(Vec::new());
     }
     let len = usize::try_from(size).unwrap_or(usize::MAX);
-    let read = file.read_at(0, len).await.map_err(|e| Error::io("read", path, e))?;
+    let read = file
+        .read_at(0, len)
+        .await
+        .map_err(|e| Error::io("read", path, e))?;
     Ok(read.to_vec())
 }
 
 /// Makes directory entries (creates, renames, removes) in `dir` durable.
 pub async fn sync_dir(dir: &Path) -> Result<()> {
-    let d = Directory::open(dir).await.map_err(|e| Error::io("open dir", dir, e))?;
+    let d = Directory::open(dir)
+        .await
+        .map_err(|e| Error::io("open dir", dir, e))?;
     let synced = d.sync().await.map_err(|e| Error::io("fsync dir", dir, e));
     let _ = d.close().await;
     synced
@@ -141,7 +167,8 @@ pub fn write_probe_file(data_dir: &Path) -> Result<()> {
     use std::io::Write;
     let path = data_dir.join(PROBE_FILE);
     let mut f = std::fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
-    f.write_all(&[0u8; BLOCK_BYTES]).map_err(|e| Error::io("write", &path, e))?;
+    f.write_all(&[0u8; BLOCK_BYTES])
+        .map_err(|e| Error::io("write", &path, e))?;
     f.sync_all().map_err(|e| Error::io("fsync", &path, e))
 }
 
@@ -156,12 +183,21 @@ pub fn write_probe_file(data_dir: &Path) -> Result<()> {
 /// directory's filesystem.
 pub async fn probe_direct_io(data_dir: &Path) -> Result<()> {
     let path = data_dir.join(PROBE_FILE);
-    let file = DmaFile::open(&path).await.map_err(|e| Error::io("open", &path, e))?;
-    let read = file.read_at(0, BLOCK_BYTES).await.map_err(|e| Error::io("read", &path, e));
+    let file = DmaFile::open(&path)
+        .await
+        .map_err(|e| Error::io("open", &path, e))?;
+    let read = file
+        .read_at(0, BLOCK_BYTES)
+        .await
+        .map_err(|e| Error::io("read", &path, e));
     let _ = file.close().await;
     let read = read?;
     if read.len() != BLOCK_BYTES {
-        return Err(Error::io("read", &path, std::io::Error::other("short read of the direct I/O probe")));
+        return Err(Error::io(
+            "read",
+            &path,
+            std::io::Error::other("short read of the direct I/O probe"),
+        ));
     }
     Ok(())
 }

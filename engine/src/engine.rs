@@ -65,7 +65,9 @@ impl Engine {
                 .name(&format!("shard-{id}"))
                 .io_memory(config.io_memory_bytes)
                 .spawn(move || shard_main(id, cfg, rx, tps, ready_tx))
-                .map_err(|e| Error::Preflight(format!("cannot start shard {id} on CPU {cpu}: {e}")))?;
+                .map_err(|e| {
+                    Error::Preflight(format!("cannot start shard {id} on CPU {cpu}: {e}"))
+                })?;
             executors.push(handle);
         }
         let mut failed = None;
@@ -77,11 +79,19 @@ impl Engine {
             }
         }
         if let Some(e) = failed {
-            let engine = Engine { router, executors, _lock: lock };
+            let engine = Engine {
+                router,
+                executors,
+                _lock: lock,
+            };
             let _ = engine.shutdown();
             return Err(e);
         }
-        Ok(Engine { router, executors, _lock: lock })
+        Ok(Engine {
+            router,
+            executors,
+            _lock: lock,
+        })
     }
 
     /// The router, to send work to shards from any thread.
@@ -105,7 +115,11 @@ impl Engine {
             match futures::executor::block_on(w) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = Err(e),
-                Err(_) => result = Err(Error::Preflight("a shard stopped before closing its logs".into())),
+                Err(_) => {
+                    result = Err(Error::Preflight(
+                        "a shard stopped before closing its logs".into(),
+                    ));
+                }
             }
         }
         for e in self.executors {
@@ -175,7 +189,7 @@ async fn shard_main(
         let _ = futures::future::select(wait, tick).await;
     }
     let closed = shard.close_all().await;
-    let _ = flusher.await;
+    let () = flusher.await;
     drop(housekeeping);
     router::set_current_shard(None);
     if let Some(tx) = reply {
@@ -217,18 +231,21 @@ fn discover(dir: &Path) -> Result<Vec<TopicPartition>> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if !is_dir {
             continue;
         }
         if name.ends_with("-delete") {
             tracing::info!(dir = %entry.path().display(), "removing the rest of a deleted partition");
-            std::fs::remove_dir_all(entry.path()).map_err(|e| Error::io("remove", entry.path(), e))?;
+            std::fs::remove_dir_all(entry.path())
+                .map_err(|e| Error::io("remove", entry.path(), e))?;
             continue;
         }
         match TopicPartition::from_dir_name(&name) {
             Some(tp) => out.push(tp),
-            None => tracing::warn!(dir = %entry.path().display(), "ignoring a directory that is not a partition"),
+            None => {
+                tracing::warn!(dir = %entry.path().display(), "ignoring a directory that is not a partition");
+            }
         }
     }
     out.sort();
@@ -239,15 +256,22 @@ fn discover(dir: &Path) -> Result<Vec<TopicPartition>> {
 fn online_cpus(config: &EngineConfig) -> Result<Vec<usize>> {
     if let Some(cpus) = &config.cpus {
         if cpus.is_empty() {
-            return Err(Error::InvalidConfig { key: "cpus".into(), reason: "empty list".into() });
+            return Err(Error::InvalidConfig {
+                key: "cpus".into(),
+                reason: "empty list".into(),
+            });
         }
         return Ok(cpus.clone());
     }
     let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
         .map_err(|e| Error::Preflight(format!("cannot read the CPU affinity: {e}")))?;
-    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect();
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect();
     if cpus.is_empty() {
-        return Err(Error::Preflight("no CPU is available to this process".into()));
+        return Err(Error::Preflight(
+            "no CPU is available to this process".into(),
+        ));
     }
     Ok(cpus)
 }

@@ -33,17 +33,29 @@ pub enum Error {
     /// An idempotent producer skipped a sequence number. Nothing was written.
     /// Kafka: `OUT_OF_ORDER_SEQUENCE_NUMBER` (45).
     #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
 
     /// An idempotent producer used an epoch older than the partition has seen; it has
     /// been fenced. Kafka: `INVALID_PRODUCER_EPOCH` (47).
     #[error("producer {producer_id} epoch {epoch} is older than current epoch {current}")]
-    ProducerFenced { producer_id: i64, epoch: i16, current: i16 },
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
 
     /// The requested offset is outside `[log start, log end]`. Kafka:
     /// `OFFSET_OUT_OF_RANGE` (1).
     #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange { offset: i64, log_start_offset: u64, log_end_offset: u64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: u64,
+        log_end_offset: u64,
+    },
 
     /// The partition is not hosted here. Kafka: `UNKNOWN_TOPIC_OR_PARTITION` (3).
     #[error("unknown partition {0}")]
@@ -56,17 +68,31 @@ pub enum Error {
     /// The partition cannot be used because its storage failed or is corrupt.
     /// Not recoverable without an operator. Kafka: `KAFKA_STORAGE_ERROR` (56).
     #[error("partition {partition} is offline: {reason}")]
-    PartitionOffline { partition: TopicPartition, reason: String },
+    PartitionOffline {
+        partition: TopicPartition,
+        reason: String,
+    },
 
     /// A disk operation failed. The partition that issued it goes offline.
     /// Kafka: `KAFKA_STORAGE_ERROR` (56).
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 
     /// Stored data is corrupt where it was known to be durable (before the recovery
     /// point). The partition stays offline. Kafka: `KAFKA_STORAGE_ERROR` (56).
-    #[error("partition {partition}: corrupt log in segment {segment} at byte {position}: {reason}")]
-    CorruptLog { partition: TopicPartition, segment: PathBuf, position: u64, reason: String },
+    #[error(
+        "partition {partition}: corrupt log in segment {segment} at byte {position}: {reason}"
+    )]
+    CorruptLog {
+        partition: TopicPartition,
+        segment: PathBuf,
+        position: u64,
+        reason: String,
+    },
 
     /// A configuration value is wrong; names the key. Not recoverable at runtime.
     /// Kafka: `INVALID_CONFIG` (40).
@@ -98,7 +124,11 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the operation and path that failed.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Self {
-        Error::Io { op, path: path.into(), source: source.into() }
+        Error::Io {
+            op,
+            path: path.into(),
+            source: source.into(),
+        }
     }
 
     /// The Kafka protocol error code for this error. This is the one place the

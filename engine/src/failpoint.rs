@@ -40,7 +40,13 @@ mod armed {
     pub fn arm(name: &str, scope: &Path, action: Action, skip: u32, hits: u32) {
         if let Ok(mut points) = POINTS.lock() {
             points.retain(|p| !(p.name == name && p.scope == scope));
-            points.push(Point { name: name.into(), scope: scope.into(), action, skip, hits_left: hits });
+            points.push(Point {
+                name: name.into(),
+                scope: scope.into(),
+                action,
+                skip,
+                hits_left: hits,
+            });
         }
     }
 
@@ -52,7 +58,9 @@ mod armed {
 
     pub fn hit(name: &str, path: &Path) -> Option<Action> {
         let mut points = POINTS.lock().ok()?;
-        let point = points.iter_mut().find(|p| p.name == name && path.starts_with(&p.scope))?;
+        let point = points
+            .iter_mut()
+            .find(|p| p.name == name && path.starts_with(&p.scope))?;
         if point.skip > 0 {
             point.skip -= 1;
             return None;

@@ -52,20 +52,31 @@ impl TopicPartition {
     /// Checks the name as Kafka does: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`,
     /// and a non-negative partition.
     pub fn new(topic: &str, partition: i32) -> Result<Self> {
-        let invalid = |reason: &str| Error::InvalidTopic { name: format!("{topic}-{partition}"), reason: reason.into() };
+        let invalid = |reason: &str| Error::InvalidTopic {
+            name: format!("{topic}-{partition}"),
+            reason: reason.into(),
+        };
         if topic.is_empty() || topic.len() > TOPIC_NAME_BYTES_MAX {
             return Err(invalid("topic names are 1 to 249 characters"));
         }
         if topic == "." || topic == ".." {
             return Err(invalid("`.` and `..` are not topic names"));
         }
-        if !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
-            return Err(invalid("topic names use only ASCII letters, digits, `.`, `_` and `-`"));
+        if !topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        {
+            return Err(invalid(
+                "topic names use only ASCII letters, digits, `.`, `_` and `-`",
+            ));
         }
         if partition < 0 {
             return Err(invalid("partition numbers are not negative"));
         }
-        Ok(TopicPartition { topic: topic.into(), partition })
+        Ok(TopicPartition {
+            topic: topic.into(),
+            partition,
+        })
     }
 
     /// The directory name, `<topic>-<partition>`.

@@ -33,8 +33,7 @@ fn check_io_uring() -> Result<()> {
         Ok(_) => Ok(()),
         Err(e) => {
             let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into());
+                .map_or_else(|_| "unknown".into(), |s| s.trim().to_string());
             Err(Error::Preflight(format!(
                 "io_uring is not available ({e}); kernel.io_uring_disabled = {disabled}. \
                  Enable it with `sysctl -w kernel.io_uring_disabled=0` (persist it in /etc/sysctl.d/), \

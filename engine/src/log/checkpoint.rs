@@ -17,6 +17,8 @@ pub const OFFSETS_FILE: &str = "partition-metadata-checkpoint";
 /// Marker left by a clean shutdown (Kafka keeps one per log dir, `.kafka_cleanshutdown`).
 pub const CLEAN_SHUTDOWN_FILE: &str = ".sluice-clean-shutdown";
 
+use std::fmt::Write;
+
 const VERSION: &str = "0";
 /// No partition has more leader epochs than this in its cache; a bigger count is garbage.
 const EPOCH_ENTRIES_MAX: usize = 1 << 20;
@@ -45,7 +47,9 @@ pub fn decode_offsets(text: &[u8]) -> Result<Offsets, String> {
     let mut seen = [false; 3];
     for (n, line) in lines {
         let (key, value) = split2(line, n)?;
-        let value: u64 = value.parse().map_err(|_| format!("line {n}: `{value}` is not an offset"))?;
+        let value: u64 = value
+            .parse()
+            .map_err(|_| format!("line {n}: `{value}` is not an offset"))?;
         let slot = match key {
             "recovery-point" => 0,
             "high-watermark" => 1,
@@ -69,7 +73,7 @@ pub fn decode_offsets(text: &[u8]) -> Result<Offsets, String> {
 pub fn encode_epochs(entries: &[(i32, u64)]) -> String {
     let mut s = format!("{VERSION}\n{}\n", entries.len());
     for (epoch, start) in entries {
-        s.push_str(&format!("{epoch} {start}\n"));
+        let _ = writeln!(s, "{epoch} {start}");
     }
     s
 }
@@ -83,14 +87,20 @@ pub fn decode_epochs(text: &[u8]) -> Result<Vec<(i32, u64)>, String> {
     let mut out: Vec<(i32, u64)> = Vec::with_capacity(count);
     for (n, line) in body_lines(text, count)? {
         let (e, o) = split2(line, n)?;
-        let epoch: i32 = e.parse().map_err(|_| format!("line {n}: `{e}` is not an epoch"))?;
-        let start: u64 = o.parse().map_err(|_| format!("line {n}: `{o}` is not an offset"))?;
+        let epoch: i32 = e
+            .parse()
+            .map_err(|_| format!("line {n}: `{e}` is not an epoch"))?;
+        let start: u64 = o
+            .parse()
+            .map_err(|_| format!("line {n}: `{o}` is not an offset"))?;
         if epoch < 0 {
             return Err(format!("line {n}: negative epoch {epoch}"));
         }
         if let Some(&(pe, ps)) = out.last() {
             if epoch <= pe || start < ps {
-                return Err(format!("line {n}: ({epoch}, {start}) does not follow ({pe}, {ps})"));
+                return Err(format!(
+                    "line {n}: ({epoch}, {start}) does not follow ({pe}, {ps})"
+                ));
             }
         }
         out.push((epoch, start));
@@ -107,7 +117,10 @@ fn declared_count(text: &[u8]) -> Result<usize, String> {
         None => return Err("empty file".into()),
     }
     let count = lines.next().ok_or("line 2: missing entry count")?;
-    count.trim().parse().map_err(|_| format!("line 2: `{count}` is not a count"))
+    count
+        .trim()
+        .parse()
+        .map_err(|_| format!("line 2: `{count}` is not a count"))
 }
 
 /// The entry lines (numbered from 3) after checking version and count.
@@ -117,9 +130,17 @@ fn body_lines(text: &[u8], expect: usize) -> Result<Vec<(usize, &str)>, String> 
         return Err(format!("line 2: count {count}, expected {expect}"));
     }
     let text = std::str::from_utf8(text).map_err(|_| "not UTF-8 text".to_string())?;
-    let lines: Vec<(usize, &str)> = text.lines().enumerate().skip(2).map(|(i, l)| (i + 1, l)).collect();
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .skip(2)
+        .map(|(i, l)| (i + 1, l))
+        .collect();
     if lines.len() != count {
-        return Err(format!("{} entry lines, the header says {count}", lines.len()));
+        return Err(format!(
+            "{} entry lines, the header says {count}",
+            lines.len()
+        ));
     }
     Ok(lines)
 }
@@ -138,7 +159,11 @@ mod tests {
 
     #[test]
     fn offsets_round_trip() {
-        let o = Offsets { recovery_point: 10, high_watermark: 9, log_start_offset: 2 };
+        let o = Offsets {
+            recovery_point: 10,
+            high_watermark: 9,
+            log_start_offset: 2,
+        };
         assert_eq!(decode_offsets(encode_offsets(&o).as_bytes()).unwrap(), o);
     }
 
@@ -164,7 +189,10 @@ mod tests {
             b"0\n2\n5 10\n4 20\n",
         ];
         for c in cases {
-            assert!(decode_offsets(c).is_err() || decode_epochs(c).is_err(), "{c:?}");
+            assert!(
+                decode_offsets(c).is_err() || decode_epochs(c).is_err(),
+                "{c:?}"
+            );
             let _ = decode_epochs(c);
         }
         assert!(decode_epochs(b"0\n2\n5 10\n4 20\n").is_err());

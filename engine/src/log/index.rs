@@ -34,7 +34,11 @@ impl OffsetIndex {
 
     /// Adds an entry; entries that do not move forward are ignored.
     pub fn append(&mut self, relative_offset: u32, position: u32) {
-        if self.entries.last().is_none_or(|&(o, p)| relative_offset > o && position > p) {
+        if self
+            .entries
+            .last()
+            .is_none_or(|&(o, p)| relative_offset > o && position > p)
+        {
             self.entries.push((relative_offset, position));
         }
     }
@@ -85,15 +89,20 @@ impl OffsetIndex {
     /// Reads a `.index` file, refusing anything that could mislead a lookup: a size
     /// that is not whole entries, entries not increasing, positions past the log.
     pub fn decode(bytes: &[u8], log_bytes: u64) -> Result<Self, String> {
-        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
-            return Err(format!("{} bytes is not a whole number of entries", bytes.len()));
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
+            return Err(format!(
+                "{} bytes is not a whole number of entries",
+                bytes.len()
+            ));
         }
         let mut index = OffsetIndex::default();
         for (i, e) in bytes.chunks_exact(OFFSET_ENTRY_BYTES).enumerate() {
             let o = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
             let p = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
             if u64::from(p) >= log_bytes {
-                return Err(format!("entry {i} points at byte {p}, past the log's {log_bytes} bytes"));
+                return Err(format!(
+                    "entry {i} points at byte {p}, past the log's {log_bytes} bytes"
+                ));
             }
             if let Some(&(lo, lp)) = index.entries.last() {
                 if o <= lo || p <= lp {
@@ -124,7 +133,11 @@ impl TimeIndex {
 
     /// Adds an entry if the timestamp grew.
     pub fn maybe_append(&mut self, timestamp: i64, relative_offset: u32) {
-        if self.entries.last().is_none_or(|&(t, o)| timestamp > t && relative_offset >= o) {
+        if self
+            .entries
+            .last()
+            .is_none_or(|&(t, o)| timestamp > t && relative_offset >= o)
+        {
             self.entries.push((timestamp, relative_offset));
         }
     }
@@ -162,8 +175,11 @@ impl TimeIndex {
 
     /// Reads a `.timeindex` file; `offset_span` is the segment's last relative offset + 1.
     pub fn decode(bytes: &[u8], offset_span: u64) -> Result<Self, String> {
-        if bytes.len() % TIME_ENTRY_BYTES != 0 {
-            return Err(format!("{} bytes is not a whole number of entries", bytes.len()));
+        if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
+            return Err(format!(
+                "{} bytes is not a whole number of entries",
+                bytes.len()
+            ));
         }
         let mut index = TimeIndex::default();
         for (i, e) in bytes.chunks_exact(TIME_ENTRY_BYTES).enumerate() {
@@ -172,7 +188,9 @@ impl TimeIndex {
             let t = i64::from_be_bytes(t);
             let o = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
             if u64::from(o) >= offset_span {
-                return Err(format!("entry {i} names relative offset {o}, past the segment"));
+                return Err(format!(
+                    "entry {i} names relative offset {o}, past the segment"
+                ));
             }
             if let Some(&(lt, lo)) = index.entries.last() {
                 if t <= lt || o < lo {

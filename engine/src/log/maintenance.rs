@@ -58,7 +58,11 @@ impl Partition {
 
     /// Writes the offsets checkpoint if it changed.
     pub async fn checkpoint(self: &Rc<Self>) -> Result<()> {
-        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         if self.st.borrow().offline.is_some() {
             return Ok(());
         }
@@ -75,7 +79,12 @@ impl Partition {
             o
         };
         let path = self.dir.join(checkpoint::OFFSETS_FILE);
-        replace_file(&path, checkpoint::encode_offsets(&offsets).as_bytes(), "checkpoint.write").await?;
+        replace_file(
+            &path,
+            checkpoint::encode_offsets(&offsets).as_bytes(),
+            "checkpoint.write",
+        )
+        .await?;
         self.st.borrow_mut().checkpointed = offsets;
         Ok(())
     }
@@ -84,7 +93,11 @@ impl Partition {
     /// follower to its leader's history). The log end becomes the base offset of
     /// that batch. Below the log start the log is emptied and restarts at `offset`.
     pub async fn truncate_to(self: &Rc<Self>, offset: u64) -> Result<()> {
-        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         let result = self.truncate_locked(offset).await;
         if let Err(e) = &result {
             self.fail(e);
@@ -106,7 +119,9 @@ impl Partition {
             (st.log_start_offset, st.segments[0].base_offset)
         };
         if offset <= log_start || offset <= first_base {
-            return self.truncate_fully_locked(offset.max(log_start.min(offset))).await;
+            return self
+                .truncate_fully_locked(offset.max(log_start.min(offset)))
+                .await;
         }
         // Drop whole segments at or above the offset's segment start.
         let doomed: Vec<Segment> = {
@@ -121,13 +136,24 @@ impl Partition {
             let st = self.st.borrow();
             let seg = st.active();
             let rel = u32::try_from(offset - seg.base_offset).unwrap_or(u32::MAX);
-            (seg.file.clone(), seg.path.clone(), seg.size, seg.base_offset, u64::from(seg.index.lookup(rel)))
+            (
+                seg.file.clone(),
+                seg.path.clone(),
+                seg.size,
+                seg.base_offset,
+                u64::from(seg.index.lookup(rel)),
+            )
         };
         let Some(file) = file else {
-            return Err(Error::InvalidRequest("segment without a file cannot be truncated".into()));
+            return Err(Error::InvalidRequest(
+                "segment without a file cannot be truncated".into(),
+            ));
         };
         let target = i64::try_from(offset).unwrap_or(i64::MAX);
-        let cut = read::find_batch(&file, &path, start_hint, size, |h| h.last_offset() >= target).await?;
+        let cut = read::find_batch(&file, &path, start_hint, size, |h| {
+            h.last_offset() >= target
+        })
+        .await?;
         let (cut_pos, new_end) = match cut {
             Some((pos, h)) => (pos, u64::try_from(h.base_offset).unwrap_or(offset)),
             None => (size, offset),
@@ -152,7 +178,12 @@ impl Partition {
         let (file, path, base, size) = {
             let st = self.st.borrow();
             let seg = st.active();
-            (seg.file.clone(), seg.path.clone(), seg.base_offset, seg.size)
+            (
+                seg.file.clone(),
+                seg.path.clone(),
+                seg.base_offset,
+                seg.size,
+            )
         };
         let mut fresh = Segment::new(&self.dir, base);
         fresh.file = file.clone();
@@ -246,7 +277,11 @@ impl Partition {
     /// Moves the log start offset up to `offset` (Kafka's DeleteRecords), deleting
     /// segments that fall wholly below it. `offset` may not pass the high watermark.
     pub async fn delete_records_before(self: &Rc<Self>, offset: u64) -> Result<u64> {
-        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         {
             let mut st = self.st.borrow_mut();
             self.online(&st)?;
@@ -309,14 +344,25 @@ impl Partition {
             }
             let seg = st.active();
             let retention_expired = st.config.retention_ms.is_some_and(|ms| {
-                !seg.is_empty() && seg.max_timestamp >= 0 && now.saturating_sub(seg.max_timestamp) > i64::try_from(ms).unwrap_or(i64::MAX)
+                !seg.is_empty()
+                    && seg.max_timestamp >= 0
+                    && now.saturating_sub(seg.max_timestamp) > i64::try_from(ms).unwrap_or(i64::MAX)
             });
-            let roll_due = seg.roll_base_ms.is_some_and(|t| now.saturating_sub(t) > i64::try_from(st.config.segment_ms).unwrap_or(i64::MAX));
-            if !seg.is_empty() && (retention_expired || roll_due) && st.high_watermark >= st.next_offset {
+            let roll_due = seg.roll_base_ms.is_some_and(|t| {
+                now.saturating_sub(t) > i64::try_from(st.config.segment_ms).unwrap_or(i64::MAX)
+            });
+            if !seg.is_empty()
+                && (retention_expired || roll_due)
+                && st.high_watermark >= st.next_offset
+            {
                 self.roll(&mut st);
             }
         }
-        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         let result = self.retention_locked(now).await;
         if let Err(e) = &result {
             self.fail(e);
@@ -339,7 +385,10 @@ impl Partition {
                     now.saturating_sub(first.max_timestamp) > i64::try_from(ms).unwrap_or(i64::MAX)
                 });
                 let total: u64 = st.segments.iter().map(|s| s.size).sum();
-                let by_size = st.config.retention_bytes.is_some_and(|max| total.saturating_sub(first.size) >= max);
+                let by_size = st
+                    .config
+                    .retention_bytes
+                    .is_some_and(|max| total.saturating_sub(first.size) >= max);
                 if !below_hw || !(by_time || by_size) {
                     break;
                 }
@@ -362,7 +411,11 @@ impl Partition {
     /// to its logical size with its index files, a producer snapshot, checkpoints,
     /// and the clean-shutdown marker. An offline partition is left as it is.
     pub(crate) async fn close(self: &Rc<Self>) -> Result<()> {
-        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         if self.st.borrow().offline.is_some() {
             return Ok(());
         }
@@ -379,13 +432,25 @@ impl Partition {
         let (file, path, size, base, index, time_index) = {
             let st = self.st.borrow();
             let s = st.active();
-            (s.file.clone(), s.path.clone(), s.size, s.base_offset, s.index.encode(), s.time_index_with_final_entry().encode())
+            (
+                s.file.clone(),
+                s.path.clone(),
+                s.size,
+                s.base_offset,
+                s.index.encode(),
+                s.time_index_with_final_entry().encode(),
+            )
         };
         if let Some(file) = &file {
             segment::truncate(file, &path, size).await?;
             segment::fdatasync(file, &path).await?;
             replace_file(&segment::index_path(&self.dir, base), &index, "index.write").await?;
-            replace_file(&segment::time_index_path(&self.dir, base), &time_index, "index.write").await?;
+            replace_file(
+                &segment::time_index_path(&self.dir, base),
+                &time_index,
+                "index.write",
+            )
+            .await?;
         }
         {
             let mut st = self.st.borrow_mut();
@@ -395,8 +460,19 @@ impl Partition {
         self.take_producer_snapshot_locked().await?;
         self.write_side_files_locked().await?;
         self.checkpoint_locked(true).await?;
-        replace_file(&self.dir.join(checkpoint::CLEAN_SHUTDOWN_FILE), b"", "checkpoint.write").await?;
-        let files: Vec<_> = self.st.borrow_mut().segments.iter_mut().filter_map(|s| s.file.take()).collect();
+        replace_file(
+            &self.dir.join(checkpoint::CLEAN_SHUTDOWN_FILE),
+            b"",
+            "checkpoint.write",
+        )
+        .await?;
+        let files: Vec<_> = self
+            .st
+            .borrow_mut()
+            .segments
+            .iter_mut()
+            .filter_map(|s| s.file.take())
+            .collect();
         for f in files {
             if let Ok(f) = Rc::try_unwrap(f) {
                 let _ = f.close().await;

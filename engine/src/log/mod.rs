@@ -62,7 +62,10 @@ pub struct AppendOptions {
 
 impl Default for AppendOptions {
     fn default() -> Self {
-        AppendOptions { leader_epoch: 0, durability: Durability::Buffered }
+        AppendOptions {
+            leader_epoch: 0,
+            durability: Durability::Buffered,
+        }
     }
 }
 
@@ -199,7 +202,12 @@ impl Partition {
 
     /// `(base offset, logical size in bytes)` of every segment, oldest first.
     pub fn segments(&self) -> Vec<(u64, u64)> {
-        self.st.borrow().segments.iter().map(|s| (s.base_offset, s.size)).collect()
+        self.st
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| (s.base_offset, s.size))
+            .collect()
     }
 
     /// Bytes of all segments.
@@ -220,7 +228,10 @@ impl Partition {
 
     fn online(&self, st: &LogState) -> Result<()> {
         if let Some(reason) = &st.offline {
-            return Err(Error::PartitionOffline { partition: self.tp.clone(), reason: reason.clone() });
+            return Err(Error::PartitionOffline {
+                partition: self.tp.clone(),
+                reason: reason.clone(),
+            });
         }
         if self.ctx.stopping.get() {
             return Err(Error::ShuttingDown(self.ctx.id));
@@ -231,7 +242,11 @@ impl Partition {
     /// Appends the record batches of one produce request. Every batch is checked
     /// first; if any is refused nothing is written. With [`Durability::Durable`] the
     /// call returns once an fdatasync covering the batches completed.
-    pub async fn append(self: &Rc<Self>, records: Bytes, opts: AppendOptions) -> Result<AppendInfo> {
+    pub async fn append(
+        self: &Rc<Self>,
+        records: Bytes,
+        opts: AppendOptions,
+    ) -> Result<AppendInfo> {
         let max = usize::try_from(self.st.borrow().config.max_message_bytes).unwrap_or(usize::MAX);
         let checked = batch::check_append(&records, max)?;
         loop {
@@ -252,7 +267,12 @@ impl Partition {
         };
         if !info.duplicate {
             self.mark_dirty();
-            if self.st.borrow().active().has_full_buffer(self.ctx.config.write_buffer_bytes) {
+            if self
+                .st
+                .borrow()
+                .active()
+                .has_full_buffer(self.ctx.config.write_buffer_bytes)
+            {
                 self.start_writer();
             }
             self.ctx.evict_cache();
@@ -271,87 +291,23 @@ impl Partition {
         opts: AppendOptions,
     ) -> Result<AppendInfo> {
         self.online(st)?;
-        // Sequence checks first, against a scratch copy so a multi-batch append from
-        // one producer is checked batch after batch and nothing changes on refusal.
-        let mut scratch: Option<ProducerStateTable> = None;
-        for c in checked {
-            if c.header.producer_id == batch::NO_PRODUCER_ID {
-                continue;
-            }
-            let table = scratch.get_or_insert_with(|| st.producers.clone());
-            match table.check(&c.header)? {
-                SequenceCheck::Append => {
-                    table.record(&c.header, 0, 0);
-                }
-                SequenceCheck::Duplicate { base_offset, last_offset } => {
-                    if checked.len() > 1 {
-                        return Err(Error::InvalidBatch {
-                            position: c.position,
-                            reason: "a resent batch arrived together with other batches".into(),
-                        });
-                    }
-                    return Ok(AppendInfo {
-                        base_offset,
-                        last_offset,
-                        log_append_time_ms: -1,
-                        log_start_offset: st.log_start_offset,
-                        duplicate: true,
-                        record_count: last_offset - base_offset + 1,
-                    });
-                }
-            }
+        if let Some(duplicate) = Self::check_sequences(st, checked)? {
+            return Ok(duplicate);
         }
         let total: u64 = checked.iter().map(|c| c.size as u64).sum();
-        let records_total: u64 = checked.iter().map(|c| u64::from(c.header.last_offset_delta.unsigned_abs()) + 1).sum();
+        let records_total: u64 = checked
+            .iter()
+            .map(|c| u64::from(c.header.last_offset_delta.unsigned_abs()) + 1)
+            .sum();
         let now = now_ms();
         self.maybe_roll(st, total, records_total, now);
-
-        let mut data = records.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
-        let log_append_time = st.config.message_timestamp_type == TimestampType::LogAppendTime;
-        let base_offset = st.next_offset;
-        let mut offset = base_offset;
-        let index_interval = st.config.index_interval_bytes;
-        if opts.leader_epoch >= 0 && st.leader_epochs.last().is_none_or(|&(e, _)| opts.leader_epoch > e) {
-            st.leader_epochs.push((opts.leader_epoch, base_offset));
-            st.epochs_dirty = true;
-        }
-        let seg_start = st.active().size;
-        for c in checked {
-            let slice = &mut data[c.position..c.position + c.size];
-            batch::assign(slice, offset, opts.leader_epoch);
-            let (max_ts, max_ts_delta) = if log_append_time {
-                batch::set_log_append_time(slice, now);
-                (now, c.header.last_offset_delta)
-            } else {
-                (c.header.max_timestamp, c.max_timestamp_delta)
-            };
-            let last = offset + u64::from(c.header.last_offset_delta.unsigned_abs());
-            let seg = st.active_mut();
-            let position = seg_start + c.position as u64;
-            let rel_last = u32::try_from(last - seg.base_offset).unwrap_or(u32::MAX);
-            if seg.bytes_since_index > index_interval {
-                seg.index.append(rel_last, u32::try_from(position).unwrap_or(u32::MAX));
-                let rel_max = u32::try_from(seg.offset_of_max_timestamp - seg.base_offset).unwrap_or(0);
-                seg.time_index.maybe_append(seg.max_timestamp, rel_max);
-                seg.bytes_since_index = 0;
-            }
-            seg.bytes_since_index += c.size as u64;
-            if max_ts > seg.max_timestamp {
-                seg.max_timestamp = max_ts;
-                seg.offset_of_max_timestamp = offset + u64::from(max_ts_delta.unsigned_abs());
-            }
-            if seg.roll_base_ms.is_none() {
-                seg.roll_base_ms = Some(now);
-            }
-            st.producers.record(&c.header, offset, last);
-            offset = last + 1;
-        }
-        let data = data.freeze();
+        let (data, base_offset, next_offset, log_append_time) =
+            Self::stamp_and_index(st, records, checked, opts, now);
         let buffer_bytes = self.ctx.config.write_buffer_bytes;
         let seg = st.active_mut();
         seg.push(&data, buffer_bytes);
-        seg.next_offset = offset;
-        st.next_offset = offset;
+        seg.next_offset = next_offset;
+        st.next_offset = next_offset;
         st.pending_bytes += total;
         st.unflushed_batches += checked.len() as u64;
         let now_i = Instant::now();
@@ -370,12 +326,112 @@ impl Partition {
         }
         Ok(AppendInfo {
             base_offset,
-            last_offset: offset - 1,
+            last_offset: next_offset - 1,
             log_append_time_ms: if log_append_time { now } else { -1 },
             log_start_offset: st.log_start_offset,
             duplicate: false,
-            record_count: offset - base_offset,
+            record_count: next_offset - base_offset,
         })
+    }
+
+    /// Checks idempotent producers' sequences against a scratch copy of the table,
+    /// so a multi-batch append is checked batch after batch and nothing changes on
+    /// refusal. `Some` answers a resent batch with its original offsets.
+    fn check_sequences(st: &LogState, checked: &[CheckedBatch]) -> Result<Option<AppendInfo>> {
+        let mut scratch: Option<ProducerStateTable> = None;
+        for c in checked {
+            if c.header.producer_id == batch::NO_PRODUCER_ID {
+                continue;
+            }
+            let table = scratch.get_or_insert_with(|| st.producers.clone());
+            match table.check(&c.header)? {
+                SequenceCheck::Append => {
+                    table.record(&c.header, 0, 0);
+                }
+                SequenceCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    if checked.len() > 1 {
+                        return Err(Error::InvalidBatch {
+                            position: c.position,
+                            reason: "a resent batch arrived together with other batches".into(),
+                        });
+                    }
+                    return Ok(Some(AppendInfo {
+                        base_offset,
+                        last_offset,
+                        log_append_time_ms: -1,
+                        log_start_offset: st.log_start_offset,
+                        duplicate: true,
+                        record_count: last_offset - base_offset + 1,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Assigns offsets, the leader epoch and (for LogAppendTime) timestamps in place
+    /// and updates the active segment's indexes. Returns the stamped bytes, the first
+    /// offset, the next offset and whether LogAppendTime was applied.
+    fn stamp_and_index(
+        st: &mut LogState,
+        records: Bytes,
+        checked: &[CheckedBatch],
+        opts: AppendOptions,
+        now: i64,
+    ) -> (Bytes, u64, u64, bool) {
+        let mut data = records
+            .try_into_mut()
+            .unwrap_or_else(|b| BytesMut::from(&b[..]));
+        let log_append_time = st.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let base_offset = st.next_offset;
+        let mut offset = base_offset;
+        let index_interval = st.config.index_interval_bytes;
+        if opts.leader_epoch >= 0
+            && st
+                .leader_epochs
+                .last()
+                .is_none_or(|&(e, _)| opts.leader_epoch > e)
+        {
+            st.leader_epochs.push((opts.leader_epoch, base_offset));
+            st.epochs_dirty = true;
+        }
+        let seg_start = st.active().size;
+        for c in checked {
+            let slice = &mut data[c.position..c.position + c.size];
+            batch::assign(slice, offset, opts.leader_epoch);
+            let (max_ts, max_ts_delta) = if log_append_time {
+                batch::set_log_append_time(slice, now);
+                (now, c.header.last_offset_delta)
+            } else {
+                (c.header.max_timestamp, c.max_timestamp_delta)
+            };
+            let last = offset + u64::from(c.header.last_offset_delta.unsigned_abs());
+            let seg = st.active_mut();
+            let position = seg_start + c.position as u64;
+            let rel_last = u32::try_from(last - seg.base_offset).unwrap_or(u32::MAX);
+            if seg.bytes_since_index > index_interval {
+                seg.index
+                    .append(rel_last, u32::try_from(position).unwrap_or(u32::MAX));
+                let rel_max =
+                    u32::try_from(seg.offset_of_max_timestamp - seg.base_offset).unwrap_or(0);
+                seg.time_index.maybe_append(seg.max_timestamp, rel_max);
+                seg.bytes_since_index = 0;
+            }
+            seg.bytes_since_index += c.size as u64;
+            if max_ts > seg.max_timestamp {
+                seg.max_timestamp = max_ts;
+                seg.offset_of_max_timestamp = offset + u64::from(max_ts_delta.unsigned_abs());
+            }
+            if seg.roll_base_ms.is_none() {
+                seg.roll_base_ms = Some(now);
+            }
+            st.producers.record(&c.header, offset, last);
+            offset = last + 1;
+        }
+        (data.freeze(), base_offset, offset, log_append_time)
     }
 
     /// Rolls the active segment if the append would break one of Kafka's roll rules:
@@ -388,7 +444,9 @@ impl Partition {
             return;
         }
         let too_big = seg.size + add_bytes > config.segment_bytes;
-        let too_old = seg.roll_base_ms.is_some_and(|t| now.saturating_sub(t) > i64::try_from(config.segment_ms).unwrap_or(i64::MAX));
+        let too_old = seg.roll_base_ms.is_some_and(|t| {
+            now.saturating_sub(t) > i64::try_from(config.segment_ms).unwrap_or(i64::MAX)
+        });
         let index_full = seg.index.len() >= config.index_entries_max();
         let offsets_overflow = next + add_records - seg.base_offset > u64::from(u32::MAX >> 1);
         if too_big || too_old || index_full || offsets_overflow {
@@ -457,7 +515,10 @@ impl Partition {
     /// and nothing more is written until it is reopened.
     pub(crate) fn fail(&self, err: &Error) {
         tracing::error!(partition = %self.tp, error = %err, "partition goes offline after a storage error");
-        self.st.borrow_mut().offline.get_or_insert_with(|| err.to_string());
+        self.st
+            .borrow_mut()
+            .offline
+            .get_or_insert_with(|| err.to_string());
         for (_, tx) in self.durable_waiters.borrow_mut().drain(..) {
             let _ = tx.send(Err(err.duplicate()));
         }
@@ -490,7 +551,11 @@ impl Partition {
     /// Writes buffered bytes to the files (all of them with `all`, else only full
     /// buffers) and finishes rolled segments. Holds the I/O lock.
     pub(crate) async fn write_out(self: &Rc<Self>, all: bool) -> Result<()> {
-        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         self.write_out_locked(all).await
     }
 
@@ -500,10 +565,15 @@ impl Partition {
             let (idx, writes, file, path, closing, target_size, target_next, file_pos) = {
                 let mut st = self.st.borrow_mut();
                 if let Some(reason) = &st.offline {
-                    return Err(Error::PartitionOffline { partition: self.tp.clone(), reason: reason.clone() });
+                    return Err(Error::PartitionOffline {
+                        partition: self.tp.clone(),
+                        reason: reason.clone(),
+                    });
                 }
                 let Some(idx) = st.segments.iter().position(|s| {
-                    s.state == SegmentState::Closing || (all && !s.pending.is_empty() && s.pending_bytes() > 0) || s.has_full_buffer(buffer_bytes)
+                    s.state == SegmentState::Closing
+                        || (all && !s.pending.is_empty() && s.pending_bytes() > 0)
+                        || s.has_full_buffer(buffer_bytes)
                 }) else {
                     break;
                 };
@@ -511,15 +581,23 @@ impl Partition {
                 let closing = seg.state == SegmentState::Closing;
                 let take_all = all || closing;
                 let writes = seg.take_writes(take_all, buffer_bytes);
-                (idx, writes, seg.file.clone(), seg.path.clone(), closing, seg.size, seg.next_offset, seg.file_pos)
+                (
+                    idx,
+                    writes,
+                    seg.file.clone(),
+                    seg.path.clone(),
+                    closing,
+                    seg.size,
+                    seg.next_offset,
+                    seg.file_pos,
+                )
             };
-            let file = match file {
-                Some(f) => f,
-                None => {
-                    let f = open::create_segment_file(&path).await?;
-                    self.st.borrow_mut().segments[idx].file = Some(f.clone());
-                    f
-                }
+            let file = if let Some(f) = file {
+                f
+            } else {
+                let f = open::create_segment_file(&path).await?;
+                self.st.borrow_mut().segments[idx].file = Some(f.clone());
+                f
             };
             let mut end = None;
             let results = futures::future::join_all(writes.into_iter().map(|wb| {
@@ -560,23 +638,45 @@ impl Partition {
 
     /// Puts a rolled segment in its final form: truncated to its logical size, index
     /// files written, everything fdatasync'ed; then a producer snapshot is taken.
-    async fn finish_segment(self: &Rc<Self>, idx: usize, file: &Rc<glommio::io::DmaFile>, path: &Path) -> Result<()> {
+    async fn finish_segment(
+        self: &Rc<Self>,
+        idx: usize,
+        file: &Rc<glommio::io::DmaFile>,
+        path: &Path,
+    ) -> Result<()> {
         let (size, base, index, time_index, next) = {
             let st = self.st.borrow();
             let s = &st.segments[idx];
-            (s.size, s.base_offset, s.index.encode(), s.time_index_with_final_entry().encode(), s.next_offset)
+            (
+                s.size,
+                s.base_offset,
+                s.index.encode(),
+                s.time_index_with_final_entry().encode(),
+                s.next_offset,
+            )
         };
         segment::truncate(file, path, size).await?;
         segment::fdatasync(file, path).await?;
-        crate::disk::replace_file(&segment::index_path(&self.dir, base), &index, "index.write").await?;
-        crate::disk::replace_file(&segment::time_index_path(&self.dir, base), &time_index, "index.write").await?;
+        crate::disk::replace_file(&segment::index_path(&self.dir, base), &index, "index.write")
+            .await?;
+        crate::disk::replace_file(
+            &segment::time_index_path(&self.dir, base),
+            &time_index,
+            "index.write",
+        )
+        .await?;
         {
             let mut st = self.st.borrow_mut();
             if let Some(s) = st.segments.iter_mut().find(|s| s.base_offset == base) {
                 s.state = SegmentState::Closed;
                 s.unsynced = false;
             }
-            if st.segments.iter().take_while(|s| s.base_offset <= base).all(|s| s.state == SegmentState::Closed) {
+            if st
+                .segments
+                .iter()
+                .take_while(|s| s.base_offset <= base)
+                .all(|s| s.state == SegmentState::Closed)
+            {
                 st.durable_offset = st.durable_offset.max(next);
             }
         }
@@ -588,7 +688,11 @@ impl Partition {
     /// fdatasyncs the active segment. Called by the shard's flusher.
     pub(crate) async fn sync(self: &Rc<Self>) -> Result<()> {
         let target = self.st.borrow().next_offset;
-        let permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         self.write_out_locked(true).await?;
         let (file, path) = {
             let mut st = self.st.borrow_mut();
@@ -619,18 +723,28 @@ impl Partition {
             return FlushNeed::Nothing;
         }
         let unsynced = st.durable_offset < st.next_offset;
-        let by_count = st.config.flush_messages.is_some_and(|n| st.unflushed_batches >= n);
+        let by_count = st
+            .config
+            .flush_messages
+            .is_some_and(|n| st.unflushed_batches >= n);
         let by_time = st.config.flush_ms.is_some_and(|ms| {
-            st.unflushed_since.is_some_and(|t| now.duration_since(t).as_millis() >= u128::from(ms))
+            st.unflushed_since
+                .is_some_and(|t| now.duration_since(t).as_millis() >= u128::from(ms))
         });
         if unsynced && (self.has_durable_waiters() || by_count || by_time) {
             return FlushNeed::Sync;
         }
         let writeback = self.ctx.config.writeback_interval;
-        if st.unwritten_since.is_some_and(|t| now.duration_since(t) >= writeback) || st.segments.iter().any(|s| s.state == SegmentState::Closing) {
+        if st
+            .unwritten_since
+            .is_some_and(|t| now.duration_since(t) >= writeback)
+            || st.segments.iter().any(|s| s.state == SegmentState::Closing)
+        {
             return FlushNeed::Write;
         }
-        if st.pending_bytes > 0 || (unsynced && (st.config.flush_ms.is_some() || st.config.flush_messages.is_some())) {
+        if st.pending_bytes > 0
+            || (unsynced && (st.config.flush_ms.is_some() || st.config.flush_messages.is_some()))
+        {
             return FlushNeed::Later;
         }
         FlushNeed::Nothing

@@ -53,8 +53,10 @@ pub(crate) fn index_batch(seg: &mut Segment, h: &BatchHeader, pos: u64, size: us
     let last = u64::try_from(h.last_offset()).unwrap_or(seg.next_offset);
     if seg.bytes_since_index > seg_index_interval(seg) {
         let rel = u32::try_from(last - seg.base_offset).unwrap_or(u32::MAX);
-        seg.index.append(rel, u32::try_from(pos).unwrap_or(u32::MAX));
-        let rel_max = u32::try_from(seg.offset_of_max_timestamp.saturating_sub(seg.base_offset)).unwrap_or(0);
+        seg.index
+            .append(rel, u32::try_from(pos).unwrap_or(u32::MAX));
+        let rel_max =
+            u32::try_from(seg.offset_of_max_timestamp.saturating_sub(seg.base_offset)).unwrap_or(0);
         seg.time_index.maybe_append(seg.max_timestamp, rel_max);
         seg.bytes_since_index = 0;
     }
@@ -75,7 +77,13 @@ fn seg_index_interval(_seg: &Segment) -> u64 {
 }
 
 impl Partition {
-    fn new_empty(ctx: Rc<ShardCtx>, dir: PathBuf, tp: TopicPartition, config: LogConfig, base: u64) -> Partition {
+    fn new_empty(
+        ctx: Rc<ShardCtx>,
+        dir: PathBuf,
+        tp: TopicPartition,
+        config: LogConfig,
+        base: u64,
+    ) -> Partition {
         Partition {
             st: std::cell::RefCell::new(LogState {
                 config,
@@ -93,7 +101,11 @@ impl Partition {
                 unflushed_batches: 0,
                 unflushed_since: None,
                 unwritten_since: None,
-                checkpointed: Offsets { recovery_point: base, high_watermark: base, log_start_offset: base },
+                checkpointed: Offsets {
+                    recovery_point: base,
+                    high_watermark: base,
+                    log_start_offset: base,
+                },
                 pending_bytes: 0,
             }),
             tp,
@@ -108,26 +120,42 @@ impl Partition {
     }
 
     /// Creates the directory of a new, empty partition.
-    pub(crate) async fn create(ctx: Rc<ShardCtx>, tp: TopicPartition, config: LogConfig) -> Result<Rc<Partition>> {
+    pub(crate) async fn create(
+        ctx: Rc<ShardCtx>,
+        tp: TopicPartition,
+        config: LogConfig,
+    ) -> Result<Rc<Partition>> {
         let dir = ctx.config.data_dir.join(tp.dir_name());
         let d = dir.clone();
-        let made = glommio::executor().spawn_blocking(move || std::fs::create_dir(&d)).await;
+        let made = glommio::executor()
+            .spawn_blocking(move || std::fs::create_dir(&d))
+            .await;
         match made {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::PartitionExists(tp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::PartitionExists(tp))
+            }
             Err(e) => return Err(Error::io("mkdir", &dir, e)),
         }
         disk::sync_dir(&ctx.config.data_dir).await?;
         let p = Rc::new(Partition::new_empty(ctx, dir, tp, config, 0));
-        let _permit = p.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(p.ctx.id))?;
+        let permit = p
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(p.ctx.id))?;
         p.checkpoint_locked(true).await?;
-        drop(_permit);
+        drop(permit);
         Ok(p)
     }
 
     /// Opens an existing partition directory and recovers it. Never fails: a
     /// partition that cannot be recovered comes back offline, with the reason.
-    pub(crate) async fn open(ctx: Rc<ShardCtx>, tp: TopicPartition, config: LogConfig) -> Rc<Partition> {
+    pub(crate) async fn open(
+        ctx: Rc<ShardCtx>,
+        tp: TopicPartition,
+        config: LogConfig,
+    ) -> Rc<Partition> {
         let dir = ctx.config.data_dir.join(tp.dir_name());
         INDEX_INTERVAL.with(|c| c.set(config.index_interval_bytes));
         let p = Rc::new(Partition::new_empty(ctx, dir, tp, config, 0));
@@ -182,7 +210,9 @@ impl Partition {
             st.checkpointed = offsets;
             return Ok(());
         }
-        let segments = self.recover_segments(&listing.bases, &offsets, clean).await?;
+        let segments = self
+            .recover_segments(&listing.bases, &offsets, clean)
+            .await?;
         let end = segments.last().map_or(0, |s| s.next_offset);
         let first_base = segments.first().map_or(0, |s| s.base_offset);
         let active_file;
@@ -193,7 +223,11 @@ impl Partition {
             st.log_start_offset = offsets.log_start_offset.clamp(first_base, end);
             st.high_watermark = offsets.high_watermark.clamp(st.log_start_offset, end);
             st.leader_epochs.retain(|&(_, start)| start < end);
-            active_file = st.active().file.clone().map(|f| (f, st.active().path.clone()));
+            active_file = st
+                .active()
+                .file
+                .clone()
+                .map(|f| (f, st.active().path.clone()));
         }
         if let Some((f, path)) = active_file {
             // What recovery kept is now known durable, so the recovery point is the end.
@@ -206,6 +240,12 @@ impl Partition {
             seg.state = SegmentState::Active;
             seg.roll_base_ms = Some(now_ms());
         }
+        self.finish_recovery(end).await
+    }
+
+    /// The last steps of recovery: reload the tail block for appends, rebuild the
+    /// producer state, rewrite rebuilt index files and the checkpoints.
+    async fn finish_recovery(self: &Rc<Self>, end: u64) -> Result<()> {
         let buffer_bytes = self.ctx.config.write_buffer_bytes;
         {
             // Reading the tail block needs the segment across an await: take it out.
@@ -220,18 +260,34 @@ impl Partition {
             r?;
         }
         load_producer_state(self).await?;
-        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         let rebuilt: Vec<(u64, Vec<u8>, Vec<u8>)> = self
             .st
             .borrow()
             .segments
             .iter()
             .filter(|s| s.index_rebuilt && s.state == SegmentState::Closed)
-            .map(|s| (s.base_offset, s.index.encode(), s.time_index_with_final_entry().encode()))
+            .map(|s| {
+                (
+                    s.base_offset,
+                    s.index.encode(),
+                    s.time_index_with_final_entry().encode(),
+                )
+            })
             .collect();
         for (base, index, time_index) in rebuilt {
-            disk::replace_file(&segment::index_path(&self.dir, base), &index, "index.write").await?;
-            disk::replace_file(&segment::time_index_path(&self.dir, base), &time_index, "index.write").await?;
+            disk::replace_file(&segment::index_path(&self.dir, base), &index, "index.write")
+                .await?;
+            disk::replace_file(
+                &segment::time_index_path(&self.dir, base),
+                &time_index,
+                "index.write",
+            )
+            .await?;
         }
         self.write_side_files_locked().await?;
         self.checkpoint_locked(true).await?;
@@ -267,12 +323,23 @@ impl Partition {
     }
 
     /// Opens and checks the segments; returns them with the last one active.
-    async fn recover_segments(self: &Rc<Self>, bases: &[u64], offsets: &Offsets, clean: bool) -> Result<Vec<Segment>> {
+    async fn recover_segments(
+        self: &Rc<Self>,
+        bases: &[u64],
+        offsets: &Offsets,
+        clean: bool,
+    ) -> Result<Vec<Segment>> {
         let rebuild_epochs = self.st.borrow().epochs_dirty;
         let recovery_point = offsets.recovery_point;
         let last = bases.len() - 1;
         // After an unclean stop, check from the segment holding the recovery point on.
-        let check_from = if clean { last } else { bases.partition_point(|&b| b <= recovery_point).saturating_sub(1) };
+        let check_from = if clean {
+            last
+        } else {
+            bases
+                .partition_point(|&b| b <= recovery_point)
+                .saturating_sub(1)
+        };
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         for (i, &base) in bases.iter().enumerate() {
             let mut seg = open_segment(&self.dir, base).await?;
@@ -299,31 +366,17 @@ impl Partition {
             if let Some((pos, reason)) = end.problem {
                 let below_recovery = clean || end.next_offset < recovery_point || i < check_from;
                 if below_recovery {
-                    return Err(Error::CorruptLog { partition: self.tp.clone(), segment: seg.path.clone(), position: pos, reason });
+                    return Err(Error::CorruptLog {
+                        partition: self.tp.clone(),
+                        segment: seg.path.clone(),
+                        position: pos,
+                        reason,
+                    });
                 }
-                let cut = seg.size - pos;
-                tracing::warn!(
-                    partition = %self.tp,
-                    segment = %seg.path.display(),
-                    position = pos,
-                    bytes_cut = cut,
-                    next_offset = end.next_offset,
-                    %reason,
-                    "recovery truncates the log after its last good batch"
-                );
-                if let Some(f) = &seg.file {
-                    segment::truncate(f, &seg.path, pos).await?;
-                    segment::fdatasync(f, &seg.path).await?;
-                }
-                seg.size = pos;
-                seg.file_pos = pos;
-                seg.written_size = pos;
-                self.merge_epochs(&epochs_seen, rebuild_epochs);
+                self.cut_tail(&mut seg, pos, end.next_offset, &reason, &bases[i + 1..])
+                    .await?;
+                self.merge_epochs(&epochs_seen);
                 segments.push(seg);
-                for &doomed in &bases[i + 1..] {
-                    tracing::warn!(partition = %self.tp, base_offset = doomed, "recovery deletes a segment after the cut");
-                    super::maintenance::delete_segment_files(&self.dir, Segment::new(&self.dir, doomed)).await?;
-                }
                 break;
             }
             if let Some(nb) = next_base {
@@ -332,18 +385,25 @@ impl Partition {
                         partition: self.tp.clone(),
                         segment: seg.path.clone(),
                         position: end.valid_end,
-                        reason: format!("segment runs to offset {} past the next segment's base {nb}", end.next_offset),
+                        reason: format!(
+                            "segment runs to offset {} past the next segment's base {nb}",
+                            end.next_offset
+                        ),
                     });
                 }
             }
-            self.merge_epochs(&epochs_seen, rebuild_epochs);
+            self.merge_epochs(&epochs_seen);
             segments.push(seg);
         }
         if rebuild_epochs {
             self.rebuild_epochs_from(&segments, check_from).await?;
         }
         let end = segments.last().map_or(0, |s| s.next_offset);
-        if !clean && end < recovery_point && segments.first().is_some_and(|s| s.base_offset < recovery_point) {
+        if end < recovery_point
+            && segments
+                .first()
+                .is_some_and(|s| s.base_offset < recovery_point)
+        {
             let seg = segments.last().map(|s| s.path.clone()).unwrap_or_default();
             return Err(Error::CorruptLog {
                 partition: self.tp.clone(),
@@ -358,16 +418,54 @@ impl Partition {
         Ok(segments)
     }
 
+    /// Truncates a segment after its last good batch and deletes the segments after
+    /// it, saying in a log line what was cut.
+    async fn cut_tail(
+        &self,
+        seg: &mut Segment,
+        pos: u64,
+        next_offset: u64,
+        reason: &str,
+        later: &[u64],
+    ) -> Result<()> {
+        tracing::warn!(
+            partition = %self.tp,
+            segment = %seg.path.display(),
+            position = pos,
+            bytes_cut = seg.size - pos,
+            next_offset,
+            %reason,
+            "recovery truncates the log after its last good batch"
+        );
+        if let Some(f) = &seg.file {
+            segment::truncate(f, &seg.path, pos).await?;
+            segment::fdatasync(f, &seg.path).await?;
+        }
+        seg.size = pos;
+        seg.file_pos = pos;
+        seg.written_size = pos;
+        for &doomed in later {
+            tracing::warn!(partition = %self.tp, base_offset = doomed, "recovery deletes a segment after the cut");
+            super::maintenance::delete_segment_files(&self.dir, Segment::new(&self.dir, doomed))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Loads `.index` and `.timeindex`; `false` if either is missing or fails its checks.
     async fn load_indexes(&self, seg: &mut Segment, next_base: Option<u64>) -> Result<bool> {
         let ip = segment::index_path(&self.dir, seg.base_offset);
         let tp = segment::time_index_path(&self.dir, seg.base_offset);
-        let (Some(ib), Some(tb)) = (disk::read_file(&ip).await?, disk::read_file(&tp).await?) else {
+        let (Some(ib), Some(tb)) = (disk::read_file(&ip).await?, disk::read_file(&tp).await?)
+        else {
             tracing::info!(partition = %self.tp, segment = %seg.path.display(), "index missing; rebuilding it");
             return Ok(false);
         };
         let span = next_base.map_or(u64::from(u32::MAX), |nb| nb.saturating_sub(seg.base_offset));
-        match (OffsetIndex::decode(&ib, seg.size.max(1)), TimeIndex::decode(&tb, span)) {
+        match (
+            OffsetIndex::decode(&ib, seg.size.max(1)),
+            TimeIndex::decode(&tb, span),
+        ) {
             (Ok(i), Ok(t)) => {
                 if let Some((ts, rel)) = t.last() {
                     seg.max_timestamp = ts;
@@ -389,18 +487,42 @@ impl Partition {
 
     /// Checks batches from `from` to the end of the file, updating the segment's
     /// indexes and end; returns how the scan ended and the epochs seen.
-    async fn scan_segment(&self, seg: &mut Segment, from: u64) -> Result<(segment::ScanEnd, Vec<(i32, u64)>)> {
+    async fn scan_segment(
+        &self,
+        seg: &mut Segment,
+        from: u64,
+    ) -> Result<(segment::ScanEnd, Vec<(i32, u64)>)> {
         let Some(file) = seg.file.clone() else {
-            return Ok((segment::ScanEnd { valid_end: 0, next_offset: seg.base_offset, problem: None }, Vec::new()));
+            return Ok((
+                segment::ScanEnd {
+                    valid_end: 0,
+                    next_offset: seg.base_offset,
+                    problem: None,
+                },
+                Vec::new(),
+            ));
         };
         let mut epochs: Vec<(i32, u64)> = Vec::new();
         let path = seg.path.clone();
         let size = seg.size;
-        let lower = if from == 0 { seg.base_offset } else { seg.base_offset.max(seg.next_offset.saturating_sub(1)).min(seg.base_offset) };
+        let lower = if from == 0 {
+            seg.base_offset
+        } else {
+            seg.base_offset
+                .max(seg.next_offset.saturating_sub(1))
+                .min(seg.base_offset)
+        };
         let end = segment::scan(&file, &path, from, size, lower, |h, pos, bytes| {
             index_batch(seg, h, pos, bytes.len());
-            if epochs.last().is_none_or(|&(e, _)| h.partition_leader_epoch > e) && h.partition_leader_epoch >= 0 {
-                epochs.push((h.partition_leader_epoch, u64::try_from(h.base_offset).unwrap_or(0)));
+            if epochs
+                .last()
+                .is_none_or(|&(e, _)| h.partition_leader_epoch > e)
+                && h.partition_leader_epoch >= 0
+            {
+                epochs.push((
+                    h.partition_leader_epoch,
+                    u64::try_from(h.base_offset).unwrap_or(0),
+                ));
             }
         })
         .await?;
@@ -410,10 +532,14 @@ impl Partition {
         Ok((end, epochs))
     }
 
-    fn merge_epochs(&self, seen: &[(i32, u64)], _rebuilding: bool) {
+    fn merge_epochs(&self, seen: &[(i32, u64)]) {
         let mut st = self.st.borrow_mut();
         for &(e, o) in seen {
-            if st.leader_epochs.last().is_none_or(|&(le, lo)| e > le && o >= lo) {
+            if st
+                .leader_epochs
+                .last()
+                .is_none_or(|&(le, lo)| e > le && o >= lo)
+            {
                 st.leader_epochs.push((e, o));
                 st.epochs_dirty = true;
             }
@@ -425,10 +551,19 @@ impl Partition {
     async fn rebuild_epochs_from(&self, segments: &[Segment], scanned_from: usize) -> Result<()> {
         let mut seen: Vec<(i32, u64)> = Vec::new();
         for seg in segments.iter().take(scanned_from) {
-            let Some(file) = seg.file.clone() else { continue };
+            let Some(file) = seg.file.clone() else {
+                continue;
+            };
             segment::scan(&file, &seg.path, 0, seg.size, seg.base_offset, |h, _, _| {
-                if h.partition_leader_epoch >= 0 && seen.last().is_none_or(|&(e, _)| h.partition_leader_epoch > e) {
-                    seen.push((h.partition_leader_epoch, u64::try_from(h.base_offset).unwrap_or(0)));
+                if h.partition_leader_epoch >= 0
+                    && seen
+                        .last()
+                        .is_none_or(|&(e, _)| h.partition_leader_epoch > e)
+                {
+                    seen.push((
+                        h.partition_leader_epoch,
+                        u64::try_from(h.base_offset).unwrap_or(0),
+                    ));
                 }
             })
             .await?;
@@ -437,7 +572,7 @@ impl Partition {
         let later = std::mem::take(&mut st.leader_epochs);
         st.leader_epochs = seen;
         drop(st);
-        self.merge_epochs(&later, true);
+        self.merge_epochs(&later);
         self.st.borrow_mut().epochs_dirty = true;
         Ok(())
     }
@@ -451,7 +586,10 @@ async fn open_segment(dir: &Path, base: u64) -> Result<Segment> {
         .dma_open(&seg.path)
         .await
         .map_err(|e| Error::io("open", &seg.path, e))?;
-    let size = file.file_size().await.map_err(|e| Error::io("stat", &seg.path, e))?;
+    let size = file
+        .file_size()
+        .await
+        .map_err(|e| Error::io("stat", &seg.path, e))?;
     seg.file = Some(Rc::new(file));
     seg.size = size;
     seg.file_pos = size;
@@ -465,8 +603,17 @@ async fn open_segment(dir: &Path, base: u64) -> Result<Segment> {
 pub(crate) async fn load_producer_state(p: &Rc<Partition>) -> Result<()> {
     let (end, mut candidates, log_start) = {
         let st = p.st.borrow();
-        let c: Vec<u64> = st.snapshots.iter().copied().filter(|&o| o <= st.next_offset).collect();
-        (st.next_offset, c, st.segments.first().map_or(0, |s| s.base_offset))
+        let c: Vec<u64> = st
+            .snapshots
+            .iter()
+            .copied()
+            .filter(|&o| o <= st.next_offset)
+            .collect();
+        (
+            st.next_offset,
+            c,
+            st.segments.first().map_or(0, |s| s.base_offset),
+        )
     };
     let mut table = ProducerStateTable::default();
     let mut from = log_start;
@@ -496,8 +643,14 @@ pub(crate) async fn load_producer_state(p: &Rc<Partition>) -> Result<()> {
                 .filter(|s| s.next_offset > from)
                 .filter_map(|s| {
                     let rel = u32::try_from(from.saturating_sub(s.base_offset)).unwrap_or(u32::MAX);
-                    let start = if from > s.base_offset { u64::from(s.index.lookup(rel)) } else { 0 };
-                    s.file.clone().map(|f| (f, s.path.clone(), start, s.file_pos))
+                    let start = if from > s.base_offset {
+                        u64::from(s.index.lookup(rel))
+                    } else {
+                        0
+                    };
+                    s.file
+                        .clone()
+                        .map(|f| (f, s.path.clone(), start, s.file_pos))
                 })
                 .collect()
         };
@@ -541,13 +694,18 @@ async fn list_dir(dir: &Path) -> Result<Listing> {
     let mut clean = false;
     for name in names {
         let parse = |suffix: &str| {
-            name.strip_suffix(suffix).filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit())).and_then(|s| s.parse::<u64>().ok())
+            name.strip_suffix(suffix)
+                .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
         };
         if let Some(b) = parse(".log") {
             bases.insert(b);
         } else if let Some(o) = parse(".snapshot") {
             snapshots.insert(o);
-        } else if name.ends_with(".tmp") {
+        } else if std::path::Path::new(&name)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("tmp"))
+        {
             tmp_files.push(dir.join(&name));
         } else if name == checkpoint::CLEAN_SHUTDOWN_FILE {
             clean = true;
@@ -559,5 +717,10 @@ async fn list_dir(dir: &Path) -> Result<Listing> {
             tracing::warn!(dir = %dir.display(), file = %name, "ignoring an unknown file in a partition directory");
         }
     }
-    Ok(Listing { bases: bases.into_iter().collect(), snapshots, tmp_files, clean })
+    Ok(Listing {
+        bases: bases.into_iter().collect(),
+        snapshots,
+        tmp_files,
+        clean,
+    })
 }

@@ -103,13 +103,23 @@ impl ProducerStateTable {
             .iter()
             .find(|b| b.first_sequence == h.base_sequence && b.last_sequence == last_sequence)
         {
-            return Ok(SequenceCheck::Duplicate { base_offset: dup.base_offset, last_offset: dup.last_offset });
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: dup.base_offset,
+                last_offset: dup.last_offset,
+            });
         }
-        let expected = entry.batches.back().map_or(0, |b| next_sequence(b.last_sequence));
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |b| next_sequence(b.last_sequence));
         if entry.batches.is_empty() || h.base_sequence == expected {
             Ok(SequenceCheck::Append)
         } else {
-            Err(Error::OutOfOrderSequence { producer_id: h.producer_id, expected, got: h.base_sequence })
+            Err(Error::OutOfOrderSequence {
+                producer_id: h.producer_id,
+                expected,
+                got: h.base_sequence,
+            })
         }
     }
 
@@ -137,7 +147,11 @@ impl ProducerStateTable {
     /// Snapshot file bytes: magic, version, CRC-32C of the rest, then the entries.
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(16 + self.producers.len() * 64);
-        body.extend_from_slice(&u32::try_from(self.producers.len()).unwrap_or(u32::MAX).to_be_bytes());
+        body.extend_from_slice(
+            &u32::try_from(self.producers.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
         for (pid, e) in &self.producers {
             body.extend_from_slice(&pid.to_be_bytes());
             body.extend_from_slice(&e.epoch.to_be_bytes());
@@ -183,13 +197,21 @@ impl ProducerStateTable {
             if n > SEQUENCES_KEPT {
                 return Err(format!("producer {pid} has {n} batches"));
             }
-            let mut entry = ProducerEntry { epoch, batches: VecDeque::with_capacity(n) };
+            let mut entry = ProducerEntry {
+                epoch,
+                batches: VecDeque::with_capacity(n),
+            };
             for _ in 0..n {
                 let first_sequence = r.i32()?;
                 let last_sequence = r.i32()?;
                 let base_offset = r.u64()?;
                 let last_offset = r.u64()?;
-                entry.batches.push_back(SequencedBatch { first_sequence, last_sequence, base_offset, last_offset });
+                entry.batches.push_back(SequencedBatch {
+                    first_sequence,
+                    last_sequence,
+                    base_offset,
+                    last_offset,
+                });
             }
             table.producers.insert(pid, entry);
         }
@@ -207,7 +229,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.at.checked_add(n).filter(|e| *e <= self.b.len()).ok_or("truncated snapshot")?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or("truncated snapshot")?;
         let s = &self.b[self.at..end];
         self.at = end;
         Ok(s)
@@ -251,7 +277,13 @@ mod tests {
         let b0 = header(7, 0, 0, 3);
         assert_eq!(t.check(&b0).unwrap(), SequenceCheck::Append);
         t.record(&b0, 0, 2);
-        assert_eq!(t.check(&b0).unwrap(), SequenceCheck::Duplicate { base_offset: 0, last_offset: 2 });
+        assert_eq!(
+            t.check(&b0).unwrap(),
+            SequenceCheck::Duplicate {
+                base_offset: 0,
+                last_offset: 2
+            }
+        );
         let gap = header(7, 0, 5, 1);
         assert_eq!(t.check(&gap).unwrap_err().kafka_code(), 45);
         let next = header(7, 0, 3, 2);
@@ -263,11 +295,9 @@ mod tests {
         assert_eq!(t.check(&bumped_bad).unwrap_err().kafka_code(), 45);
         assert_eq!(t.check(&header(7, 1, 0, 1)).unwrap(), SequenceCheck::Append);
         // Only five batches are remembered.
-        let mut seq = 5;
-        for i in 0..6u64 {
+        for (seq, i) in (5..).zip(0..6u64) {
             let h = header(7, 0, seq, 1);
             t.record(&h, 10 + i, 10 + i);
-            seq += 1;
         }
         assert_eq!(t.get(7).unwrap().batches.len(), SEQUENCES_KEPT);
         let round = ProducerStateTable::decode(&t.encode()).unwrap();

@@ -25,14 +25,24 @@ pub enum ReadChunk {
     Memory(Bytes),
     /// Whole batches in a segment file, for `sendfile`. The file is open O_DIRECT;
     /// `sendfile` needs a buffered descriptor of `path`.
-    File { file: Rc<DmaFile>, path: PathBuf, position: u64, length: u64 },
+    File {
+        file: Rc<DmaFile>,
+        path: PathBuf,
+        position: u64,
+        length: u64,
+    },
 }
 
 impl std::fmt::Debug for ReadChunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadChunk::Memory(b) => write!(f, "Memory({} bytes)", b.len()),
-            ReadChunk::File { path, position, length, .. } => {
+            ReadChunk::File {
+                path,
+                position,
+                length,
+                ..
+            } => {
                 write!(f, "File({}, {position}+{length})", path.display())
             }
         }
@@ -72,11 +82,20 @@ impl ReadResult {
         for c in &self.chunks {
             match c {
                 ReadChunk::Memory(b) => out.extend_from_slice(b),
-                ReadChunk::File { file, path, position, length } => {
+                ReadChunk::File {
+                    file,
+                    path,
+                    position,
+                    length,
+                } => {
                     let len = usize::try_from(*length).unwrap_or(usize::MAX);
                     let data = segment::read_exact_at(file, path, *position, len).await?;
                     if data.len() != len {
-                        return Err(Error::io("read", path, std::io::Error::other("segment shorter than its index says")));
+                        return Err(Error::io(
+                            "read",
+                            path,
+                            std::io::Error::other("segment shorter than its index says"),
+                        ));
                     }
                     out.extend_from_slice(&data);
                 }
@@ -88,28 +107,63 @@ impl ReadResult {
 
 enum Plan {
     Done(ReadResult),
-    File { file: Rc<DmaFile>, path: PathBuf, start_hint: u64, jump: u64, limit: u64 },
+    File {
+        file: Rc<DmaFile>,
+        path: PathBuf,
+        start_hint: u64,
+        jump: u64,
+        limit: u64,
+    },
 }
 
 impl Partition {
     /// Reads whole batches starting with the one holding `offset`, up to `max_bytes`
     /// (at least one batch, even a larger one), and only batches wholly below
     /// `upper` (the high watermark for consumers; `None`: the log end).
-    pub async fn read(self: &Rc<Self>, offset: u64, max_bytes: usize, upper: Option<u64>) -> Result<ReadResult> {
+    pub async fn read(
+        self: &Rc<Self>,
+        offset: u64,
+        max_bytes: usize,
+        upper: Option<u64>,
+    ) -> Result<ReadResult> {
         let plan = self.plan_read(offset, max_bytes, upper)?;
         let (file, path, start_hint, jump, limit) = match plan {
             Plan::Done(r) => return Ok(r),
-            Plan::File { file, path, start_hint, jump, limit } => (file, path, start_hint, jump, limit),
+            Plan::File {
+                file,
+                path,
+                start_hint,
+                jump,
+                limit,
+            } => (file, path, start_hint, jump, limit),
         };
         let upper = upper.unwrap_or(u64::MAX);
         let target = i64::try_from(offset).unwrap_or(i64::MAX);
-        let Some((start, _)) = find_batch(&file, &path, start_hint, limit, |h| h.last_offset() >= target).await? else {
+        let Some((start, _)) = find_batch(&file, &path, start_hint, limit, |h| {
+            h.last_offset() >= target
+        })
+        .await?
+        else {
             return Ok(self.empty_result());
         };
-        let end = batch_end(&file, &path, jump.max(start), start, limit, max_bytes as u64, upper).await?;
+        let end = batch_end(
+            &file,
+            &path,
+            jump.max(start),
+            start,
+            limit,
+            max_bytes as u64,
+            upper,
+        )
+        .await?;
         let mut r = self.empty_result();
         if end > start {
-            r.chunks.push(ReadChunk::File { file, path, position: start, length: end - start });
+            r.chunks.push(ReadChunk::File {
+                file,
+                path,
+                position: start,
+                length: end - start,
+            });
         }
         Ok(r)
     }
@@ -171,19 +225,36 @@ impl Partition {
         }
         let rel = u32::try_from(offset - seg.base_offset).unwrap_or(u32::MAX);
         let start_hint = u64::from(seg.index.lookup(rel));
-        let budget = u32::try_from((start_hint + max_bytes as u64).min(seg.written_size)).unwrap_or(u32::MAX);
+        let budget = u32::try_from((start_hint + max_bytes as u64).min(seg.written_size))
+            .unwrap_or(u32::MAX);
         let rel_upper = u32::try_from(upper - seg.base_offset).unwrap_or(u32::MAX);
-        let jump = seg.index.batch_start_below(budget, rel_upper).map_or(0, u64::from);
-        Ok(Plan::File { file, path: seg.path.clone(), start_hint, jump, limit: seg.written_size })
+        let jump = seg
+            .index
+            .batch_start_below(budget, rel_upper)
+            .map_or(0, u64::from);
+        Ok(Plan::File {
+            file,
+            path: seg.path.clone(),
+            start_hint,
+            jump,
+            limit: seg.written_size,
+        })
     }
 
     /// The offset and timestamp of the first record with timestamp `>= target_ms`
     /// (Kafka's ListOffsets by timestamp); `None` when every record is older.
-    pub async fn offset_for_timestamp(self: &Rc<Self>, target_ms: i64) -> Result<Option<(u64, i64)>> {
+    pub async fn offset_for_timestamp(
+        self: &Rc<Self>,
+        target_ms: i64,
+    ) -> Result<Option<(u64, i64)>> {
         let start = {
             let st = self.st.borrow();
             self.online(&st)?;
-            let Some(seg) = st.segments.iter().find(|s| !s.is_empty() && s.max_timestamp >= target_ms) else {
+            let Some(seg) = st
+                .segments
+                .iter()
+                .find(|s| !s.is_empty() && s.max_timestamp >= target_ms)
+            else {
                 return Ok(None);
             };
             let rel = seg.time_index.lookup(target_ms);
@@ -220,7 +291,10 @@ impl Partition {
 
     fn next_segment_base(&self, offset: u64) -> Option<u64> {
         let st = self.st.borrow();
-        st.segments.iter().map(|s| s.base_offset).find(|&b| b > offset)
+        st.segments
+            .iter()
+            .map(|s| s.base_offset)
+            .find(|&b| b > offset)
     }
 
     /// The largest timestamp in the log and the offset of its record (Kafka's
@@ -252,12 +326,15 @@ pub(crate) async fn find_batch(
     while pos + HEADER_BYTES as u64 <= limit {
         let at = usize::try_from(pos - chunk_start).unwrap_or(usize::MAX);
         if at.saturating_add(HEADER_BYTES) > chunk.len() {
-            let len = usize::try_from((limit - pos).min(HEADER_WALK_CHUNK_BYTES as u64)).unwrap_or(HEADER_BYTES);
+            let len = usize::try_from((limit - pos).min(HEADER_WALK_CHUNK_BYTES as u64))
+                .unwrap_or(HEADER_BYTES);
             chunk = segment::read_exact_at(file, path, pos, len).await?;
             chunk_start = pos;
             continue;
         }
-        let Some(h) = BatchHeader::parse(&chunk[at..]) else { break };
+        let Some(h) = BatchHeader::parse(&chunk[at..]) else {
+            break;
+        };
         let Some(size) = h.total_bytes() else {
             return Err(corrupt(path, pos, "bad batch length"));
         };
@@ -291,12 +368,17 @@ async fn batch_end(
             return Ok(pos);
         }
         let head = segment::read_exact_at(file, path, pos, HEADER_BYTES).await?;
-        let Some(h) = BatchHeader::parse(&head) else { return Ok(pos) };
+        let Some(h) = BatchHeader::parse(&head) else {
+            return Ok(pos);
+        };
         let Some(size) = h.total_bytes() else {
             return Err(corrupt(path, pos, "bad batch length"));
         };
         let end = pos + size as u64;
-        if end > limit || u64::try_from(h.last_offset()).unwrap_or(u64::MAX) >= upper || (!first && end > budget_end) {
+        if end > limit
+            || u64::try_from(h.last_offset()).unwrap_or(u64::MAX) >= upper
+            || (!first && end > budget_end)
+        {
             return Ok(pos);
         }
         first = false;
@@ -305,5 +387,9 @@ async fn batch_end(
 }
 
 fn corrupt(path: &std::path::Path, pos: u64, what: &str) -> Error {
-    Error::io("read", path, std::io::Error::other(format!("{what} at byte {pos}")))
+    Error::io(
+        "read",
+        path,
+        std::io::Error::other(format!("{what} at byte {pos}")),
+    )
 }

@@ -56,7 +56,7 @@ pub(crate) struct WriteBuf {
 /// Smallest buffer allocated for appends: idle partitions hold at most this (or one
 /// block) in memory, so thousands of partitions stay cheap.
 const FIRST_BUFFER_BYTES: usize = 16 << 10;
-const _: () = assert!(FIRST_BUFFER_BYTES % BLOCK_BYTES == 0);
+const _: () = assert!(FIRST_BUFFER_BYTES.is_multiple_of(BLOCK_BYTES));
 
 fn aligned_capacity(bytes: usize, buffer_bytes: usize) -> usize {
     let b = BLOCK_BYTES;
@@ -138,18 +138,30 @@ impl Segment {
     /// buffer grows (by copying) up to `buffer_bytes`; then a new one is started.
     pub fn push(&mut self, mut data: &[u8], buffer_bytes: usize) {
         while !data.is_empty() {
-            let last_is_open = self.pending.back().is_some_and(|b| b.buf.len() < buffer_bytes || b.len < b.buf.len());
+            let last_is_open = self
+                .pending
+                .back()
+                .is_some_and(|b| b.buf.len() < buffer_bytes || b.len < b.buf.len());
             if !last_is_open {
                 // The end is block-aligned when the last buffer is full or absent: a
                 // partial block always sits in a buffer.
                 debug_assert_eq!(self.size % BLOCK_BYTES as u64, 0);
                 let cap = aligned_capacity(data.len().max(FIRST_BUFFER_BYTES), buffer_bytes);
                 let buf = glommio::allocate_dma_buffer(cap);
-                self.pending.push_back(WriteBuf { buf, start: self.size, len: 0 });
+                self.pending.push_back(WriteBuf {
+                    buf,
+                    start: self.size,
+                    len: 0,
+                });
             }
-            let Some(last) = self.pending.back_mut() else { return };
+            let Some(last) = self.pending.back_mut() else {
+                return;
+            };
             if last.buf.len() - last.len < data.len() && last.buf.len() < buffer_bytes {
-                let cap = aligned_capacity((last.len + data.len()).max(last.buf.len() * 2), buffer_bytes);
+                let cap = aligned_capacity(
+                    (last.len + data.len()).max(last.buf.len() * 2),
+                    buffer_bytes,
+                );
                 let mut grown = glommio::allocate_dma_buffer(cap);
                 grown.as_bytes_mut()[..last.len].copy_from_slice(&last.buf.as_bytes()[..last.len]);
                 last.buf = grown;
@@ -177,16 +189,23 @@ impl Segment {
             if front.len < buffer_bytes && !all {
                 break;
             }
-            let Some(wb) = self.pending.pop_front() else { break };
+            let Some(wb) = self.pending.pop_front() else {
+                break;
+            };
             let end = wb.start + wb.len as u64;
-            let carry_tail = wb.len % BLOCK_BYTES != 0 && self.pending.is_empty();
+            let carry_tail = !wb.len.is_multiple_of(BLOCK_BYTES) && self.pending.is_empty();
             if carry_tail {
                 let tail_start = align_down(end);
                 let tail_len = usize::try_from(end - tail_start).unwrap_or(0);
                 let mut buf = glommio::allocate_dma_buffer(BLOCK_BYTES);
                 let from = usize::try_from(tail_start - wb.start).unwrap_or(0);
-                buf.as_bytes_mut()[..tail_len].copy_from_slice(&wb.buf.as_bytes()[from..from + tail_len]);
-                self.pending.push_back(WriteBuf { buf, start: tail_start, len: tail_len });
+                buf.as_bytes_mut()[..tail_len]
+                    .copy_from_slice(&wb.buf.as_bytes()[from..from + tail_len]);
+                self.pending.push_back(WriteBuf {
+                    buf,
+                    start: tail_start,
+                    len: tail_len,
+                });
             }
             out.push(wb);
             if carry_tail {
@@ -225,7 +244,11 @@ impl Segment {
         let read = read_exact_at(&file, &self.path, tail_start, tail_len).await?;
         let mut buf = glommio::allocate_dma_buffer(aligned_capacity(tail_len, buffer_bytes));
         buf.as_bytes_mut()[..tail_len].copy_from_slice(&read);
-        self.pending.push_back(WriteBuf { buf, start: tail_start, len: tail_len });
+        self.pending.push_back(WriteBuf {
+            buf,
+            start: tail_start,
+            len: tail_len,
+        });
         Ok(())
     }
 }
@@ -233,44 +256,81 @@ impl Segment {
 /// Writes one buffer at its place, honouring the `segment.write` failpoint.
 /// `fresh_from` is where bytes not yet in the file start in the buffer: a torn write
 /// keeps what the file already had, as sector-atomic devices do.
-pub(crate) async fn write_buf(file: &DmaFile, path: &Path, mut wb: WriteBuf, fresh_from: usize) -> Result<u64> {
+pub(crate) async fn write_buf(
+    file: &DmaFile,
+    path: &Path,
+    mut wb: WriteBuf,
+    fresh_from: usize,
+) -> Result<u64> {
     let end = wb.start + wb.len as u64;
     let aligned = usize::try_from(align_up(wb.len as u64)).unwrap_or(wb.buf.len());
     wb.buf.as_bytes_mut()[wb.len..aligned].fill(0);
     match failpoint::hit("segment.write", path) {
-        Some(Action::Error) => return Err(Error::io("write", path, failpoint::injected("segment.write"))),
+        Some(Action::Error) => {
+            return Err(Error::io(
+                "write",
+                path,
+                failpoint::injected("segment.write"),
+            ))
+        }
         Some(Action::TornWrite { keep_bytes }) => {
             let keep = fresh_from.saturating_add(keep_bytes).min(wb.len);
             wb.buf.as_bytes_mut()[keep..aligned].fill(0);
-            let torn = usize::try_from(align_up(keep as u64)).unwrap_or(0).max(BLOCK_BYTES).min(aligned);
+            let torn = usize::try_from(align_up(keep as u64))
+                .unwrap_or(0)
+                .max(BLOCK_BYTES)
+                .min(aligned);
             wb.buf.trim_to_size(torn);
             let _ = file.write_at(wb.buf, wb.start).await;
-            return Err(Error::io("write", path, failpoint::injected("segment.write (torn)")));
+            return Err(Error::io(
+                "write",
+                path,
+                failpoint::injected("segment.write (torn)"),
+            ));
         }
         None => {}
     }
     wb.buf.trim_to_size(aligned);
-    let n = file.write_at(wb.buf, wb.start).await.map_err(|e| Error::io("write", path, e))?;
+    let n = file
+        .write_at(wb.buf, wb.start)
+        .await
+        .map_err(|e| Error::io("write", path, e))?;
     if n < aligned {
-        return Err(Error::io("write", path, std::io::Error::other(format!("short write: {n} of {aligned} bytes"))));
+        return Err(Error::io(
+            "write",
+            path,
+            std::io::Error::other(format!("short write: {n} of {aligned} bytes")),
+        ));
     }
     Ok(end)
 }
 
 pub(crate) async fn fdatasync(file: &DmaFile, path: &Path) -> Result<()> {
     failpoint::check("segment.flush", path).map_err(|e| Error::io("fdatasync", path, e))?;
-    file.fdatasync().await.map_err(|e| Error::io("fdatasync", path, e))
+    file.fdatasync()
+        .await
+        .map_err(|e| Error::io("fdatasync", path, e))
 }
 
 pub(crate) async fn truncate(file: &DmaFile, path: &Path, size: u64) -> Result<()> {
     failpoint::check("segment.truncate", path).map_err(|e| Error::io("truncate", path, e))?;
-    file.truncate(size).await.map_err(|e| Error::io("truncate", path, e))
+    file.truncate(size)
+        .await
+        .map_err(|e| Error::io("truncate", path, e))
 }
 
 /// Reads exactly `len` bytes at `pos` (short only at end of file).
-pub(crate) async fn read_exact_at(file: &DmaFile, path: &Path, pos: u64, len: usize) -> Result<Vec<u8>> {
+pub(crate) async fn read_exact_at(
+    file: &DmaFile,
+    path: &Path,
+    pos: u64,
+    len: usize,
+) -> Result<Vec<u8>> {
     failpoint::check("segment.read", path).map_err(|e| Error::io("read", path, e))?;
-    let r = file.read_at(pos, len).await.map_err(|e| Error::io("read", path, e))?;
+    let r = file
+        .read_at(pos, len)
+        .await
+        .map_err(|e| Error::io("read", path, e))?;
     Ok(r.to_vec())
 }
 
@@ -302,7 +362,11 @@ pub(crate) async fn scan(
     let mut chunk_start = pos;
     loop {
         if pos >= file_len {
-            return Ok(ScanEnd { valid_end: pos, next_offset: next, problem: None });
+            return Ok(ScanEnd {
+                valid_end: pos,
+                next_offset: next,
+                problem: None,
+            });
         }
         let in_chunk = usize::try_from(pos - chunk_start).unwrap_or(usize::MAX);
         let avail = chunk.len().saturating_sub(in_chunk);
@@ -313,7 +377,11 @@ pub(crate) async fn scan(
         if avail < need && pos + (avail as u64) < file_len {
             if need > SCAN_BATCH_BYTES_MAX {
                 let reason = format!("batch length of {need} bytes is not believable");
-                return Ok(ScanEnd { valid_end: pos, next_offset: next, problem: Some((pos, reason)) });
+                return Ok(ScanEnd {
+                    valid_end: pos,
+                    next_offset: next,
+                    problem: Some((pos, reason)),
+                });
             }
             let want = need.max(SCAN_CHUNK_BYTES);
             let left = usize::try_from(file_len - pos).unwrap_or(usize::MAX);
@@ -329,11 +397,22 @@ pub(crate) async fn scan(
                 next = u64::try_from(h.last_offset()).unwrap_or(next) + 1;
             }
             Err(StoredBatchError::Truncated) => {
-                let reason = format!("torn or zeroed tail: {} bytes after the last whole batch", file_len - pos);
-                return Ok(ScanEnd { valid_end: pos, next_offset: next, problem: Some((pos, reason)) });
+                let reason = format!(
+                    "torn or zeroed tail: {} bytes after the last whole batch",
+                    file_len - pos
+                );
+                return Ok(ScanEnd {
+                    valid_end: pos,
+                    next_offset: next,
+                    problem: Some((pos, reason)),
+                });
             }
             Err(StoredBatchError::Corrupt(reason)) => {
-                return Ok(ScanEnd { valid_end: pos, next_offset: next, problem: Some((pos, reason)) });
+                return Ok(ScanEnd {
+                    valid_end: pos,
+                    next_offset: next,
+                    problem: Some((pos, reason)),
+                });
             }
         }
     }

@@ -34,7 +34,8 @@ pub(crate) async fn run(ctx: Rc<ShardCtx>) {
         let did_work = !work.is_empty();
         let done = futures::future::join_all(work).await;
         for p in keep.into_iter().chain(done.into_iter().flatten()) {
-            if p.flush_need(Instant::now()) != FlushNeed::Nothing && !p.in_dirty_list.replace(true) {
+            if p.flush_need(Instant::now()) != FlushNeed::Nothing && !p.in_dirty_list.replace(true)
+            {
                 ctx.dirty.borrow_mut().push(p);
             }
         }
@@ -56,7 +57,11 @@ pub(crate) async fn run(ctx: Rc<ShardCtx>) {
 
 /// Syncs or writes one partition; returns it so the caller can see if it stays dirty.
 async fn run_one(p: Rc<Partition>, sync: bool) -> Option<Rc<Partition>> {
-    let r = if sync { p.sync().await } else { p.write_out(true).await };
+    let r = if sync {
+        p.sync().await
+    } else {
+        p.write_out(true).await
+    };
     match r {
         Ok(()) => Some(p),
         Err(e) => {

@@ -113,7 +113,9 @@ pub(crate) enum Evicted {
 impl Partition {
     pub(crate) fn evict_cached(&self, base_offset: u64) -> Evicted {
         let mut st = self.st.borrow_mut();
-        let Some(front) = st.cache.front() else { return Evicted::Gone };
+        let Some(front) = st.cache.front() else {
+            return Evicted::Gone;
+        };
         if front.base_offset != base_offset {
             return Evicted::Gone;
         }
@@ -125,7 +127,9 @@ impl Partition {
         if front.last_offset >= in_file {
             return Evicted::NotWritten;
         }
-        st.cache.pop_front().map_or(Evicted::Gone, |b| Evicted::Bytes(b.bytes.len()))
+        st.cache
+            .pop_front()
+            .map_or(Evicted::Gone, |b| Evicted::Bytes(b.bytes.len()))
     }
 
     /// Bytes of this partition's batches in the shard cache.
@@ -142,7 +146,10 @@ pub struct Shard {
 
 impl Shard {
     pub(crate) fn new(ctx: Rc<ShardCtx>) -> Self {
-        Shard { ctx, partitions: RefCell::new(BTreeMap::new()) }
+        Shard {
+            ctx,
+            partitions: RefCell::new(BTreeMap::new()),
+        }
     }
 
     pub fn id(&self) -> usize {
@@ -151,7 +158,11 @@ impl Shard {
 
     /// The partition, if this shard owns it.
     pub fn partition(&self, tp: &TopicPartition) -> Result<Rc<Partition>> {
-        self.partitions.borrow().get(tp).cloned().ok_or_else(|| Error::UnknownPartition(tp.clone()))
+        self.partitions
+            .borrow()
+            .get(tp)
+            .cloned()
+            .ok_or_else(|| Error::UnknownPartition(tp.clone()))
     }
 
     pub fn partitions(&self) -> Vec<Rc<Partition>> {
@@ -164,7 +175,11 @@ impl Shard {
     }
 
     /// Creates a new, empty partition on this shard.
-    pub async fn create_partition(&self, tp: TopicPartition, config: Option<LogConfig>) -> Result<Rc<Partition>> {
+    pub async fn create_partition(
+        &self,
+        tp: TopicPartition,
+        config: Option<LogConfig>,
+    ) -> Result<Rc<Partition>> {
         if self.ctx.stopping.get() {
             return Err(Error::ShuttingDown(self.ctx.id));
         }
@@ -190,9 +205,9 @@ impl Shard {
             if wave.is_empty() {
                 break;
             }
-            let opened = futures::future::join_all(
-                wave.into_iter().map(|tp| Partition::open(self.ctx.clone(), tp, self.ctx.config.log_defaults.clone())),
-            )
+            let opened = futures::future::join_all(wave.into_iter().map(|tp| {
+                Partition::open(self.ctx.clone(), tp, self.ctx.config.log_defaults.clone())
+            }))
             .await;
             let mut map = self.partitions.borrow_mut();
             for p in opened {
@@ -205,17 +220,41 @@ impl Shard {
     /// first renamed to `<name>.<ms>-delete` (atomic), so a crash midway leaves no
     /// half-deleted partition behind; leftovers are removed at start.
     pub async fn delete_partition(&self, tp: &TopicPartition) -> Result<()> {
-        let p = self.partitions.borrow_mut().remove(tp).ok_or_else(|| Error::UnknownPartition(tp.clone()))?;
-        let removed = p.st.borrow_mut().cache.drain(..).map(|b| b.bytes.len()).sum();
+        let p = self
+            .partitions
+            .borrow_mut()
+            .remove(tp)
+            .ok_or_else(|| Error::UnknownPartition(tp.clone()))?;
+        let removed =
+            p.st.borrow_mut()
+                .cache
+                .drain(..)
+                .map(|b| b.bytes.len())
+                .sum();
         self.ctx.cache_removed(removed);
         p.st.borrow_mut().offline = Some("deleted".into());
         p.fail(&Error::UnknownPartition(tp.clone()));
-        let _permit = p.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
-        let files: Vec<_> = p.st.borrow_mut().segments.iter_mut().filter_map(|s| s.file.take()).collect();
+        let _permit = p
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let files: Vec<_> =
+            p.st.borrow_mut()
+                .segments
+                .iter_mut()
+                .filter_map(|s| s.file.take())
+                .collect();
         drop(files);
         let from = p.dir.clone();
-        let to = self.ctx.config.data_dir.join(format!("{}.{}-delete", tp.dir_name(), crate::now_ms()));
-        glommio::io::rename(&from, &to).await.map_err(|e| Error::io("rename", &from, e))?;
+        let to =
+            self.ctx
+                .config
+                .data_dir
+                .join(format!("{}.{}-delete", tp.dir_name(), crate::now_ms()));
+        glommio::io::rename(&from, &to)
+            .await
+            .map_err(|e| Error::io("rename", &from, e))?;
         crate::disk::sync_dir(&self.ctx.config.data_dir).await?;
         let doomed = to.clone();
         glommio::executor()
@@ -230,7 +269,7 @@ impl Shard {
     pub(crate) async fn close_all(&self) -> Result<()> {
         self.ctx.stopping.set(true);
         let parts = self.partitions();
-        let results = futures::future::join_all(parts.iter().map(|p| p.close())).await;
+        let results = futures::future::join_all(parts.iter().map(Partition::close)).await;
         self.ctx.flush_signal.notify_all();
         let mut first_err = None;
         for (p, r) in parts.iter().zip(results) {
@@ -246,7 +285,9 @@ impl Shard {
     pub(crate) async fn housekeeping(self: Rc<Self>) {
         let checkpoint_every = self.ctx.config.checkpoint_interval;
         let retention_every = self.ctx.config.retention_check_interval;
-        let tick = checkpoint_every.min(retention_every).min(Duration::from_secs(1));
+        let tick = checkpoint_every
+            .min(retention_every)
+            .min(Duration::from_secs(1));
         let mut since_checkpoint = Duration::ZERO;
         let mut since_retention = Duration::ZERO;
         while !self.ctx.stopping.get() {

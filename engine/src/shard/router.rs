@@ -56,7 +56,13 @@ struct Inner {
 
 impl ShardRouter {
     pub(crate) fn new(inboxes: Vec<mpsc::Sender<Message>>, table: ShardTable) -> Self {
-        ShardRouter { inner: Arc::new(Inner { inboxes, table: SharedShardTable::new(table), hops: std::sync::atomic::AtomicU64::new(0) }) }
+        ShardRouter {
+            inner: Arc::new(Inner {
+                inboxes,
+                table: SharedShardTable::new(table),
+                hops: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -88,7 +94,11 @@ impl ShardRouter {
         if let Some(local) = current_shard(shard) {
             return Ok(glommio::spawn_local(f(local)).await);
         }
-        let inbox = self.inner.inboxes.get(shard).ok_or_else(|| Error::InvalidRequest(format!("no shard {shard}")))?;
+        let inbox = self
+            .inner
+            .inboxes
+            .get(shard)
+            .ok_or_else(|| Error::InvalidRequest(format!("no shard {shard}")))?;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |s: Rc<Shard>| {
             Box::pin(async move {
@@ -96,8 +106,14 @@ impl ShardRouter {
                 let _ = tx.send(out);
             })
         });
-        self.inner.hops.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        inbox.clone().send(Message::Job(job)).await.map_err(|_| Error::ShuttingDown(shard))?;
+        self.inner
+            .hops
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inbox
+            .clone()
+            .send(Message::Job(job))
+            .await
+            .map_err(|_| Error::ShuttingDown(shard))?;
         rx.await.map_err(|_| Error::ShuttingDown(shard))
     }
 
@@ -126,7 +142,9 @@ impl ShardRouter {
         for (i, (tp, s)) in tps.into_iter().zip(placed.iter()).enumerate() {
             per_shard[*s].push((i, tp));
         }
-        let mut out: Vec<Result<usize>> = (0..placed.len()).map(|_| Err(Error::InvalidRequest("not placed".into()))).collect();
+        let mut out: Vec<Result<usize>> = (0..placed.len())
+            .map(|_| Err(Error::InvalidRequest("not placed".into())))
+            .collect();
         let jobs: Vec<_> = per_shard
             .into_iter()
             .enumerate()
@@ -136,7 +154,13 @@ impl ShardRouter {
                 (s, move |shard: Rc<Shard>| async move {
                     let mut res = Vec::with_capacity(items.len());
                     for (i, tp) in items {
-                        res.push((i, shard.create_partition(tp, config.clone()).await.map(|_| shard.id())));
+                        res.push((
+                            i,
+                            shard
+                                .create_partition(tp, config.clone())
+                                .await
+                                .map(|_| shard.id()),
+                        ));
                     }
                     res
                 })
@@ -172,9 +196,12 @@ impl ShardRouter {
 
     /// Deletes a partition on its shard.
     pub async fn delete_partition(&self, tp: TopicPartition) -> Result<()> {
-        let shard = self.shard_of(&tp).ok_or_else(|| Error::UnknownPartition(tp.clone()))?;
+        let shard = self
+            .shard_of(&tp)
+            .ok_or_else(|| Error::UnknownPartition(tp.clone()))?;
         let t = tp.clone();
-        self.call(shard, move |s| async move { s.delete_partition(&t).await }).await??;
+        self.call(shard, move |s| async move { s.delete_partition(&t).await })
+            .await??;
         let next = self.inner.table.load().without(&[tp]);
         self.inner.table.install(next);
         Ok(())

@@ -20,7 +20,11 @@ pub struct ShardTable {
 
 impl ShardTable {
     pub fn new(shards: usize) -> Self {
-        ShardTable { version: 0, owners: HashMap::new(), counts: vec![0; shards] }
+        ShardTable {
+            version: 0,
+            owners: HashMap::new(),
+            counts: vec![0; shards],
+        }
     }
 
     pub fn shard_of(&self, tp: &TopicPartition) -> Option<usize> {
@@ -50,7 +54,9 @@ impl ShardTable {
                 placed.push(s);
                 continue;
             }
-            let shard = (0..next.counts.len()).min_by_key(|&s| (next.counts[s], s)).unwrap_or(0);
+            let shard = (0..next.counts.len())
+                .min_by_key(|&s| (next.counts[s], s))
+                .unwrap_or(0);
             next.counts[shard] += 1;
             next.owners.insert(tp.clone(), shard);
             placed.push(shard);
@@ -59,6 +65,7 @@ impl ShardTable {
     }
 
     /// The next version without these partitions.
+    #[must_use]
     pub fn without(&self, tps: &[TopicPartition]) -> ShardTable {
         let mut next = self.clone();
         next.version += 1;
@@ -78,7 +85,9 @@ pub struct SharedShardTable {
 
 impl SharedShardTable {
     pub fn new(table: ShardTable) -> Self {
-        SharedShardTable { current: ArcSwap::from_pointee(table) }
+        SharedShardTable {
+            current: ArcSwap::from_pointee(table),
+        }
     }
 
     pub fn load(&self) -> Arc<ShardTable> {
@@ -109,7 +118,9 @@ mod tests {
 
     #[test]
     fn placement_balances_and_stale_versions_are_ignored() {
-        let tps: Vec<_> = (0..7).map(|p| TopicPartition::new("t", p).unwrap()).collect();
+        let tps: Vec<_> = (0..7)
+            .map(|p| TopicPartition::new("t", p).unwrap())
+            .collect();
         let (t1, placed) = ShardTable::new(3).with_placed(&tps);
         assert_eq!(placed, vec![0, 1, 2, 0, 1, 2, 0]);
         assert_eq!(t1.counts(), &[3, 2, 2]);

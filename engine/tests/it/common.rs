@@ -7,10 +7,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_engine::batch::{build_values_batch, split_batches_of, BatchHeader, NO_PRODUCER};
-use sluice_engine::{AppendInfo, AppendOptions, Durability, Engine, EngineConfig, LogConfig, Partition, TopicPartition};
+use sluice_engine::{
+    AppendInfo, AppendOptions, Durability, Engine, EngineConfig, LogConfig, Partition,
+    TopicPartition,
+};
 
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt().with_env_filter("sluice_engine=info").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("sluice_engine=info")
+        .with_test_writer()
+        .try_init();
 }
 
 /// Small everything, so rolls, index entries and write-backs happen often.
@@ -22,7 +28,11 @@ pub fn small_config(dir: &Path, shards: usize) -> EngineConfig {
     c.cache_bytes_per_shard = 256 << 10;
     c.io_memory_bytes = 1 << 20;
     c.writeback_interval = Duration::from_millis(2);
-    c.log_defaults = LogConfig { segment_bytes: 16 << 10, index_interval_bytes: 1024, ..LogConfig::default() };
+    c.log_defaults = LogConfig {
+        segment_bytes: 16 << 10,
+        index_interval_bytes: 1024,
+        ..LogConfig::default()
+    };
     c
 }
 
@@ -74,8 +84,19 @@ pub fn batch(tag: &str, n: usize, ts: i64) -> Bytes {
 
 pub fn append(engine: &Engine, tp: &TopicPartition, records: Bytes, durable: bool) -> AppendInfo {
     with_partition(engine, tp, move |p| async move {
-        let durability = if durable { Durability::Durable } else { Durability::Buffered };
-        p.append(records, AppendOptions { leader_epoch: 0, durability }).await
+        let durability = if durable {
+            Durability::Durable
+        } else {
+            Durability::Buffered
+        };
+        p.append(
+            records,
+            AppendOptions {
+                leader_epoch: 0,
+                durability,
+            },
+        )
+        .await
     })
     .expect("append accepted")
 }
@@ -109,13 +130,26 @@ pub fn read_all(engine: &Engine, tp: &TopicPartition, from: u64) -> Vec<Bytes> {
 }
 
 fn next_segment_start(p: &Partition, offset: u64) -> u64 {
-    p.segments().into_iter().map(|(b, _)| b).find(|&b| b > offset).unwrap_or(u64::MAX)
+    p.segments()
+        .into_iter()
+        .map(|(b, _)| b)
+        .find(|&b| b > offset)
+        .unwrap_or(u64::MAX)
 }
 
 /// `(base offset, values)` of a stored batch, checking its CRC.
 pub fn decode(b: &[u8]) -> (u64, Vec<String>) {
-    assert!(sluice_engine::batch::crc_matches(b), "stored batch fails its CRC");
+    assert!(
+        sluice_engine::batch::crc_matches(b),
+        "stored batch fails its CRC"
+    );
     let h = BatchHeader::parse(b).expect("header");
     let values = sluice_engine::batch::record_values(b).expect("records decode");
-    (u64::try_from(h.base_offset).expect("offset"), values.into_iter().map(|v| String::from_utf8_lossy(&v).into_owned()).collect())
+    (
+        u64::try_from(h.base_offset).expect("offset"),
+        values
+            .into_iter()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .collect(),
+    )
 }

@@ -23,7 +23,11 @@ const RUN_VAR: &str = "SLUICE_CRASH_CHILD_RUN";
 
 fn config(dir: &std::path::Path) -> EngineConfig {
     let mut c = small_config(dir, 2);
-    c.log_defaults = LogConfig { segment_bytes: 32 << 10, index_interval_bytes: 512, ..LogConfig::default() };
+    c.log_defaults = LogConfig {
+        segment_bytes: 32 << 10,
+        index_interval_bytes: 512,
+        ..LogConfig::default()
+    };
     c
 }
 
@@ -56,10 +60,16 @@ fn crash_child_process() {
                     for n in 0u64.. {
                         let tag = format!("r{run}-p{}-l{lane}-n{n}", t.partition);
                         let size = 1 + (n as usize * 7 + lane) % 30;
-                        let opts = AppendOptions { leader_epoch: 0, durability: Durability::Durable };
-                        let Ok(info) = p.append(batch(&tag, size, n as i64), opts).await else { return };
+                        let opts = AppendOptions {
+                            leader_epoch: 0,
+                            durability: Durability::Durable,
+                        };
+                        let Ok(info) = p.append(batch(&tag, size, n as i64), opts).await else {
+                            return;
+                        };
                         let mut out = std::io::stdout().lock();
-                        let _ = writeln!(out, "ACK {} {} {tag} {size}", t.partition, info.base_offset);
+                        let _ =
+                            writeln!(out, "ACK {} {} {tag} {size}", t.partition, info.base_offset);
                         let _ = out.flush();
                     }
                 }
@@ -78,7 +88,13 @@ fn crash_safety_under_sigkill() {
     let mut total_acks = 0usize;
     for run in 0..KILLS {
         let mut child = Command::new(&exe)
-            .args(["crash::crash_child_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash::crash_child_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_VAR, dir.path())
             .env(RUN_VAR, run.to_string())
             .env("RUST_LOG", "off")
@@ -93,7 +109,12 @@ fn crash_safety_under_sigkill() {
                 let Ok(line) = line else { break };
                 let f: Vec<&str> = line.split(' ').collect();
                 if f.len() == 5 && f[0] == "ACK" {
-                    acks.push((f[1].parse::<i32>().expect("p"), f[2].parse::<u64>().expect("o"), f[3].to_string(), f[4].parse::<usize>().expect("n")));
+                    acks.push((
+                        f[1].parse::<i32>().expect("p"),
+                        f[2].parse::<u64>().expect("o"),
+                        f[3].to_string(),
+                        f[4].parse::<usize>().expect("n"),
+                    ));
                 }
             }
             acks
@@ -107,13 +128,20 @@ fn crash_safety_under_sigkill() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).expect("kill");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
         let _ = child.wait();
         let acks = reader.join().expect("reader");
         total_acks += acks.len();
         verify(dir.path(), &acks, run);
     }
-    assert!(total_acks > 1000, "the children acknowledged only {total_acks} batches");
+    assert!(
+        total_acks > 1000,
+        "the children acknowledged only {total_acks} batches"
+    );
 }
 
 /// Recovers the log in this process and checks every acknowledgement against it.
@@ -121,22 +149,34 @@ fn verify(dir: &std::path::Path, acks: &[(i32, u64, String, usize)], run: usize)
     let engine = start(config(dir));
     let mut by_partition: HashMap<i32, HashMap<u64, (String, usize)>> = HashMap::new();
     for (p, o, tag, n) in acks {
-        by_partition.entry(*p).or_default().insert(*o, (tag.clone(), *n));
+        by_partition
+            .entry(*p)
+            .or_default()
+            .insert(*o, (tag.clone(), *n));
     }
     for p in 0..PARTITIONS {
         let t = tp("crash", p);
         if engine.router().shard_of(&t).is_none() {
-            assert!(acks.is_empty(), "run {run}: acknowledged appends to a partition that does not exist");
+            assert!(
+                acks.is_empty(),
+                "run {run}: acknowledged appends to a partition that does not exist"
+            );
             continue;
         }
         let offline = with_partition(&engine, &t, |p| async move { p.offline_reason() });
-        assert!(offline.is_none(), "run {run}: {t} offline after a crash: {offline:?}");
+        assert!(
+            offline.is_none(),
+            "run {run}: {t} offline after a crash: {offline:?}"
+        );
         let batches = read_all(&engine, &t, 0);
         let mut next = 0u64;
         let mut stored: HashMap<u64, Vec<String>> = HashMap::new();
         for b in &batches {
             let h = BatchHeader::parse(b).expect("header");
-            assert_eq!(h.base_offset as u64, next, "run {run}: {t} has a gap or overlap");
+            assert_eq!(
+                h.base_offset as u64, next,
+                "run {run}: {t} has a gap or overlap"
+            );
             let (base, values) = decode(b);
             next = base + values.len() as u64;
             stored.insert(base, values);
@@ -144,9 +184,15 @@ fn verify(dir: &std::path::Path, acks: &[(i32, u64, String, usize)], run: usize)
         let end = with_partition(&engine, &t, |p| async move { p.offsets().log_end_offset });
         assert_eq!(end, next, "run {run}: {t} log end matches its batches");
         for (offset, (tag, n)) in by_partition.get(&p).into_iter().flatten() {
-            let values = stored.get(offset).unwrap_or_else(|| panic!("run {run}: acknowledged batch {tag} at {t}@{offset} is missing"));
+            let values = stored.get(offset).unwrap_or_else(|| {
+                panic!("run {run}: acknowledged batch {tag} at {t}@{offset} is missing")
+            });
             assert_eq!(values.len(), *n, "run {run}: {tag}");
-            assert_eq!(values[0], format!("{tag}-0"), "run {run}: wrong batch at {t}@{offset}");
+            assert_eq!(
+                values[0],
+                format!("{tag}-0"),
+                "run {run}: wrong batch at {t}@{offset}"
+            );
         }
     }
     engine.shutdown().expect("shutdown");

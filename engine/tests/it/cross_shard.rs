@@ -15,14 +15,19 @@ fn a_request_from_shard_0_reaches_both_shards_in_one_hop_per_remote_shard() {
     let tps: Vec<_> = (0..8).map(|p| tp("spread", p)).collect();
     create(&engine, &tps, None);
     let table = router.table();
-    assert_eq!(table.counts(), &[4, 4], "partitions are balanced over the shards");
+    assert_eq!(
+        table.counts(),
+        &[4, 4],
+        "partitions are balanced over the shards"
+    );
 
     let r = router.clone();
     let tps2 = tps.clone();
     let (results, hops) = block_on(router.call(0, move |_home: Rc<Shard>| async move {
         let before = r.hops();
         // One job per destination shard carrying all of that shard's partitions.
-        let mut per_shard: Vec<Vec<sluice_engine::TopicPartition>> = vec![Vec::new(); r.shard_count()];
+        let mut per_shard: Vec<Vec<sluice_engine::TopicPartition>> =
+            vec![Vec::new(); r.shard_count()];
         for t in &tps2 {
             per_shard[r.shard_of(t).expect("placed")].push(t.clone());
         }
@@ -35,7 +40,13 @@ fn a_request_from_shard_0_reaches_both_shards_in_one_hop_per_remote_shard() {
                     for t in parts {
                         let p = shard.partition(&t).expect("owned here");
                         let info = p
-                            .append(batch(&t.to_string(), 5, 1), AppendOptions { leader_epoch: 0, durability: Durability::Durable })
+                            .append(
+                                batch(&t.to_string(), 5, 1),
+                                AppendOptions {
+                                    leader_epoch: 0,
+                                    durability: Durability::Durable,
+                                },
+                            )
                             .await
                             .expect("append");
                         out.push((t, shard.id(), info.base_offset));
@@ -44,7 +55,12 @@ fn a_request_from_shard_0_reaches_both_shards_in_one_hop_per_remote_shard() {
                 })
             })
             .collect();
-        let res: Vec<_> = r.scatter(jobs).await.into_iter().flat_map(|x| x.expect("shard answered")).collect();
+        let res: Vec<_> = r
+            .scatter(jobs)
+            .await
+            .into_iter()
+            .flat_map(|x| x.expect("shard answered"))
+            .collect();
         (res, r.hops() - before)
     }))
     .expect("shard 0 answered");

@@ -49,11 +49,27 @@ fn a_torn_write_is_cut_off_and_acknowledged_batches_survive() {
         append(&engine, &other, batch("o", 3, 1), true);
         acked = read_all(&engine, &t, 0).iter().map(|b| decode(b)).collect();
         assert_eq!(acked.len(), 20);
-        failpoint::arm("segment.write", &dir.path().join("torn-0"), Action::TornWrite { keep_bytes: 100 }, 0, 1);
+        failpoint::arm(
+            "segment.write",
+            &dir.path().join("torn-0"),
+            Action::TornWrite { keep_bytes: 100 },
+            0,
+            1,
+        );
         let r = with_partition(&engine, &t, |p| async move {
-            p.append(batch("lost", 50, 1), AppendOptions { leader_epoch: 0, durability: Durability::Durable }).await
+            p.append(
+                batch("lost", 50, 1),
+                AppendOptions {
+                    leader_epoch: 0,
+                    durability: Durability::Durable,
+                },
+            )
+            .await
         });
-        assert_eq!(r.expect_err("torn write is not acknowledged").kafka_code(), 56);
+        assert_eq!(
+            r.expect_err("torn write is not acknowledged").kafka_code(),
+            56
+        );
         let offline = with_partition(&engine, &t, |p| async move { p.offline_reason() });
         assert!(offline.is_some_and(|r| r.contains("torn")));
         // The other partition is unaffected.
@@ -96,7 +112,12 @@ fn garbled_bytes_after_the_recovery_point_are_cut_and_before_it_take_only_that_p
         let engine = start(small_config(pristine.path(), 1));
         create(&engine, &[t.clone(), other.clone()], None);
         for r in 0..30 {
-            append(&engine, &t, batch(&format!("g{r}"), 3 + r % 5, r as i64), false);
+            append(
+                &engine,
+                &t,
+                batch(&format!("g{r}"), 3 + r % 5, r as i64),
+                false,
+            );
         }
         append(&engine, &other, batch("f", 2, 1), true);
         engine.shutdown().expect("shutdown");
@@ -115,7 +136,11 @@ fn garbled_bytes_after_the_recovery_point_are_cut_and_before_it_take_only_that_p
     };
     let mut checked = 0;
     for pos in (0..original.len()).step_by(37) {
-        let (batch_pos, batch_base) = *starts.iter().rev().find(|(p, _)| *p <= pos).expect("in a batch");
+        let (batch_pos, batch_base) = *starts
+            .iter()
+            .rev()
+            .find(|(p, _)| *p <= pos)
+            .expect("in a batch");
         let rel = pos - batch_pos;
         if rel < 8 || (12..16).contains(&rel) {
             continue; // base offset and leader epoch are not covered by the CRC, as in Kafka
@@ -127,23 +152,41 @@ fn garbled_bytes_after_the_recovery_point_are_cut_and_before_it_take_only_that_p
             let mut bytes = original.clone();
             bytes[pos] ^= 0x41;
             std::fs::write(pdir.join(&seg_name), &bytes).expect("write");
-            let rp = if below_recovery_point { log_end } else { seg_base };
+            let rp = if below_recovery_point {
+                log_end
+            } else {
+                seg_base
+            };
             set_recovery_point(&pdir, rp, 0);
             let engine = start(small_config(work.path(), 1));
-            let (offline, end) = with_partition(&engine, &t, |p| async move { (p.offline_reason(), p.offsets().log_end_offset) });
+            let (offline, end) = with_partition(&engine, &t, |p| async move {
+                (p.offline_reason(), p.offsets().log_end_offset)
+            });
             if below_recovery_point {
                 let reason = offline.unwrap_or_else(|| panic!("byte {pos}: corruption below the recovery point must take the partition offline"));
-                assert!(reason.contains("garble-0") && reason.contains(&seg_name.to_string_lossy().to_string()), "{reason}");
-                assert!(reason.contains(&format!("byte {batch_pos}")), "names the position: {reason}");
+                assert!(
+                    reason.contains("garble-0")
+                        && reason.contains(&seg_name.to_string_lossy().to_string()),
+                    "{reason}"
+                );
+                assert!(
+                    reason.contains(&format!("byte {batch_pos}")),
+                    "names the position: {reason}"
+                );
             } else {
                 assert!(offline.is_none(), "byte {pos}: {offline:?}");
                 assert_eq!(end, batch_base, "byte {pos}: log cut at the garbled batch");
                 let got = read_all(&engine, &t, 0);
-                let expected = count_before(&segs) + starts.iter().filter(|(p, _)| *p < batch_pos).count();
+                let expected =
+                    count_before(&segs) + starts.iter().filter(|(p, _)| *p < batch_pos).count();
                 assert_eq!(got.len(), expected, "byte {pos}");
                 append(&engine, &t, batch("new", 1, 1), true);
             }
-            assert_eq!(read_all(&engine, &other, 0).len(), 1, "the other partition works");
+            assert_eq!(
+                read_all(&engine, &other, 0).len(),
+                1,
+                "the other partition works"
+            );
             engine.shutdown().expect("shutdown");
             checked += 1;
         }
@@ -153,7 +196,10 @@ fn garbled_bytes_after_the_recovery_point_are_cut_and_before_it_take_only_that_p
 
 /// Batches in every segment but the last of the pristine copy.
 fn count_before(segs: &[PathBuf]) -> usize {
-    segs[..segs.len() - 1].iter().map(|s| batch_starts(&std::fs::read(s).expect("read")).len()).sum()
+    segs[..segs.len() - 1]
+        .iter()
+        .map(|s| batch_starts(&std::fs::read(s).expect("read")).len())
+        .sum()
 }
 
 #[test]
@@ -162,7 +208,7 @@ fn a_damaged_index_is_rebuilt_and_rewritten() {
     let t = tp("reindex", 0);
     let engine = start(small_config(dir.path(), 1));
     create(&engine, std::slice::from_ref(&t), None);
-    for r in 0..120 {
+    for r in 0..400 {
         append(&engine, &t, batch("i", 9, r), false);
     }
     let expected = read_all(&engine, &t, 0);
@@ -186,7 +232,11 @@ fn a_damaged_index_is_rebuilt_and_rewritten() {
     assert_eq!(decode(&mid).0, 495);
     engine.shutdown().expect("shutdown");
     let rebuilt = std::fs::read(&indexes[0]).expect("rewritten");
-    assert_eq!(rebuilt.len() as u64, first_size, "index file rewritten with the same entries");
+    assert_eq!(
+        rebuilt.len() as u64,
+        first_size,
+        "index file rewritten with the same entries"
+    );
     assert!(OffsetIndex::decode(&rebuilt, u64::MAX).is_ok());
     assert!(indexes[2].exists(), "missing index recreated");
 }
@@ -200,7 +250,15 @@ fn nonsense_in_checkpoint_files_is_repaired_never_a_panic() {
         create(&engine, std::slice::from_ref(&t), None);
         for (r, epoch) in [(0, 0), (1, 0), (2, 3), (3, 3), (4, 7)] {
             with_partition(&engine, &t, move |p| async move {
-                p.append(batch("c", 4, r), AppendOptions { leader_epoch: epoch, durability: Durability::Durable }).await.expect("append")
+                p.append(
+                    batch("c", 4, r),
+                    AppendOptions {
+                        leader_epoch: epoch,
+                        durability: Durability::Durable,
+                    },
+                )
+                .await
+                .expect("append")
             });
         }
         engine.shutdown().expect("shutdown");
@@ -219,11 +277,20 @@ fn nonsense_in_checkpoint_files_is_repaired_never_a_panic() {
         std::fs::write(pdir.join("partition-metadata-checkpoint"), junk).expect("write");
         std::fs::write(pdir.join("leader-epoch-checkpoint"), junk).expect("write");
         let engine = start(small_config(dir.path(), 1));
-        let (offline, epochs, end) = with_partition(&engine, &t, |p| async move { (p.offline_reason(), p.leader_epochs(), p.offsets().log_end_offset) });
+        let (offline, epochs, end) = with_partition(&engine, &t, |p| async move {
+            (
+                p.offline_reason(),
+                p.leader_epochs(),
+                p.offsets().log_end_offset,
+            )
+        });
         let junk_text = String::from_utf8_lossy(junk);
         if junk_text.contains("99999999999") {
             // A recovery point past the log's end says flushed data is missing.
-            assert!(offline.is_some_and(|r| r.contains("recovery point")), "{junk_text}");
+            assert!(
+                offline.is_some_and(|r| r.contains("recovery point")),
+                "{junk_text}"
+            );
         } else {
             assert!(offline.is_none(), "{junk_text}: {offline:?}");
             assert_eq!(end, 20);
@@ -232,6 +299,10 @@ fn nonsense_in_checkpoint_files_is_repaired_never_a_panic() {
         }
         engine.shutdown().expect("shutdown");
         // Restore readable checkpoints for the next round.
-        std::fs::write(pdir.join("partition-metadata-checkpoint"), "0\n3\nrecovery-point 0\nhigh-watermark 0\nlog-start-offset 0\n").expect("write");
+        std::fs::write(
+            pdir.join("partition-metadata-checkpoint"),
+            "0\n3\nrecovery-point 0\nhigh-watermark 0\nlog-start-offset 0\n",
+        )
+        .expect("write");
     }
 }

@@ -16,7 +16,12 @@ fn batches_round_trip_through_a_clean_restart() {
             for (i, t) in tps.iter().enumerate() {
                 let n = 1 + (round * 7 + i * 3) % 40;
                 let durable = round % 5 == 0;
-                let info = append(&engine, t, batch(&format!("{t}-r{round}"), n, 1_000 + round as i64), durable);
+                let info = append(
+                    &engine,
+                    t,
+                    batch(&format!("{t}-r{round}"), n, 1_000 + round as i64),
+                    durable,
+                );
                 let values: Vec<String> = (0..n).map(|k| format!("{t}-r{round}-{k}")).collect();
                 assert_eq!(info.last_offset - info.base_offset + 1, n as u64);
                 expected[i].push((info.base_offset, values));
@@ -30,24 +35,48 @@ fn batches_round_trip_through_a_clean_restart() {
     }
     // Closed segments are Kafka's format: named by 20-digit base offset, indexes beside them.
     let pdir = dir.path().join("orders-0");
-    let names: Vec<String> = std::fs::read_dir(&pdir).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
-    assert!(names.contains(&"00000000000000000000.log".to_string()), "{names:?}");
-    assert!(names.contains(&"00000000000000000000.index".to_string()), "{names:?}");
-    assert!(names.contains(&"00000000000000000000.timeindex".to_string()), "{names:?}");
-    assert!(names.iter().filter(|n| n.ends_with(".log")).count() > 1, "segments rolled: {names:?}");
+    let names: Vec<String> = std::fs::read_dir(&pdir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"00000000000000000000.log".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"00000000000000000000.index".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"00000000000000000000.timeindex".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .filter(|n| std::path::Path::new(n)
+                .extension()
+                .is_some_and(|e| e == "log"))
+            .count()
+            > 1,
+        "segments rolled: {names:?}"
+    );
     assert!(names.contains(&"leader-epoch-checkpoint".to_string()));
 
     let engine = start(small_config(dir.path(), 1));
     for (i, t) in tps.iter().enumerate() {
         let got: Vec<_> = read_all(&engine, t, 0).iter().map(|b| decode(b)).collect();
         assert_eq!(got, expected[i], "after restart: {t}");
-        let end = expected[i].last().map(|(o, v)| o + v.len() as u64).unwrap_or(0);
+        let end = expected[i].last().map_or(0, |(o, v)| o + v.len() as u64);
         let offsets = with_partition(&engine, t, |p| async move { p.offsets() });
         assert_eq!(offsets.log_end_offset, end);
     }
     // Appends continue at the right offset after the restart.
     let info = append(&engine, &tps[0], batch("after", 3, 5_000), true);
-    assert_eq!(info.base_offset, expected[0].last().map(|(o, v)| o + v.len() as u64).unwrap_or(0));
+    assert_eq!(
+        info.base_offset,
+        expected[0].last().map_or(0, |(o, v)| o + v.len() as u64)
+    );
     engine.shutdown().expect("clean shutdown");
 }
 
@@ -58,7 +87,7 @@ fn a_closed_segment_file_is_exactly_its_batches() {
     let t = tp("exact", 0);
     create(&engine, std::slice::from_ref(&t), None);
     let mut stored = Vec::new();
-    for r in 0..200 {
+    for r in 0..500 {
         append(&engine, &t, batch("x", 10, r), false);
     }
     for b in read_all(&engine, &t, 0) {
@@ -77,7 +106,10 @@ fn a_closed_segment_file_is_exactly_its_batches() {
     }
     assert!(logs.len() > 2);
     assert_eq!(on_disk.len(), stored.len(), "segment files hold no padding");
-    assert!(on_disk == stored, "segment files are the batches byte for byte");
+    assert!(
+        on_disk == stored,
+        "segment files are the batches byte for byte"
+    );
 }
 
 #[test]
@@ -97,7 +129,10 @@ fn reads_start_at_any_offset_and_respect_max_bytes_and_upper_bound() {
             let data = r.materialize().await.expect("data");
             let batches = sluice_engine::batch::split_batches_of(&data);
             if batches.len() != 1 {
-                failures.push(format!("offset {offset}: {} batches for max_bytes 1", batches.len()));
+                failures.push(format!(
+                    "offset {offset}: {} batches for max_bytes 1",
+                    batches.len()
+                ));
                 continue;
             }
             let h = BatchHeader::parse(&batches[0]).expect("header");
@@ -118,7 +153,9 @@ fn reads_start_at_any_offset_and_respect_max_bytes_and_upper_bound() {
         failures
     });
     assert!(checks.is_empty(), "{checks:?}");
-    let past_end = with_partition(&engine, &t, move |p| async move { p.read(end + 1, 10, None).await.map(|_| ()) });
+    let past_end = with_partition(&engine, &t, move |p| async move {
+        p.read(end + 1, 10, None).await.map(|_| ())
+    });
     assert_eq!(past_end.expect_err("past the end").kafka_code(), 1);
     engine.shutdown().expect("shutdown");
 }
@@ -138,13 +175,20 @@ fn timestamp_lookups_find_the_first_record_at_or_after() {
     let found = with_partition(&engine, &t, |p| async move {
         let mut out = Vec::new();
         for target in [0i64, 10_000, 10_005, 10_555, 11_999, 12_000] {
-            out.push((target, p.offset_for_timestamp(target).await.expect("lookup")));
+            out.push((
+                target,
+                p.offset_for_timestamp(target).await.expect("lookup"),
+            ));
         }
         (out, p.max_timestamp())
     });
     let (answers, max) = found;
     for (target, answer) in answers {
-        let expect = if target >= 12_000 { None } else { Some(((target.max(10_000) - 10_000) as u64, target.max(10_000))) };
+        let expect = if target >= 12_000 {
+            None
+        } else {
+            Some(((target.max(10_000) - 10_000) as u64, target.max(10_000)))
+        };
         assert_eq!(answer, expect, "target {target}");
     }
     assert_eq!(max, Some((11_999, 1_999)));

@@ -35,7 +35,10 @@ fn truncate_cuts_at_the_batch_holding_the_offset_and_appends_continue() {
     let o2 = with_partition(&engine, &t, |p| async move { p.offsets() });
     assert_eq!(o2.log_end_offset, boundary);
     let got = read_all(&engine, &t, 0);
-    assert_eq!(got.iter().map(|b| decode(b).1.len() as u64).sum::<u64>(), boundary);
+    assert_eq!(
+        got.iter().map(|b| decode(b).1.len() as u64).sum::<u64>(),
+        boundary
+    );
     let o3 = with_partition(&engine, &t, |p| async move {
         p.truncate_to(0).await.expect("truncate");
         p.offsets()

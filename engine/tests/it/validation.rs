@@ -12,7 +12,14 @@ fn a_bad_batch_is_refused_and_nothing_of_it_is_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = start(small_config(dir.path(), 1));
     let t = tp("strict", 0);
-    create(&engine, std::slice::from_ref(&t), Some(LogConfig { max_message_bytes: 2_000, ..LogConfig::default() }));
+    create(
+        &engine,
+        std::slice::from_ref(&t),
+        Some(LogConfig {
+            max_message_bytes: 2_000,
+            ..LogConfig::default()
+        }),
+    );
     append(&engine, &t, batch("ok", 3, 1), true);
     let good = batch("g", 3, 1).to_vec();
     let mut bad_crc = good.clone();
@@ -34,11 +41,17 @@ fn a_bad_batch_is_refused_and_nothing_of_it_is_written() {
         (Vec::new(), 87),
     ];
     for (bytes, code) in cases {
-        let r = with_partition(&engine, &t, move |p| async move { p.append(Bytes::from(bytes), Default::default()).await });
+        let r = with_partition(&engine, &t, move |p| async move {
+            p.append(Bytes::from(bytes), sluice_engine::AppendOptions::default())
+                .await
+        });
         assert_eq!(r.expect_err("refused").kafka_code(), code);
     }
     let o = with_partition(&engine, &t, |p| async move { p.offsets() });
-    assert_eq!(o.log_end_offset, 3, "nothing of a refused append was written");
+    assert_eq!(
+        o.log_end_offset, 3,
+        "nothing of a refused append was written"
+    );
     engine.shutdown().expect("shutdown");
     let engine = start(small_config(dir.path(), 1));
     assert_eq!(read_all(&engine, &t, 0).len(), 1);
@@ -50,7 +63,14 @@ fn log_append_time_stamps_the_batch_and_keeps_the_crc_valid() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = start(small_config(dir.path(), 1));
     let t = tp("lat", 0);
-    create(&engine, std::slice::from_ref(&t), Some(LogConfig { message_timestamp_type: TimestampType::LogAppendTime, ..LogConfig::default() }));
+    create(
+        &engine,
+        std::slice::from_ref(&t),
+        Some(LogConfig {
+            message_timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        }),
+    );
     let before = sluice_engine::now_ms();
     let info = append(&engine, &t, batch("x", 2, 5), false);
     assert!(info.log_append_time_ms >= before);
