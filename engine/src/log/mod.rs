@@ -602,7 +602,7 @@ impl Partition {
             let mut end = None;
             let results = futures::future::join_all(writes.into_iter().map(|wb| {
                 let fresh_from = usize::try_from(file_pos.saturating_sub(wb.start)).unwrap_or(0);
-                segment::write_buf(&file, &path, wb, fresh_from)
+                segment::write_buf(&file, &path, wb, fresh_from, buffer_bytes)
             }))
             .await;
             for r in results {
