@@ -7,6 +7,9 @@
 //! is in the log, and in sync mode every append was acknowledged only after its
 //! fdatasync (the durable offset reached the log end).
 
+// Throughput figures are far below 2^52; f64 rounding does not matter here.
+#![allow(clippy::cast_precision_loss)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
