@@ -175,6 +175,7 @@ impl Partition {
     /// rebuild its indexes from the file, and bring every offset and cache in line.
     async fn reset_end_locked(self: &Rc<Self>, new_end: u64) -> Result<()> {
         let buffer_bytes = self.ctx.config.write_buffer_bytes;
+        let interval = self.st.borrow().config.index_interval_bytes;
         let (file, path, base, size) = {
             let st = self.st.borrow();
             let seg = st.active();
@@ -189,7 +190,7 @@ impl Partition {
         fresh.file = file.clone();
         if let Some(file) = &file {
             let end = segment::scan(file, &path, 0, size, base, |h, pos, bytes| {
-                super::open::index_batch(&mut fresh, h, pos, bytes.len());
+                super::open::index_batch(&mut fresh, h, pos, bytes.len(), interval);
             })
             .await?;
             fresh.size = end.valid_end;

@@ -49,9 +49,15 @@ pub(crate) async fn create_segment_file(path: &Path) -> Result<Rc<DmaFile>> {
 }
 
 /// Updates a segment's indexes and end for a batch found by a scan at `pos`.
-pub(crate) fn index_batch(seg: &mut Segment, h: &BatchHeader, pos: u64, size: usize) {
+pub(crate) fn index_batch(
+    seg: &mut Segment,
+    h: &BatchHeader,
+    pos: u64,
+    size: usize,
+    index_interval_bytes: u64,
+) {
     let last = u64::try_from(h.last_offset()).unwrap_or(seg.next_offset);
-    if seg.bytes_since_index > seg_index_interval(seg) {
+    if seg.bytes_since_index > index_interval_bytes {
         let rel = u32::try_from(last - seg.base_offset).unwrap_or(u32::MAX);
         seg.index
             .append(rel, u32::try_from(pos).unwrap_or(u32::MAX));
@@ -66,14 +72,6 @@ pub(crate) fn index_batch(seg: &mut Segment, h: &BatchHeader, pos: u64, size: us
         seg.offset_of_max_timestamp = last;
     }
     seg.next_offset = last + 1;
-}
-
-thread_local! {
-    static INDEX_INTERVAL: std::cell::Cell<u64> = const { std::cell::Cell::new(4096) };
-}
-
-fn seg_index_interval(_seg: &Segment) -> u64 {
-    INDEX_INTERVAL.with(std::cell::Cell::get)
 }
 
 impl Partition {
@@ -157,7 +155,6 @@ impl Partition {
         config: LogConfig,
     ) -> Rc<Partition> {
         let dir = ctx.config.data_dir.join(tp.dir_name());
-        INDEX_INTERVAL.with(|c| c.set(config.index_interval_bytes));
         let p = Rc::new(Partition::new_empty(ctx, dir, tp, config, 0));
         let started = std::time::Instant::now();
         match p.recover().await {
@@ -492,6 +489,7 @@ impl Partition {
         seg: &mut Segment,
         from: u64,
     ) -> Result<(segment::ScanEnd, Vec<(i32, u64)>)> {
+        let interval = self.st.borrow().config.index_interval_bytes;
         let Some(file) = seg.file.clone() else {
             return Ok((
                 segment::ScanEnd {
@@ -505,15 +503,9 @@ impl Partition {
         let mut epochs: Vec<(i32, u64)> = Vec::new();
         let path = seg.path.clone();
         let size = seg.size;
-        let lower = if from == 0 {
-            seg.base_offset
-        } else {
-            seg.base_offset
-                .max(seg.next_offset.saturating_sub(1))
-                .min(seg.base_offset)
-        };
+        let lower = seg.base_offset;
         let end = segment::scan(&file, &path, from, size, lower, |h, pos, bytes| {
-            index_batch(seg, h, pos, bytes.len());
+            index_batch(seg, h, pos, bytes.len(), interval);
             if epochs
                 .last()
                 .is_none_or(|&(e, _)| h.partition_leader_epoch > e)
