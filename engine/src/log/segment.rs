@@ -60,8 +60,9 @@ const _: () = assert!(FIRST_BUFFER_BYTES.is_multiple_of(BLOCK_BYTES));
 
 /// Full-size write buffers kept per shard for reuse. Fresh large aligned buffers
 /// come from `mmap` and cost page faults on first touch; recycling them keeps
-/// streaming appends at memory speed. 32 x 1 MiB bounds the pool per shard.
-const POOLED_BUFFERS_MAX: usize = 32;
+/// streaming appends at memory speed. 128 x 1 MiB bounds the pool per shard: enough
+/// to cover the buffers in flight of 16 busy partitions.
+const POOLED_BUFFERS_MAX: usize = 128;
 
 thread_local! {
     static BUFFER_POOL: std::cell::RefCell<Vec<DmaBuffer>> = const { std::cell::RefCell::new(Vec::new()) };
