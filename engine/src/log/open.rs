@@ -390,7 +390,34 @@ impl Partition {
                 }
             }
             self.merge_epochs(&epochs_seen);
+            let gap_after = next_base.filter(|&nb| end.next_offset < nb);
             segments.push(seg);
+            if let Some(nb) = gap_after {
+                // The next segment starts past this one's last batch: what lies between
+                // never reached the disk, so nothing after the gap may be visible.
+                let reason = format!(
+                    "offsets {}..{nb} are missing before the next segment",
+                    end.next_offset
+                );
+                if end.next_offset < recovery_point {
+                    let seg = segments.last().map(|s| s.path.clone()).unwrap_or_default();
+                    return Err(Error::CorruptLog {
+                        partition: self.tp.clone(),
+                        segment: seg,
+                        position: end.valid_end,
+                        reason,
+                    });
+                }
+                tracing::warn!(partition = %self.tp, %reason, "recovery drops the segments after a gap");
+                for &doomed in &bases[i + 1..] {
+                    super::maintenance::delete_segment_files(
+                        &self.dir,
+                        Segment::new(&self.dir, doomed),
+                    )
+                    .await?;
+                }
+                break;
+            }
         }
         if rebuild_epochs {
             self.rebuild_epochs_from(&segments, check_from).await?;

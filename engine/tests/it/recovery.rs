@@ -306,3 +306,45 @@ fn nonsense_in_checkpoint_files_is_repaired_never_a_panic() {
         .expect("write");
     }
 }
+
+#[test]
+fn segments_after_a_gap_are_dropped_so_nothing_after_a_gap_is_visible() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = tp("gap", 0);
+    {
+        let engine = start(small_config(dir.path(), 1));
+        create(&engine, std::slice::from_ref(&t), None);
+        for r in 0..300 {
+            append(&engine, &t, batch("g", 5, r), false);
+        }
+        engine.shutdown().expect("shutdown");
+    }
+    let pdir = dir.path().join("gap-0");
+    let logs = files_with(&pdir, "log");
+    assert!(logs.len() >= 3);
+    // Lose the last batch of the second-to-last segment, as if it never reached disk.
+    let victim = &logs[logs.len() - 2];
+    let bytes = std::fs::read(victim).expect("read");
+    let starts = batch_starts(&bytes);
+    let (last_pos, last_base) = *starts.last().expect("batches");
+    std::fs::write(victim, &bytes[..last_pos]).expect("write");
+    set_recovery_point(&pdir, 0, 0);
+    let engine = start(small_config(dir.path(), 1));
+    let (offline, end, segments) = with_partition(&engine, &t, |p| async move {
+        (
+            p.offline_reason(),
+            p.offsets().log_end_offset,
+            p.segment_count(),
+        )
+    });
+    assert!(offline.is_none(), "{offline:?}");
+    assert_eq!(end, last_base, "the log ends where the gap begins");
+    assert_eq!(segments, logs.len() - 1);
+    assert!(
+        !logs[logs.len() - 1].exists(),
+        "the segment after the gap is gone"
+    );
+    let info = append(&engine, &t, batch("after", 1, 1), true);
+    assert_eq!(info.base_offset, last_base);
+    engine.shutdown().expect("shutdown");
+}
