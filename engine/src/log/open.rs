@@ -393,29 +393,15 @@ impl Partition {
             let gap_after = next_base.filter(|&nb| end.next_offset < nb);
             segments.push(seg);
             if let Some(nb) = gap_after {
-                // The next segment starts past this one's last batch: what lies between
-                // never reached the disk, so nothing after the gap may be visible.
-                let reason = format!(
-                    "offsets {}..{nb} are missing before the next segment",
-                    end.next_offset
-                );
-                if end.next_offset < recovery_point {
-                    let seg = segments.last().map(|s| s.path.clone()).unwrap_or_default();
-                    return Err(Error::CorruptLog {
-                        partition: self.tp.clone(),
-                        segment: seg,
-                        position: end.valid_end,
-                        reason,
-                    });
-                }
-                tracing::warn!(partition = %self.tp, %reason, "recovery drops the segments after a gap");
-                for &doomed in &bases[i + 1..] {
-                    super::maintenance::delete_segment_files(
-                        &self.dir,
-                        Segment::new(&self.dir, doomed),
-                    )
-                    .await?;
-                }
+                self.drop_after_gap(
+                    &segments,
+                    end.next_offset,
+                    end.valid_end,
+                    nb,
+                    recovery_point,
+                    &bases[i + 1..],
+                )
+                .await?;
                 break;
             }
         }
@@ -440,6 +426,37 @@ impl Partition {
             s.written_next_offset = s.next_offset;
         }
         Ok(segments)
+    }
+
+    /// The segment ends at `end_offset` but the next starts at `next_base`: what lies
+    /// between never reached the disk, so nothing after the gap may be visible. Below
+    /// the recovery point that is corruption; above it the later segments go.
+    async fn drop_after_gap(
+        &self,
+        segments: &[Segment],
+        end_offset: u64,
+        end_position: u64,
+        next_base: u64,
+        recovery_point: u64,
+        later: &[u64],
+    ) -> Result<()> {
+        let reason =
+            format!("offsets {end_offset}..{next_base} are missing before the next segment");
+        if end_offset < recovery_point {
+            let segment = segments.last().map(|s| s.path.clone()).unwrap_or_default();
+            return Err(Error::CorruptLog {
+                partition: self.tp.clone(),
+                segment,
+                position: end_position,
+                reason,
+            });
+        }
+        tracing::warn!(partition = %self.tp, %reason, "recovery drops the segments after a gap");
+        for &doomed in later {
+            super::maintenance::delete_segment_files(&self.dir, Segment::new(&self.dir, doomed))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Truncates a segment after its last good batch and deletes the segments after
