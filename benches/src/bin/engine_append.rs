@@ -47,6 +47,9 @@ struct Args {
     /// Also print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Run only these cases, `BATCH:PARTITIONS:SYNC` comma-separated, e.g. `16k:1:no,1m:16:yes`.
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,35 +74,50 @@ fn main() {
 fn run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| format!("create {}: {e}", args.dir.display()))?;
-    let fio_nosync = if args.no_fio {
-        None
-    } else {
-        Some(fio(&args.dir, false, args.seconds)?)
+    // fio runs before and after the cases and the mean is the reference, so drift of
+    // a shared machine during the run weighs on both sides alike.
+    let fio_pair = |dir: &Path| -> Result<Option<(f64, f64)>, String> {
+        if args.no_fio {
+            return Ok(None);
+        }
+        Ok(Some((
+            fio(dir, false, args.seconds)?,
+            fio(dir, true, args.seconds)?,
+        )))
     };
-    let fio_sync = if args.no_fio {
-        None
-    } else {
-        Some(fio(&args.dir, true, args.seconds)?)
-    };
+    let fio_before = fio_pair(&args.dir)?;
     let mut results = Vec::new();
     for fdatasync in [false, true] {
         for batch_records in [16usize, 1024] {
             for partitions in [1usize, 16] {
-                let r = case(args, batch_records, partitions, fdatasync)?;
-                let reference = if fdatasync { fio_sync } else { fio_nosync };
-                let r = CaseResult {
-                    ratio_to_fio: reference.map(|f| r.mb_per_s / f),
-                    ..r
-                };
-                results.push(r);
+                let name = format!(
+                    "{}:{partitions}:{}",
+                    if batch_records == 16 { "16k" } else { "1m" },
+                    if fdatasync { "yes" } else { "no" }
+                );
+                if !args.cases.is_empty() && !args.cases.contains(&name) {
+                    continue;
+                }
+                results.push(case(args, batch_records, partitions, fdatasync)?);
             }
         }
+    }
+    let fio_after = fio_pair(&args.dir)?;
+    let fio_nosync = fio_before
+        .zip(fio_after)
+        .map(|(b, a)| f64::midpoint(b.0, a.0));
+    let fio_sync = fio_before
+        .zip(fio_after)
+        .map(|(b, a)| f64::midpoint(b.1, a.1));
+    for r in &mut results {
+        let reference = if r.fdatasync { fio_sync } else { fio_nosync };
+        r.ratio_to_fio = reference.map(|f| r.mb_per_s / f);
     }
     println!();
     println!("machine: {} CPUs, kernel {}", num_cpus(), kernel());
     println!("disk: {}", args.dir.display());
-    if let (Some(a), Some(b)) = (fio_nosync, fio_sync) {
-        println!("fio 1 MiB O_DIRECT sequential write: {a:.0} MB/s without sync, {b:.0} MB/s with --fdatasync=1");
+    if let (Some((b0, b1)), Some((a0, a1))) = (fio_before, fio_after) {
+        println!("fio 1 MiB O_DIRECT sequential write, before / after the cases: {b0:.0} / {a0:.0} MB/s without sync, {b1:.0} / {a1:.0} MB/s with --fdatasync=1");
     }
     println!(
         "{:<10} {:>10} {:>10} {:>10} {:>12} {:>9}",
