@@ -180,7 +180,14 @@ impl Segment {
                 // The end is block-aligned when the last buffer is full or absent: a
                 // partial block always sits in a buffer.
                 debug_assert_eq!(self.size % BLOCK_BYTES as u64, 0);
-                let cap = aligned_capacity(data.len().max(FIRST_BUFFER_BYTES), buffer_bytes);
+                // A busy partition (its last buffer filled up) gets a full-size buffer
+                // from the pool; a quiet one starts small.
+                let busy = self.pending.back().is_some();
+                let cap = if busy {
+                    buffer_bytes
+                } else {
+                    aligned_capacity(data.len().max(FIRST_BUFFER_BYTES), buffer_bytes)
+                };
                 let buf = alloc_buffer(cap);
                 self.pending.push_back(WriteBuf {
                     buf,
