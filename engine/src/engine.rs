@@ -208,9 +208,7 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("open lock", &path, e))?;
-    // SAFETY-free: flock on a descriptor we own.
-    let rc = unsafe_free_flock(file.as_raw_fd());
-    if rc.is_err() {
+    if try_lock_exclusive(file.as_raw_fd()).is_err() {
         return Err(Error::Preflight(format!(
             "data directory {} is in use by another process (cannot lock {})",
             dir.display(),
@@ -220,7 +218,9 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
-fn unsafe_free_flock(fd: i32) -> nix::Result<()> {
+/// A non-blocking exclusive `flock` (nix deprecates the raw-fd form in favour of
+/// an owning wrapper; the lock must live as long as the `File` we keep).
+fn try_lock_exclusive(fd: i32) -> nix::Result<()> {
     #[allow(deprecated)]
     nix::fcntl::flock(fd, nix::fcntl::FlockArg::LockExclusiveNonblock)
 }

@@ -14,7 +14,9 @@ mod common;
 
 mod crash;
 mod cross_shard;
+mod durability;
 mod idempotence;
+mod preflight;
 mod recovery;
 mod retention;
 mod roundtrip;
