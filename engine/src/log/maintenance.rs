@@ -295,7 +295,11 @@ impl Partition {
             }
             st.log_start_offset = st.log_start_offset.max(offset);
         }
-        let result = self.delete_below_log_start_locked().await;
+        // Rolled segments are finished first, so whole segments below the new start go.
+        let result = match self.write_out_locked(false).await {
+            Ok(()) => self.delete_below_log_start_locked().await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             self.fail(e);
         }

@@ -158,6 +158,8 @@ pub struct Partition {
     /// Woken when buffered bytes have been written (appends waiting for room).
     pub(crate) space: Notify,
     pub(crate) writer_running: Cell<bool>,
+    /// A sync waits for the I/O lock: the streaming writer yields it soon.
+    pub(crate) sync_waiting: Cell<bool>,
     pub(crate) in_dirty_list: Cell<bool>,
 }
 
@@ -540,12 +542,86 @@ impl Partition {
         let me = self.clone();
         glommio::spawn_local(async move {
             let all = me.st.borrow().pending_bytes >= me.ctx.config.pending_bytes_max as u64;
-            if let Err(e) = me.write_out(all).await {
+            let written = if all { me.write_out(true).await } else { me.stream_full_buffers().await };
+            if let Err(e) = written {
                 me.fail(&e);
             }
             me.writer_running.set(false);
         })
         .detach();
+    }
+
+    /// Writes full buffers of the active segment as they fill, with up to
+    /// [`WRITES_IN_FLIGHT_MAX`] writes in flight so the disk never idles between
+    /// them. Full buffers cover whole blocks, so these writes never overlap each other
+    /// or the tail block; completions are taken in submission order, so `file_pos`
+    /// only moves over a written prefix. Stops when no full buffer is left, when a
+    /// sync waits for the I/O lock, or after [`STREAM_WRITES_MAX`] writes.
+    async fn stream_full_buffers(self: &Rc<Self>) -> Result<()> {
+        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let buffer_bytes = self.ctx.config.write_buffer_bytes;
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut issued = 0usize;
+        loop {
+            while in_flight.len() < WRITES_IN_FLIGHT_MAX && issued < STREAM_WRITES_MAX && !self.sync_waiting.get() {
+                let next = {
+                    let mut st = self.st.borrow_mut();
+                    if st.offline.is_some() {
+                        break;
+                    }
+                    let seg = st.active_mut();
+                    match &seg.file {
+                        Some(file) if seg.has_full_buffer(buffer_bytes) => {
+                            let file = file.clone();
+                            let fresh_from = seg.pending.front().map_or(0, |wb| seg.file_pos.saturating_sub(wb.start));
+                            seg.pending.pop_front().map(|wb| (seg.base_offset, file, seg.path.clone(), wb, fresh_from))
+                        }
+                        _ => None,
+                    }
+                };
+                let Some((base, file, path, wb, fresh_from)) = next else { break };
+                self.reserve(base, &file, &path, wb.start + wb.len as u64).await?;
+                let fresh_from = usize::try_from(fresh_from).unwrap_or(0);
+                in_flight.push_back(async move {
+                    let r = segment::write_buf(&file, &path, wb, fresh_from, buffer_bytes).await;
+                    (base, r)
+                });
+                issued += 1;
+            }
+            let Some((base, r)) = futures::StreamExt::next(&mut in_flight).await else { break };
+            let end = r?;
+            {
+                let mut st = self.st.borrow_mut();
+                if let Some(seg) = st.segments.iter_mut().find(|s| s.base_offset == base) {
+                    seg.file_pos = seg.file_pos.max(end);
+                    seg.unsynced = true;
+                }
+                st.pending_bytes = st.segments.iter().map(Segment::pending_bytes).sum();
+            }
+            self.space.notify_all();
+        }
+        // Anything else (a rolled segment, a segment without its file yet) the usual way.
+        self.write_out_locked(false).await
+    }
+
+    /// Makes sure the blocks up to `end` of segment `base` are allocated.
+    async fn reserve(&self, base: u64, file: &glommio::io::DmaFile, path: &Path, end: u64) -> Result<()> {
+        let want = {
+            let st = self.st.borrow();
+            let segment_bytes = st.config.segment_bytes;
+            st.segments
+                .iter()
+                .find(|s| s.base_offset == base)
+                .and_then(|s| segment::allocation_for(s.allocated, end, segment_bytes))
+        };
+        if let Some(size) = want {
+            segment::allocate(file, path, size).await?;
+            let mut st = self.st.borrow_mut();
+            if let Some(s) = st.segments.iter_mut().find(|s| s.base_offset == base) {
+                s.allocated = s.allocated.max(size);
+            }
+        }
+        Ok(())
     }
 
     /// Writes buffered bytes to the files (all of them with `all`, else only full
@@ -599,6 +675,10 @@ impl Partition {
                 self.st.borrow_mut().segments[idx].file = Some(f.clone());
                 f
             };
+            let base = self.st.borrow().segments[idx].base_offset;
+            if let Some(last_end) = writes.iter().map(|wb| wb.start + wb.len as u64).max() {
+                self.reserve(base, &file, &path, last_end).await?;
+            }
             let mut end = None;
             let results = futures::future::join_all(writes.into_iter().map(|wb| {
                 let fresh_from = usize::try_from(file_pos.saturating_sub(wb.start)).unwrap_or(0);
@@ -688,11 +768,10 @@ impl Partition {
     /// fdatasyncs the active segment. Called by the shard's flusher.
     pub(crate) async fn sync(self: &Rc<Self>) -> Result<()> {
         let target = self.st.borrow().next_offset;
-        let permit = self
-            .io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        self.sync_waiting.set(true);
+        let permit = self.io_lock.acquire_permit(1).await;
+        self.sync_waiting.set(false);
+        let permit = permit.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         self.write_out_locked(true).await?;
         let (file, path) = {
             let mut st = self.st.borrow_mut();
@@ -750,6 +829,11 @@ impl Partition {
         FlushNeed::Nothing
     }
 }
+
+/// Full-buffer writes one partition keeps in flight while streaming.
+const WRITES_IN_FLIGHT_MAX: usize = 4;
+/// Writes one streaming pass issues before it lets other disk work take the lock.
+const STREAM_WRITES_MAX: usize = 64;
 
 /// The flusher's decision for one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

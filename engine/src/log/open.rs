@@ -113,6 +113,7 @@ impl Partition {
             durable_waiters: std::cell::RefCell::new(Vec::new()),
             space: crate::sync::Notify::default(),
             writer_running: std::cell::Cell::new(false),
+            sync_waiting: std::cell::Cell::new(false),
             in_dirty_list: std::cell::Cell::new(false),
         }
     }
@@ -483,6 +484,7 @@ impl Partition {
             segment::fdatasync(f, &seg.path).await?;
         }
         seg.size = pos;
+        seg.allocated = pos;
         seg.file_pos = pos;
         seg.written_size = pos;
         for &doomed in later {
@@ -627,6 +629,7 @@ async fn open_segment(dir: &Path, base: u64) -> Result<Segment> {
         .await
         .map_err(|e| Error::io("stat", &seg.path, e))?;
     seg.file = Some(Rc::new(file));
+    seg.allocated = size;
     seg.size = size;
     seg.file_pos = size;
     seg.written_size = size;

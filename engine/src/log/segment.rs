@@ -133,6 +133,8 @@ pub(crate) struct Segment {
     pub unsynced: bool,
     /// Recovery rebuilt the indexes from the log; their files are rewritten.
     pub index_rebuilt: bool,
+    /// Bytes of the file reserved with `fallocate` (the file's size until it closes).
+    pub allocated: u64,
 }
 
 impl Segment {
@@ -157,6 +159,7 @@ impl Segment {
             state: SegmentState::Active,
             unsynced: false,
             index_rebuilt: false,
+            allocated: 0,
         }
     }
 
@@ -292,6 +295,33 @@ impl Segment {
         });
         Ok(())
     }
+}
+
+/// Smallest and largest step by which a segment file's allocation grows.
+const ALLOCATION_STEP_MIN: u64 = 1 << 20;
+const ALLOCATION_STEP_MAX: u64 = 64 << 20;
+
+/// The allocation to reserve so a write ending at `end` lands in allocated blocks:
+/// `None` if `allocated` already covers it. Writing into allocated blocks avoids
+/// the filesystem's slow path for O_DIRECT writes that extend a file (block
+/// allocation and size updates under the inode lock); the step grows with the
+/// file, from 1 MiB to 64 MiB, and never reserves past the segment size by more
+/// than one step.
+pub(crate) fn allocation_for(allocated: u64, end: u64, segment_bytes: u64) -> Option<u64> {
+    if end <= allocated {
+        return None;
+    }
+    let step = allocated.clamp(ALLOCATION_STEP_MIN, ALLOCATION_STEP_MAX);
+    let want = end.max(allocated + step).div_ceil(ALLOCATION_STEP_MIN) * ALLOCATION_STEP_MIN;
+    let cap = segment_bytes.div_ceil(ALLOCATION_STEP_MIN) * ALLOCATION_STEP_MIN;
+    Some(want.min(cap.max(align_up(end))))
+}
+
+/// Reserves `size` bytes for the file (its size becomes `size`; the part past the
+/// data reads as zeroes, which recovery treats as the end of the log).
+pub(crate) async fn allocate(file: &DmaFile, path: &Path, size: u64) -> Result<()> {
+    failpoint::check("segment.write", path).map_err(|e| Error::io("fallocate", path, e))?;
+    file.pre_allocate(size, false).await.map_err(|e| Error::io("fallocate", path, e))
 }
 
 /// Writes one buffer at its place, honouring the `segment.write` failpoint.
