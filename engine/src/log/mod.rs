@@ -542,7 +542,11 @@ impl Partition {
         let me = self.clone();
         glommio::spawn_local(async move {
             let all = me.st.borrow().pending_bytes >= me.ctx.config.pending_bytes_max as u64;
-            let written = if all { me.write_out(true).await } else { me.stream_full_buffers().await };
+            let written = if all {
+                me.write_out(true).await
+            } else {
+                me.stream_full_buffers().await
+            };
             if let Err(e) = written {
                 me.fail(&e);
             }
@@ -558,12 +562,19 @@ impl Partition {
     /// only moves over a written prefix. Stops when no full buffer is left, when a
     /// sync waits for the I/O lock, or after [`STREAM_WRITES_MAX`] writes.
     async fn stream_full_buffers(self: &Rc<Self>) -> Result<()> {
-        let _permit = self.io_lock.acquire_permit(1).await.map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
         let buffer_bytes = self.ctx.config.write_buffer_bytes;
         let mut in_flight = futures::stream::FuturesOrdered::new();
         let mut issued = 0usize;
         loop {
-            while in_flight.len() < WRITES_IN_FLIGHT_MAX && issued < STREAM_WRITES_MAX && !self.sync_waiting.get() {
+            while in_flight.len() < WRITES_IN_FLIGHT_MAX
+                && issued < STREAM_WRITES_MAX
+                && !self.sync_waiting.get()
+            {
                 let next = {
                     let mut st = self.st.borrow_mut();
                     if st.offline.is_some() {
@@ -573,14 +584,22 @@ impl Partition {
                     match &seg.file {
                         Some(file) if seg.has_full_buffer(buffer_bytes) => {
                             let file = file.clone();
-                            let fresh_from = seg.pending.front().map_or(0, |wb| seg.file_pos.saturating_sub(wb.start));
-                            seg.pending.pop_front().map(|wb| (seg.base_offset, file, seg.path.clone(), wb, fresh_from))
+                            let fresh_from = seg
+                                .pending
+                                .front()
+                                .map_or(0, |wb| seg.file_pos.saturating_sub(wb.start));
+                            seg.pending
+                                .pop_front()
+                                .map(|wb| (seg.base_offset, file, seg.path.clone(), wb, fresh_from))
                         }
                         _ => None,
                     }
                 };
-                let Some((base, file, path, wb, fresh_from)) = next else { break };
-                self.reserve(base, &file, &path, wb.start + wb.len as u64).await?;
+                let Some((base, file, path, wb, fresh_from)) = next else {
+                    break;
+                };
+                self.reserve(base, &file, &path, wb.start + wb.len as u64)
+                    .await?;
                 let fresh_from = usize::try_from(fresh_from).unwrap_or(0);
                 in_flight.push_back(async move {
                     let r = segment::write_buf(&file, &path, wb, fresh_from, buffer_bytes).await;
@@ -588,7 +607,9 @@ impl Partition {
                 });
                 issued += 1;
             }
-            let Some((base, r)) = futures::StreamExt::next(&mut in_flight).await else { break };
+            let Some((base, r)) = futures::StreamExt::next(&mut in_flight).await else {
+                break;
+            };
             let end = r?;
             {
                 let mut st = self.st.borrow_mut();
@@ -605,7 +626,13 @@ impl Partition {
     }
 
     /// Makes sure the blocks up to `end` of segment `base` are allocated.
-    async fn reserve(&self, base: u64, file: &glommio::io::DmaFile, path: &Path, end: u64) -> Result<()> {
+    async fn reserve(
+        &self,
+        base: u64,
+        file: &glommio::io::DmaFile,
+        path: &Path,
+        end: u64,
+    ) -> Result<()> {
         let want = {
             let st = self.st.borrow();
             let segment_bytes = st.config.segment_bytes;

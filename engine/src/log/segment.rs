@@ -321,7 +321,9 @@ pub(crate) fn allocation_for(allocated: u64, end: u64, segment_bytes: u64) -> Op
 /// data reads as zeroes, which recovery treats as the end of the log).
 pub(crate) async fn allocate(file: &DmaFile, path: &Path, size: u64) -> Result<()> {
     failpoint::check("segment.write", path).map_err(|e| Error::io("fallocate", path, e))?;
-    file.pre_allocate(size, false).await.map_err(|e| Error::io("fallocate", path, e))
+    file.pre_allocate(size, false)
+        .await
+        .map_err(|e| Error::io("fallocate", path, e))
 }
 
 /// Writes one buffer at its place, honouring the `segment.write` failpoint.
