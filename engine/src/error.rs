@@ -154,7 +154,8 @@ impl Error {
         }
     }
 
-    /// A copy good enough to hand to several waiters of one failed flush.
+    /// A copy for each waiter of one failed flush, keeping the Kafka code of the
+    /// errors that can fail a flush.
     pub(crate) fn duplicate(&self) -> Error {
         match self {
             Error::Io { op, path, source } => Error::Io {
@@ -162,6 +163,24 @@ impl Error {
                 path: path.clone(),
                 source: io::Error::new(source.kind(), source.to_string()),
             },
+            Error::UnknownPartition(tp) => Error::UnknownPartition(tp.clone()),
+            Error::ShuttingDown(shard) => Error::ShuttingDown(*shard),
+            Error::PartitionOffline { partition, reason } => Error::PartitionOffline {
+                partition: partition.clone(),
+                reason: reason.clone(),
+            },
+            Error::CorruptLog {
+                partition,
+                segment,
+                position,
+                reason,
+            } => Error::CorruptLog {
+                partition: partition.clone(),
+                segment: segment.clone(),
+                position: *position,
+                reason: reason.clone(),
+            },
+            // Only storage errors reach waiters; anything else keeps its text.
             other => Error::InvalidRequest(other.to_string()),
         }
     }

@@ -72,21 +72,27 @@ impl ShardCtx {
     }
 
     /// Evicts the oldest cached batches until the shard is within its budget.
+    /// Under budget it still drops ledger entries at the front whose batches are
+    /// already gone (retention, delete-records, deleted partitions), so the ledger
+    /// does not grow with entries that no longer stand for memory.
     pub(crate) fn evict_cache(&self) {
         let budget = self.config.cache_bytes_per_shard;
         // Bounded by the ledger's length: every pass pops an entry or stops.
         loop {
-            let front = {
+            let (front, over_budget) = {
                 let c = self.cache.borrow();
-                if c.bytes <= budget {
-                    return;
-                }
                 match c.order.front() {
-                    Some((w, base)) => (w.upgrade(), *base),
+                    Some((w, base)) => ((w.upgrade(), *base), c.bytes > budget),
                     None => return,
                 }
             };
             let freed = match front.0 {
+                Some(p) if !over_budget => {
+                    if p.has_cached(front.1) {
+                        return;
+                    }
+                    0
+                }
                 Some(p) => match p.evict_cached(front.1) {
                     Evicted::Bytes(n) => n,
                     Evicted::Gone => 0,
@@ -111,6 +117,15 @@ pub(crate) enum Evicted {
 }
 
 impl Partition {
+    /// Whether the oldest cached batch of this partition is the one at `base_offset`.
+    pub(crate) fn has_cached(&self, base_offset: u64) -> bool {
+        self.st
+            .borrow()
+            .cache
+            .front()
+            .is_some_and(|b| b.base_offset == base_offset)
+    }
+
     pub(crate) fn evict_cached(&self, base_offset: u64) -> Evicted {
         let mut st = self.st.borrow_mut();
         let Some(front) = st.cache.front() else {
