@@ -10,6 +10,9 @@
 // Throughput figures are far below 2^52; f64 rounding does not matter here.
 #![allow(clippy::cast_precision_loss)]
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;

@@ -430,6 +430,8 @@ impl Partition {
             if seg.roll_base_ms.is_none() {
                 seg.roll_base_ms = Some(now);
             }
+            seg.boundaries
+                .push_back((position + c.size as u64, last + 1));
             st.producers.record(&c.header, offset, last);
             offset = last + 1;
         }
@@ -614,7 +616,7 @@ impl Partition {
             {
                 let mut st = self.st.borrow_mut();
                 if let Some(seg) = st.segments.iter_mut().find(|s| s.base_offset == base) {
-                    seg.file_pos = seg.file_pos.max(end);
+                    seg.advance_file_pos(end);
                     seg.unsynced = true;
                 }
                 st.pending_bytes = st.segments.iter().map(Segment::pending_bytes).sum();
@@ -720,13 +722,13 @@ impl Partition {
                 let mut st = self.st.borrow_mut();
                 let seg = &mut st.segments[idx];
                 if let Some(end) = end {
-                    seg.file_pos = seg.file_pos.max(end);
+                    seg.advance_file_pos(end);
                     seg.unsynced = true;
                 }
                 let took_all = seg.file_pos >= target_size;
                 if took_all {
-                    seg.written_size = target_size;
-                    seg.written_next_offset = target_next;
+                    seg.written_size = seg.written_size.max(target_size);
+                    seg.written_next_offset = seg.written_next_offset.max(target_next);
                 }
                 let pending: u64 = st.segments.iter().map(Segment::pending_bytes).sum();
                 st.pending_bytes = pending;

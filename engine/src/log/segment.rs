@@ -13,7 +13,10 @@
 //!
 //! Sizes: `size` counts bytes appended; `file_pos` bytes handed to the file by
 //! completed writes; `written_size` the largest batch boundary that is in the file.
-//! `written_size <= file_pos <= size` always.
+//! `written_size <= file_pos <= size` always. `boundaries` holds the ends of the
+//! batches appended but not yet wholly in the file, so `written_size` follows
+//! `file_pos` batch by batch while full buffers stream out (and the batch cache
+//! can let go of what is in the file) without waiting for the tail block.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -119,6 +122,8 @@ pub(crate) struct Segment {
     /// Offset after the last batch that is wholly in the file.
     pub written_next_offset: u64,
     pub pending: VecDeque<WriteBuf>,
+    /// (end position, next offset) of each batch past `written_size`, in order.
+    pub boundaries: VecDeque<(u64, u64)>,
     pub index: OffsetIndex,
     pub time_index: TimeIndex,
     pub bytes_since_index: u64,
@@ -149,6 +154,7 @@ impl Segment {
             written_size: 0,
             written_next_offset: base_offset,
             pending: VecDeque::new(),
+            boundaries: VecDeque::new(),
             index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
@@ -169,6 +175,20 @@ impl Segment {
 
     pub fn pending_bytes(&self) -> u64 {
         self.size - self.file_pos
+    }
+
+    /// Moves `file_pos` to `end` (if further) and `written_size` /
+    /// `written_next_offset` to the last batch boundary the file now holds.
+    pub fn advance_file_pos(&mut self, end: u64) {
+        self.file_pos = self.file_pos.max(end);
+        while let Some(&(b_end, b_next)) = self.boundaries.front() {
+            if b_end > self.file_pos {
+                break;
+            }
+            self.written_size = b_end;
+            self.written_next_offset = b_next;
+            self.boundaries.pop_front();
+        }
     }
 
     /// Copies `data` (whole batches) to the end of the segment's buffers. The last

@@ -16,6 +16,7 @@ mod crash;
 mod cross_shard;
 mod durability;
 mod idempotence;
+mod memory;
 mod preflight;
 mod recovery;
 mod retention;
