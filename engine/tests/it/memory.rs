@@ -13,14 +13,14 @@ fn streaming_buffered_appends_keep_the_cache_within_budget() {
     let mut config = small_config(dir.path(), 1);
     // Neither the write-back tick nor the pending limit writes the tail here: only
     // full buffers stream out, as under steady load.
-    config.writeback_interval = Duration::from_secs(600);
+    config.writeback_interval = Duration::from_mins(10);
     config.pending_bytes_max = 64 << 20;
     config.log_defaults.segment_bytes = 64 << 20;
     let budget = config.cache_bytes_per_shard;
     let slack = config.write_buffer_bytes * 6;
     let t = tp("stream", 0);
     let engine = start(config);
-    create(&engine, &[t.clone()], None);
+    create(&engine, std::slice::from_ref(&t), None);
     let value = "v".repeat(1000);
     let (appended, cached) = with_partition(&engine, &t, move |p| async move {
         let opts = AppendOptions {
