@@ -64,6 +64,7 @@ impl Engine {
             let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
                 .io_memory(config.io_memory_bytes)
+                .preempt_timer(config.task_quota)
                 .spawn(move || shard_main(id, cfg, rx, tps, ready_tx))
                 .map_err(|e| {
                     Error::Preflight(format!("cannot start shard {id} on CPU {cpu}: {e}"))
@@ -155,7 +156,7 @@ async fn shard_main(
         tracing::info!(shard = id, partitions = tps.len(), "recovering partitions");
     }
     shard.open_partitions(tps).await;
-    let flusher = glommio::spawn_local(flusher::run(ctx.clone()));
+    let flusher = ctx.spawn_io(flusher::run(ctx.clone()));
     let housekeeping = glommio::spawn_local(shard.clone().housekeeping());
     let _ = ready.send(Ok(()));
     let in_flight = Rc::new(std::cell::Cell::new(0usize));
