@@ -1,0 +1,18 @@
+//! Sluice's Kafka protocol layer: the server every shard runs on the Kafka port, and
+//! (later) the small client the CLI and the follower fetcher use.
+//!
+//! How the parts fit: [`frame`] reads and writes length-prefixed frames and refuses a
+//! frame larger than `socket.request.max.bytes` before allocating it; [`registry`] is
+//! the one list of supported APIs (key, versions, handler) that both dispatch and
+//! ApiVersions read; [`handlers`] holds one small file per API; [`connection`] runs one
+//! client connection: it reads requests, runs them in order and writes the answers in
+//! the order the requests came.
+
+pub mod connection;
+pub mod context;
+pub mod error;
+pub mod frame;
+pub mod handlers;
+pub mod registry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,80 @@
+//! The one list of the APIs this broker answers: key, lowest and highest version, and
+//! the handler. Dispatch looks requests up here and ApiVersions answers from it, so
+//! an API that is not listed is neither served nor advertised.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+
+use crate::context::BrokerContext;
+use crate::error::Result;
+use crate::handlers;
+
+/// What a handler returns: the encoded response body, in parts written in order.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<Bytes>>>>>;
+
+/// A handler gets the broker context, the decoded request header and the request
+/// body (the frame after the header).
+pub type Handler = fn(Rc<BrokerContext>, RequestHeader, Bytes) -> HandlerFuture;
+
+/// One supported API.
+#[derive(Clone, Copy)]
+pub struct Api {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+    pub handler: Handler,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} v{}-{}",
+            self.key, self.min_version, self.max_version
+        )
+    }
+}
+
+/// Every API the broker serves.
+pub const APIS: &[Api] = &[Api {
+    key: ApiKey::ApiVersions,
+    min_version: 0,
+    max_version: 3,
+    handler: handlers::api_versions::handle,
+}];
+
+/// The entry for an API key, if the broker serves it.
+pub fn find(api_key: i16) -> Option<&'static Api> {
+    APIS.iter().find(|a| a.key as i16 == api_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_version_range_is_one_the_codecs_know() {
+        for api in APIS {
+            let known = api.key.valid_versions();
+            assert!(
+                api.min_version >= known.min
+                    && api.max_version <= known.max
+                    && api.min_version <= api.max_version,
+                "{api:?} is outside the codec's {}-{}",
+                known.min,
+                known.max
+            );
+        }
+    }
+
+    #[test]
+    fn each_api_is_listed_once() {
+        for (i, a) in APIS.iter().enumerate() {
+            assert!(APIS[i + 1..].iter().all(|b| b.key != a.key), "{a:?} twice");
+        }
+    }
+}
