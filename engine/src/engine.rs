@@ -156,7 +156,7 @@ async fn shard_main(
         tracing::info!(shard = id, partitions = tps.len(), "recovering partitions");
     }
     shard.open_partitions(tps).await;
-    let flusher = ctx.spawn_io(flusher::run(ctx.clone()));
+    let flusher = glommio::spawn_local(flusher::run(ctx.clone()));
     let housekeeping = glommio::spawn_local(shard.clone().housekeeping());
     let _ = ready.send(Ok(()));
     let in_flight = Rc::new(std::cell::Cell::new(0usize));

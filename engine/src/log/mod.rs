@@ -542,20 +542,19 @@ impl Partition {
             return;
         }
         let me = self.clone();
-        self.ctx
-            .spawn_io(async move {
-                let all = me.st.borrow().pending_bytes >= me.ctx.config.pending_bytes_max as u64;
-                let written = if all {
-                    me.write_out(true).await
-                } else {
-                    me.stream_full_buffers().await
-                };
-                if let Err(e) = written {
-                    me.fail(&e);
-                }
-                me.writer_running.set(false);
-            })
-            .detach();
+        glommio::spawn_local(async move {
+            let all = me.st.borrow().pending_bytes >= me.ctx.config.pending_bytes_max as u64;
+            let written = if all {
+                me.write_out(true).await
+            } else {
+                me.stream_full_buffers().await
+            };
+            if let Err(e) = written {
+                me.fail(&e);
+            }
+            me.writer_running.set(false);
+        })
+        .detach();
     }
 
     /// Writes full buffers of the active segment as they fill, with up to

@@ -8,11 +8,6 @@
 //! shard's ledger records them in arrival order and evicts the oldest once the
 //! shard's budget is exceeded, but never a batch that is not yet in its file (reads
 //! of such offsets are served from memory only).
-//!
-//! Disk work (the flusher and the partitions' writers) runs in its own glommio task
-//! queue, so that when the shard's task quota runs out in a burst of requests the
-//! scheduler shares the CPU between the two queues by runtime, rather than putting
-//! the writers at the back of one long queue of request tasks.
 
 pub mod flusher;
 pub mod router;
@@ -40,8 +35,6 @@ pub(crate) struct ShardCtx {
     pub flush_signal: Notify,
     pub stopping: Cell<bool>,
     cache: RefCell<CacheLedger>,
-    /// The task queue of disk work.
-    io_queue: glommio::TaskQueueHandle,
 }
 
 #[derive(Default)]
@@ -59,31 +52,7 @@ impl ShardCtx {
             flush_signal: Notify::default(),
             stopping: Cell::new(false),
             cache: RefCell::new(CacheLedger::default()),
-            io_queue: glommio::executor().create_task_queue(
-                glommio::Shares::default(),
-                glommio::Latency::NotImportant,
-                "sluice-io",
-            ),
         }
-    }
-
-    /// Runs a disk-work task in the shard's I/O task queue.
-    pub(crate) fn spawn_io<F>(&self, fut: F) -> glommio::Task<F::Output>
-    where
-        F: std::future::Future + 'static,
-        F::Output: 'static,
-    {
-        // The queue lives as long as the executor, so this cannot fail; if it ever
-        // did, the default queue runs the task, only later.
-        let slot = Rc::new(Cell::new(Some(fut)));
-        let run = |slot: Rc<Cell<Option<F>>>| async move {
-            match slot.take() {
-                Some(f) => f.await,
-                None => std::future::pending().await,
-            }
-        };
-        glommio::spawn_local_into(run(slot.clone()), self.io_queue)
-            .unwrap_or_else(|_| glommio::spawn_local(run(slot)))
     }
 
     pub(crate) fn cache_added(&self, p: &Rc<Partition>, base_offset: u64, bytes: usize) {
