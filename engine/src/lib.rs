@@ -26,7 +26,7 @@ pub mod failpoint;
 pub mod log;
 pub mod preflight;
 pub mod shard;
-mod sync;
+pub mod sync;
 
 use std::fmt;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 /// [`Notify::notify_all`] is woken by it; the generation counter stops a
 /// notification between "check the condition" and "wait" from being lost.
 #[derive(Default)]
-pub(crate) struct Notify {
+pub struct Notify {
     generation: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
 }
@@ -32,7 +32,7 @@ impl Notify {
     }
 }
 
-pub(crate) struct Notified<'a> {
+pub struct Notified<'a> {
     notify: &'a Notify,
     generation: u64,
 }

@@ -1,12 +1,21 @@
-//! One client connection: read a frame, find the API in the registry, decode the
-//! header, run the handler, write the answer; answers go out in request order.
+//! One client connection. A reader reads frames, looks the API up in the registry,
+//! decodes the header and starts the handler; up to [`IN_FLIGHT_MAX`] requests run at
+//! once and a writer sends their answers strictly in request order (Kafka clients
+//! pipeline requests and match answers by order and correlation id).
+//!
 //! Anything Kafka answers by closing the connection (an oversized frame, an unknown
-//! API key, a request that does not decode) closes it here too, with a log line.
+//! API key, a request that does not decode) stops the reader with a log line; the
+//! answers to the requests before it are still written, then the connection closes.
+//! When the shard stops serving, the reader stops taking new requests and the
+//! requests already read are answered before the connection closes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use futures::{AsyncRead, AsyncWrite};
+use futures::channel::mpsc;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt, SinkExt, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 
@@ -16,24 +25,70 @@ use crate::frame::{self, RequestPrefix};
 use crate::handlers;
 use crate::registry;
 
-/// Serves one connection until the peer closes it or sends something that ends it.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    peer: String,
-    ctx: Rc<BrokerContext>,
-) {
-    match serve_inner(&mut stream, &ctx).await {
-        Ok(()) => tracing::debug!(%peer, "connection closed by the client"),
+/// Requests of one connection handled at once (librdkafka sends up to 5 produce
+/// requests per connection; the Java client up to 5 by default).
+pub const IN_FLIGHT_MAX: usize = 16;
+
+/// An answer to write: correlation id, response header version, body parts; no
+/// parts for a request that gets no answer (Produce with acks=0).
+struct Answer {
+    correlation_id: i32,
+    header_version: i16,
+    body: Vec<Bytes>,
+}
+
+type AnswerFuture = Pin<Box<dyn Future<Output = Result<Answer>>>>;
+
+/// Serves one connection until the peer closes it, sends something that ends it, or
+/// `stop` completes.
+pub async fn serve<S, F>(stream: S, peer: String, ctx: Rc<BrokerContext>, stop: F)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+{
+    let (mut rd, mut wr) = stream.split();
+    let (tx, rx) = mpsc::channel::<AnswerFuture>(IN_FLIGHT_MAX);
+    let reader = read_requests(&mut rd, &ctx, tx, stop).fuse();
+    let writer = write_answers(&mut wr, rx).fuse();
+    futures::pin_mut!(reader, writer);
+    let (read_end, write_end) = futures::select! {
+        r = reader => (Some(r), writer.await),
+        w = writer => (None, w),
+    };
+    match read_end {
+        Some(Ok(())) | None => {}
+        Some(Err(Error::Io(e))) => tracing::debug!(%peer, error = %e, "connection ended"),
+        Some(Err(e)) => tracing::warn!(%peer, error = %e, "closing the connection"),
+    }
+    match write_end {
+        Ok(()) => tracing::debug!(%peer, "connection closed"),
         Err(Error::Io(e)) => tracing::debug!(%peer, error = %e, "connection ended"),
         Err(e) => tracing::warn!(%peer, error = %e, "closing the connection"),
     }
 }
 
-async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
+async fn read_requests<R, F>(
+    rd: &mut R,
     ctx: &Rc<BrokerContext>,
-) -> Result<()> {
-    while let Some(frame) = frame::read_frame(stream, ctx.request_max_bytes).await? {
+    mut tx: mpsc::Sender<AnswerFuture>,
+    stop: F,
+) -> Result<()>
+where
+    R: AsyncRead + Unpin,
+    F: Future<Output = ()>,
+{
+    let stop = stop.fuse();
+    futures::pin_mut!(stop);
+    loop {
+        let next = frame::read_frame(rd, ctx.settings.request_max_bytes).fuse();
+        futures::pin_mut!(next);
+        let frame = futures::select! {
+            f = next => f?,
+            () = stop => return Ok(()),
+        };
+        let Some(frame) = frame else {
+            return Ok(());
+        };
         let mut frame = frame.freeze();
         let Some(prefix) = RequestPrefix::parse(&frame) else {
             return Err(Error::Malformed {
@@ -42,26 +97,57 @@ async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
                 reason: format!("a {}-byte request has no header", frame.len()),
             });
         };
-        let (header_version, body) = dispatch(ctx, prefix, &mut frame).await?;
-        frame::write_response(stream, prefix.correlation_id, header_version, &body).await?;
+        let answer = start(ctx, prefix, &mut frame)?;
+        if tx.send(answer).await.is_err() {
+            // The writer stopped (the socket failed); nothing more to do.
+            return Ok(());
+        }
+    }
+}
+
+async fn write_answers<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    rx: mpsc::Receiver<AnswerFuture>,
+) -> Result<()> {
+    let mut answers = rx.buffered(IN_FLIGHT_MAX);
+    while let Some(answer) = answers.next().await {
+        let answer = answer?;
+        if answer.body.is_empty() {
+            continue;
+        }
+        frame::write_response(
+            wr,
+            answer.correlation_id,
+            answer.header_version,
+            &answer.body,
+        )
+        .await?;
     }
     Ok(())
 }
 
-/// Runs one request; returns the response header version and the encoded body.
-async fn dispatch(
+/// Checks the API and version, decodes the header and starts the handler.
+fn start(
     ctx: &Rc<BrokerContext>,
     prefix: RequestPrefix,
     frame: &mut Bytes,
-) -> Result<(i16, Vec<Bytes>)> {
+) -> Result<AnswerFuture> {
     let Some(api) = registry::find(prefix.api_key) else {
         return Err(Error::UnknownApi(prefix.api_key));
     };
     let version = prefix.api_version;
+    let correlation_id = prefix.correlation_id;
     if version < api.min_version || version > api.max_version {
         if api.key == ApiKey::ApiVersions {
             // Kafka's fallback: answer in v0 so any client can read it.
-            return Ok((0, handlers::api_versions::unsupported_version_answer()?));
+            let body = handlers::api_versions::unsupported_version_answer()?;
+            return Ok(Box::pin(async move {
+                Ok(Answer {
+                    correlation_id,
+                    header_version: 0,
+                    body,
+                })
+            }));
         }
         return Err(Error::Malformed {
             api_key: prefix.api_key,
@@ -80,6 +166,14 @@ async fn dispatch(
                 reason: format!("request header: {e}"),
             }
         })?;
-    let body = (api.handler)(ctx.clone(), header, frame.clone()).await?;
-    Ok((api.key.response_header_version(version), body))
+    let handler = (api.handler)(ctx.clone(), header, frame.clone());
+    let header_version = api.key.response_header_version(version);
+    Ok(Box::pin(async move {
+        let body = handler.await?;
+        Ok(Answer {
+            correlation_id,
+            header_version,
+            body,
+        })
+    }))
 }

@@ -1,8 +1,14 @@
 //! What every handler on a shard can see of the broker.
 
-/// The broker as its handlers see it.
+use std::sync::Arc;
+
+use sluice_engine::ShardRouter;
+
+use crate::topics::TopicStore;
+
+/// Broker settings the protocol layer reads (the `[kafka]` part of the config).
 #[derive(Debug, Clone)]
-pub struct BrokerContext {
+pub struct BrokerSettings {
     /// This node's id (Kafka's `node.id`).
     pub node_id: i32,
     /// The host and port clients are told to connect to.
@@ -10,4 +16,39 @@ pub struct BrokerContext {
     pub advertised_port: u16,
     /// `socket.request.max.bytes`.
     pub request_max_bytes: usize,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of an auto-created topic.
+    pub default_partitions: i32,
+    /// Longest a Fetch may wait (caps the client's `max_wait_ms`).
+    pub fetch_wait_max_ms: u64,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            node_id: 1,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            request_max_bytes: crate::frame::REQUEST_MAX_BYTES_DEFAULT,
+            auto_create_topics: true,
+            default_partitions: 1,
+            fetch_wait_max_ms: 30_000,
+        }
+    }
+}
+
+/// The broker as its handlers see it.
+pub struct BrokerContext {
+    pub settings: BrokerSettings,
+    pub router: ShardRouter,
+    pub topics: Arc<TopicStore>,
+    /// Id of the shard this context serves.
+    pub shard: usize,
+}
+
+impl BrokerContext {
+    pub fn node_id(&self) -> i32 {
+        self.settings.node_id
+    }
 }

@@ -13,6 +13,12 @@ pub mod context;
 pub mod error;
 pub mod frame;
 pub mod handlers;
+pub mod kafka_error;
 pub mod registry;
+pub mod server;
+pub mod topic_config;
+pub mod topics;
 
+pub use context::BrokerSettings;
 pub use error::{Error, Result};
+pub use server::{Broker, StartError};

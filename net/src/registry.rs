@@ -17,7 +17,8 @@ use crate::handlers;
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<Bytes>>>>>;
 
 /// A handler gets the broker context, the decoded request header and the request
-/// body (the frame after the header).
+/// body (the frame after the header). It returns the response body in parts; no
+/// parts means no response (Produce with acks=0).
 pub type Handler = fn(Rc<BrokerContext>, RequestHeader, Bytes) -> HandlerFuture;
 
 /// One supported API.
@@ -40,12 +41,22 @@ impl std::fmt::Debug for Api {
 }
 
 /// Every API the broker serves.
-pub const APIS: &[Api] = &[Api {
-    key: ApiKey::ApiVersions,
-    min_version: 0,
-    max_version: 3,
-    handler: handlers::api_versions::handle,
-}];
+pub const APIS: &[Api] = &[
+    api(ApiKey::Produce, 3, 11, handlers::produce::handle),
+    api(ApiKey::Fetch, 4, 16, handlers::fetch::handle),
+    api(ApiKey::ListOffsets, 1, 8, handlers::list_offsets::handle),
+    api(ApiKey::Metadata, 0, 12, handlers::metadata::handle),
+    api(ApiKey::ApiVersions, 0, 3, handlers::api_versions::handle),
+];
+
+const fn api(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) -> Api {
+    Api {
+        key,
+        min_version,
+        max_version,
+        handler,
+    }
+}
 
 /// The entry for an API key, if the broker serves it.
 pub fn find(api_key: i16) -> Option<&'static Api> {

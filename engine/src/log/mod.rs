@@ -157,6 +157,8 @@ pub struct Partition {
     pub(crate) durable_waiters: RefCell<Vec<(u64, oneshot::Sender<Result<()>>)>>,
     /// Woken when buffered bytes have been written (appends waiting for room).
     pub(crate) space: Notify,
+    /// Woken after every append (fetches waiting for data).
+    pub(crate) appended: Notify,
     pub(crate) writer_running: Cell<bool>,
     /// A sync waits for the I/O lock: the streaming writer yields it soon.
     pub(crate) sync_waiting: Cell<bool>,
@@ -193,6 +195,12 @@ impl Partition {
         Ok(())
     }
 
+    /// Completes at the next append or high-watermark move after this call (a
+    /// long-polling fetch waits here).
+    pub fn appended(&self) -> crate::sync::Notified<'_> {
+        self.appended.notified()
+    }
+
     /// Why the partition is offline, if it is.
     pub fn offline_reason(&self) -> Option<String> {
         self.st.borrow().offline.clone()
@@ -223,9 +231,17 @@ impl Partition {
     }
 
     /// Sets the high watermark (the replication layer owns it), bounded by the log end.
+    /// Fetches waiting on [`Partition::appended`] are woken when it moves.
     pub fn set_high_watermark(&self, offset: u64) {
-        let mut st = self.st.borrow_mut();
-        st.high_watermark = offset.clamp(st.log_start_offset, st.next_offset);
+        let moved = {
+            let mut st = self.st.borrow_mut();
+            let before = st.high_watermark;
+            st.high_watermark = offset.clamp(st.log_start_offset, st.next_offset);
+            st.high_watermark != before
+        };
+        if moved {
+            self.appended.notify_all();
+        }
     }
 
     fn online(&self, st: &LogState) -> Result<()> {
@@ -268,6 +284,7 @@ impl Partition {
             self.append_in_memory(&mut st, records, &checked, opts)?
         };
         if !info.duplicate {
+            self.appended.notify_all();
             self.mark_dirty();
             if self
                 .st

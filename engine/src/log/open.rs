@@ -112,6 +112,7 @@ impl Partition {
             io_lock: glommio::sync::Semaphore::new(1),
             durable_waiters: std::cell::RefCell::new(Vec::new()),
             space: crate::sync::Notify::default(),
+            appended: crate::sync::Notify::default(),
             writer_running: std::cell::Cell::new(false),
             sync_waiting: std::cell::Cell::new(false),
             in_dirty_list: std::cell::Cell::new(false),

@@ -39,6 +39,11 @@ impl ShardTable {
         self.owners.is_empty()
     }
 
+    /// Every placed partition, in no particular order.
+    pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.owners.keys()
+    }
+
     /// Partitions per shard.
     pub fn counts(&self) -> &[usize] {
         &self.counts

@@ -1,12 +1,27 @@
 //! One file per Kafka API: decode, delegate, encode. Shared here: decoding a request
-//! body and encoding a response body with the version the client asked for.
+//! body, encoding a response body with the version the client asked for, finding a
+//! topic (creating it when the broker auto-creates topics), and running work on the
+//! shards that own the partitions, one hop per shard.
 
 pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use sluice_engine::{Partition, TopicPartition};
 
+use crate::context::BrokerContext;
 use crate::error::{Error, Result};
+use crate::kafka_error::{self as code, KafkaError};
+use crate::topics::TopicInfo;
 
 /// Decodes a request body; a body that does not decode is [`Error::Malformed`].
 pub fn decode<T: Decodable>(body: &mut Bytes, api_key: i16, api_version: i16) -> Result<T> {
@@ -29,4 +44,116 @@ pub fn encode<T: Encodable>(response: &T, api_key: i16, api_version: i16) -> Res
         .encode(&mut buf, api_version)
         .map_err(|e| err(&e))?;
     Ok(vec![buf.freeze()])
+}
+
+/// The topic `name`; created with the broker's defaults when it does not exist,
+/// `create` allows it and the broker auto-creates topics.
+pub async fn find_topic(
+    ctx: &BrokerContext,
+    name: &str,
+    create: bool,
+) -> std::result::Result<Arc<TopicInfo>, KafkaError> {
+    if let Some(t) = ctx.topics.image().get(name) {
+        return Ok(t.clone());
+    }
+    if !(create && ctx.settings.auto_create_topics) {
+        return Err(KafkaError::new(
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic '{name}' does not exist"),
+        ));
+    }
+    match ctx
+        .topics
+        .create(
+            name,
+            ctx.settings.default_partitions,
+            BTreeMap::new(),
+            false,
+        )
+        .await
+    {
+        Ok(t) => Ok(t),
+        // Another connection created it first.
+        Err(e) if e.code == code::TOPIC_ALREADY_EXISTS => {
+            ctx.topics.image().get(name).cloned().ok_or(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `f` on every partition's owning shard: one hop per shard, the partitions of
+/// a shard concurrently; results come back in the order of `items`.
+pub async fn on_owners<I, O, F, Fut>(
+    ctx: &BrokerContext,
+    items: Vec<(TopicPartition, I)>,
+    f: F,
+) -> Vec<std::result::Result<O, KafkaError>>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    F: Fn(Rc<Partition>, I) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = std::result::Result<O, KafkaError>> + 'static,
+{
+    let n = items.len();
+    let mut out: Vec<Option<std::result::Result<O, KafkaError>>> = (0..n).map(|_| None).collect();
+    let mut per_shard: BTreeMap<usize, Vec<(usize, TopicPartition, I)>> = BTreeMap::new();
+    for (i, (tp, item)) in items.into_iter().enumerate() {
+        match ctx.router.shard_of(&tp) {
+            Some(s) => per_shard.entry(s).or_default().push((i, tp, item)),
+            None => {
+                out[i] = Some(Err(KafkaError::new(
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("partition {tp} does not exist"),
+                )));
+            }
+        }
+    }
+    let jobs: Vec<_> = per_shard
+        .into_iter()
+        .map(|(s, work)| {
+            let f = f.clone();
+            let indexes: Vec<usize> = work.iter().map(|w| w.0).collect();
+            let job = move |shard: Rc<sluice_engine::Shard>| async move {
+                futures::future::join_all(work.into_iter().map(|(i, tp, item)| {
+                    let f = f.clone();
+                    let p = shard.partition(&tp);
+                    async move {
+                        let r = match p {
+                            Ok(p) => f(p, item).await,
+                            Err(e) => Err(KafkaError::from(e)),
+                        };
+                        (i, r)
+                    }
+                }))
+                .await
+            };
+            (indexes, (s, job))
+        })
+        .collect();
+    let (indexes, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+    for (r, idx) in ctx.router.scatter(jobs).await.into_iter().zip(indexes) {
+        match r {
+            Ok(results) => {
+                for (i, r) in results {
+                    out[i] = Some(r);
+                }
+            }
+            Err(e) => {
+                let e = KafkaError::from(e);
+                for i in idx {
+                    out[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(KafkaError::new(
+                    code::UNKNOWN_SERVER_ERROR,
+                    "no answer from the owning shard",
+                ))
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,307 @@
+//! Fetch (v4+): whole batches from each partition's fetch offset, read on the shard
+//! that owns the partition (one hop per shard and round), up to the partition's
+//! `partition_max_bytes` and the response's `max_bytes` (the first partition with
+//! data always gets at least one batch, as in Kafka, so a consumer never stalls on a
+//! batch larger than its limits). When fewer than `min_bytes` are ready the request
+//! waits, up to `max_wait_ms`, for an append to any of its partitions and reads again.
+//!
+//! Consumers read below the high watermark (`read_committed` reads below the last
+//! stable offset, which equals it while there are no transactions). Fetch sessions
+//! (KIP-227) are declined by answering session id 0, which KIP-227 allows: clients
+//! then send full fetch requests.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeader};
+use sluice_engine::{ReadChunk, TopicPartition};
+
+use crate::context::BrokerContext;
+use crate::kafka_error::{self as code, KafkaError};
+use crate::registry::HandlerFuture;
+
+const KEY: i16 = ApiKey::Fetch as i16;
+
+/// What one partition's read found.
+struct Read {
+    data: Vec<Bytes>,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+impl Read {
+    fn len(&self) -> usize {
+        self.data.iter().map(Bytes::len).sum()
+    }
+}
+
+/// One partition of the request: its place in the response and what to read.
+struct Wanted {
+    topic: usize,
+    partition: usize,
+    tp: TopicPartition,
+    offset: u64,
+    max_bytes: usize,
+}
+
+#[allow(clippy::needless_pass_by_value)]
+pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
+    Box::pin(async move {
+        let v = header.request_api_version;
+        let req: FetchRequest = super::decode(&mut body, KEY, v)?;
+        let started = Instant::now();
+        let wait = Duration::from_millis(
+            u64::try_from(req.max_wait_ms.max(0))
+                .unwrap_or(0)
+                .min(ctx.settings.fetch_wait_max_ms),
+        );
+        let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
+        let max_bytes = if v >= 3 {
+            usize::try_from(req.max_bytes.max(0)).unwrap_or(0)
+        } else {
+            usize::MAX
+        };
+        if req.session_id != 0 {
+            let response = FetchResponse::default()
+                .with_error_code(code::FETCH_SESSION_ID_NOT_FOUND)
+                .with_session_id(0);
+            return super::encode(&response, KEY, v);
+        }
+        let image = ctx.topics.image();
+        let mut errors: Vec<Vec<Option<KafkaError>>> = Vec::new();
+        let mut wanted = Vec::new();
+        for (ti, topic) in req.topics.iter().enumerate() {
+            errors.push(topic.partitions.iter().map(|_| None).collect());
+            let info = if v >= 13 {
+                image
+                    .by_id(&topic.topic_id)
+                    .ok_or_else(|| KafkaError::new(code::UNKNOWN_TOPIC_ID, "unknown topic id"))
+            } else {
+                image.get(&topic.topic).ok_or_else(|| {
+                    KafkaError::new(code::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")
+                })
+            };
+            for (pi, part) in topic.partitions.iter().enumerate() {
+                let tp = match &info {
+                    Ok(info) if part.partition >= 0 && part.partition < info.partitions => {
+                        TopicPartition::new(&info.name, part.partition).map_err(KafkaError::from)
+                    }
+                    Ok(_) => Err(KafkaError::new(
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        "no such partition",
+                    )),
+                    Err(e) => Err(e.clone()),
+                };
+                let offset = u64::try_from(part.fetch_offset).map_err(|_| {
+                    KafkaError::new(code::OFFSET_OUT_OF_RANGE, "negative fetch offset")
+                });
+                match (tp, offset) {
+                    (Ok(tp), Ok(offset)) => wanted.push(Wanted {
+                        topic: ti,
+                        partition: pi,
+                        tp,
+                        offset,
+                        max_bytes: usize::try_from(part.partition_max_bytes.max(0)).unwrap_or(0),
+                    }),
+                    (Err(e), _) | (_, Err(e)) => errors[ti][pi] = Some(e),
+                }
+            }
+        }
+        let mut reads = read_all(&ctx, &wanted).await;
+        loop {
+            let ready: usize = reads.iter().map(|r| r.as_ref().map_or(0, Read::len)).sum();
+            let failed = reads.iter().any(Result::is_err);
+            let elapsed = started.elapsed();
+            if ready >= min_bytes || failed || elapsed >= wait || wanted.is_empty() {
+                break;
+            }
+            let seen: Vec<u64> = reads
+                .iter()
+                .map(|r| {
+                    r.as_ref()
+                        .map_or(0, |r| u64::try_from(r.high_watermark).unwrap_or(0))
+                })
+                .collect();
+            wait_for_append(&ctx, &wanted, &seen, wait - elapsed).await;
+            reads = read_all(&ctx, &wanted).await;
+        }
+        // Keep to max_bytes in request order; the first non-empty partition always
+        // keeps its data.
+        let mut budget = max_bytes;
+        let mut first = true;
+        let mut slots: Vec<Vec<Option<Result<Read, KafkaError>>>> = errors
+            .into_iter()
+            .map(|t| t.into_iter().map(|e| e.map(Err)).collect())
+            .collect();
+        for (w, r) in wanted.iter().zip(reads) {
+            let r = r.map(|mut read| {
+                let n = read.len();
+                if n > 0 {
+                    if first || n <= budget {
+                        budget = budget.saturating_sub(n);
+                    } else {
+                        read.data.clear();
+                    }
+                    first = false;
+                }
+                read
+            });
+            slots[w.topic][w.partition] = Some(r);
+        }
+        let responses = req
+            .topics
+            .iter()
+            .zip(slots)
+            .map(|(topic, parts)| {
+                FetchableTopicResponse::default()
+                    .with_topic(topic.topic.clone())
+                    .with_topic_id(topic.topic_id)
+                    .with_partitions(
+                        topic
+                            .partitions
+                            .iter()
+                            .zip(parts)
+                            .map(|(p, r)| answer(p.partition, r, req.isolation_level, v))
+                            .collect(),
+                    )
+            })
+            .collect();
+        super::encode(
+            &FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(responses),
+            KEY,
+            v,
+        )
+    })
+}
+
+/// A partition's answer as `v` can carry it.
+fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16) -> PartitionData {
+    let base = PartitionData::default()
+        .with_partition_index(index)
+        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
+    match r {
+        Some(Ok(read)) => {
+            let records = if read.data.len() == 1 {
+                read.data.into_iter().next().unwrap_or_default()
+            } else {
+                let mut buf = BytesMut::with_capacity(read.data.iter().map(Bytes::len).sum());
+                for d in &read.data {
+                    buf.extend_from_slice(d);
+                }
+                buf.freeze()
+            };
+            base.with_high_watermark(read.high_watermark)
+                .with_last_stable_offset(read.high_watermark)
+                .with_log_start_offset(if v >= 5 { read.log_start_offset } else { -1 })
+                .with_aborted_transactions((isolation == 1).then(Vec::new))
+                .with_records(Some(records))
+        }
+        Some(Err(e)) => base
+            .with_error_code(e.code)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_records(Some(Bytes::new())),
+        None => base.with_error_code(code::UNKNOWN_SERVER_ERROR),
+    }
+}
+
+/// Reads every wanted partition once, on the owning shards.
+async fn read_all(ctx: &BrokerContext, wanted: &[Wanted]) -> Vec<Result<Read, KafkaError>> {
+    let items = wanted
+        .iter()
+        .map(|w| (w.tp.clone(), (w.offset, w.max_bytes)))
+        .collect();
+    super::on_owners(
+        ctx,
+        items,
+        |p, (offset, max_bytes): (u64, usize)| async move {
+            let hw = p.offsets().high_watermark;
+            let r = p.read(offset, max_bytes.max(1), Some(hw)).await?;
+            let mut data = Vec::with_capacity(r.chunks.len());
+            for c in &r.chunks {
+                match c {
+                    ReadChunk::Memory(b) => data.push(b.clone()),
+                    ReadChunk::File { .. } => {
+                        let one = sluice_engine::ReadResult {
+                            chunks: vec![c.clone()],
+                            ..r.clone()
+                        };
+                        data.push(one.materialize().await?);
+                    }
+                }
+            }
+            Ok(Read {
+                data,
+                high_watermark: i64::try_from(r.high_watermark).unwrap_or(i64::MAX),
+                log_start_offset: i64::try_from(r.log_start_offset).unwrap_or(0),
+            })
+        },
+    )
+    .await
+}
+
+/// Waits until any wanted partition's high watermark moves past `seen` (what the
+/// last read saw), or `limit` passes.
+async fn wait_for_append(ctx: &BrokerContext, wanted: &[Wanted], seen: &[u64], limit: Duration) {
+    let mut per_shard: std::collections::BTreeMap<usize, Vec<(TopicPartition, u64)>> =
+        std::collections::BTreeMap::new();
+    for (w, seen) in wanted.iter().zip(seen) {
+        if let Some(s) = ctx.router.shard_of(&w.tp) {
+            per_shard.entry(s).or_default().push((w.tp.clone(), *seen));
+        }
+    }
+    let mut cancels = Vec::new();
+    let mut waits = Vec::new();
+    for (s, tps) in per_shard {
+        let (cancel_tx, cancel_rx) = futures::channel::oneshot::channel::<()>();
+        cancels.push(cancel_tx);
+        let router = ctx.router.clone();
+        waits.push(
+            async move {
+                let _ = router
+                    .call(s, move |shard| async move {
+                        let parts: Vec<_> = tps
+                            .iter()
+                            .filter_map(|(tp, _)| shard.partition(tp).ok())
+                            .collect();
+                        let waits: Vec<_> = parts.iter().map(|p| p.appended()).collect();
+                        // Data that arrived since the read needs no wait.
+                        if parts
+                            .iter()
+                            .zip(&tps)
+                            .any(|(p, (_, seen))| p.offsets().high_watermark > *seen)
+                        {
+                            return;
+                        }
+                        let appended = async move {
+                            if waits.is_empty() {
+                                futures::future::pending::<()>().await;
+                            } else {
+                                futures::future::select_all(waits).await;
+                            }
+                        };
+                        let timer = glommio::timer::sleep(limit);
+                        futures::select! {
+                            _ = appended.fuse() => {},
+                            () = timer.fuse() => {},
+                            _ = cancel_rx.fuse() => {},
+                        }
+                    })
+                    .await;
+            }
+            .boxed_local(),
+        );
+    }
+    if waits.is_empty() {
+        glommio::timer::sleep(limit).await;
+        return;
+    }
+    futures::future::select_all(waits).await;
+    drop(cancels);
+}

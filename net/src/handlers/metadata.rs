@@ -1,0 +1,104 @@
+//! Metadata: this node as the only broker and controller, and every topic asked
+//! for (all of them when the list is null, or empty in v0), each partition led by
+//! this node. Unknown topics are created when the client allows it and the broker
+//! auto-creates topics.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::context::BrokerContext;
+use crate::kafka_error as code;
+use crate::registry::HandlerFuture;
+use crate::topics::TopicInfo;
+
+const KEY: i16 = ApiKey::Metadata as i16;
+
+#[allow(clippy::needless_pass_by_value)]
+pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
+    Box::pin(async move {
+        let v = header.request_api_version;
+        let req: MetadataRequest = super::decode(&mut body, KEY, v)?;
+        // v0-v3 always allow auto-creation; later versions say so.
+        let allow_create = v < 4 || req.allow_auto_topic_creation;
+        let mut topics = Vec::new();
+        let all = match &req.topics {
+            None => true,
+            Some(list) => v == 0 && list.is_empty(),
+        };
+        if all {
+            for t in ctx.topics.image().topics() {
+                topics.push(describe(&ctx, t, v));
+            }
+        } else {
+            for t in req.topics.unwrap_or_default() {
+                let name = match &t.name {
+                    Some(n) => n.to_string(),
+                    None => match ctx.topics.image().by_id(&t.topic_id) {
+                        Some(info) => info.name.to_string(),
+                        None => {
+                            topics.push(
+                                MetadataResponseTopic::default()
+                                    .with_error_code(code::UNKNOWN_TOPIC_ID)
+                                    .with_topic_id(t.topic_id),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                match super::find_topic(&ctx, &name, allow_create).await {
+                    Ok(info) => topics.push(describe(&ctx, &info, v)),
+                    Err(e) => topics.push(
+                        MetadataResponseTopic::default()
+                            .with_error_code(e.code)
+                            .with_name(Some(TopicName(StrBytes::from_string(name)))),
+                    ),
+                }
+            }
+        }
+        let node = ctx.node_id();
+        let mut response = MetadataResponse::default()
+            .with_brokers(vec![MetadataResponseBroker::default()
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(ctx.settings.advertised_host.clone()))
+                .with_port(i32::from(ctx.settings.advertised_port))])
+            .with_topics(topics);
+        if v >= 1 {
+            response.controller_id = BrokerId(node);
+        }
+        if v >= 2 {
+            response.cluster_id =
+                Some(StrBytes::from_string(ctx.topics.image().cluster_id.clone()));
+        }
+        super::encode(&response, KEY, v)
+    })
+}
+
+/// A topic as `v` can carry it (fields a version lacks stay at their defaults).
+fn describe(ctx: &BrokerContext, t: &TopicInfo, v: i16) -> MetadataResponseTopic {
+    let node = BrokerId(ctx.node_id());
+    let internal = matches!(&*t.name, "__consumer_offsets" | "__transaction_state");
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.to_string()))))
+        .with_topic_id(if v >= 10 { t.id } else { uuid::Uuid::nil() })
+        .with_is_internal(v >= 1 && internal)
+        .with_partitions(
+            (0..t.partitions)
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(node)
+                        .with_leader_epoch(if v >= 7 { 0 } else { -1 })
+                        .with_replica_nodes(vec![node])
+                        .with_isr_nodes(vec![node])
+                })
+                .collect(),
+        )
+}

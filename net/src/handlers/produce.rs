@@ -1,0 +1,180 @@
+//! Produce (v3+): every partition's record batches are appended on the shard that
+//! owns the partition (one hop per shard, partitions of a shard concurrently) and
+//! answered by `acks`: 0 no answer, 1 once in the write buffer, -1 (all) once an
+//! fdatasync covered the batches. Batches are stored as sent, compressed or not;
+//! the engine checks each batch's CRC and framing before anything is written.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::protocol::StrBytes;
+use sluice_engine::{AppendOptions, Durability, TopicPartition};
+
+use crate::context::BrokerContext;
+use crate::kafka_error::{self as code, KafkaError};
+use crate::registry::HandlerFuture;
+
+const KEY: i16 = ApiKey::Produce as i16;
+
+/// What one partition's append answered.
+struct Appended {
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+}
+
+#[allow(clippy::needless_pass_by_value)]
+pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
+    Box::pin(async move {
+        let v = header.request_api_version;
+        let req: ProduceRequest = super::decode(&mut body, KEY, v)?;
+        let acks = req.acks;
+        let mut slots: Vec<Vec<Option<Result<Appended, KafkaError>>>> = Vec::new();
+        let mut work = Vec::new();
+        for (ti, topic) in req.topic_data.iter().enumerate() {
+            slots.push(topic.partition_data.iter().map(|_| None).collect());
+            let found = if v >= 13 {
+                match ctx.topics.image().by_id(&topic.topic_id) {
+                    Some(t) => Ok(t.clone()),
+                    None => Err(KafkaError::new(
+                        code::UNKNOWN_TOPIC_ID,
+                        format!("no topic has id {}", topic.topic_id),
+                    )),
+                }
+            } else {
+                super::find_topic(&ctx, &topic.name, true).await
+            };
+            for (pi, part) in topic.partition_data.iter().enumerate() {
+                let refuse = |e: KafkaError| Some(Err(e));
+                let info = match &found {
+                    Ok(info) => info,
+                    Err(e) => {
+                        slots[ti][pi] = refuse(e.clone());
+                        continue;
+                    }
+                };
+                if !matches!(acks, -1..=1) {
+                    slots[ti][pi] = refuse(KafkaError::new(
+                        code::INVALID_REQUIRED_ACKS,
+                        format!("acks={acks}: use 0, 1 or -1 (all)"),
+                    ));
+                    continue;
+                }
+                if part.index < 0 || part.index >= info.partitions {
+                    slots[ti][pi] = refuse(KafkaError::new(
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("topic '{}' has no partition {}", info.name, part.index),
+                    ));
+                    continue;
+                }
+                // One node: the in-sync replicas are this node alone.
+                if acks == -1 && info.settings.min_insync_replicas > 1 {
+                    slots[ti][pi] = refuse(KafkaError::new(
+                        code::NOT_ENOUGH_REPLICAS,
+                        format!(
+                            "min.insync.replicas={} but only 1 replica is in sync",
+                            info.settings.min_insync_replicas
+                        ),
+                    ));
+                    continue;
+                }
+                let Some(records) = part.records.clone() else {
+                    slots[ti][pi] = refuse(KafkaError::new(
+                        code::CORRUPT_MESSAGE,
+                        "the partition's record set is null",
+                    ));
+                    continue;
+                };
+                match TopicPartition::new(&info.name, part.index) {
+                    Ok(tp) => work.push((tp, (ti, pi, records))),
+                    Err(e) => slots[ti][pi] = refuse(KafkaError::from(e)),
+                }
+            }
+        }
+        let durability = if acks == -1 {
+            Durability::Durable
+        } else {
+            Durability::Buffered
+        };
+        let places: Vec<(usize, usize)> = work.iter().map(|(_, (t, p, _))| (*t, *p)).collect();
+        let items = work.into_iter().map(|(tp, (_, _, r))| (tp, r)).collect();
+        let results = super::on_owners(&ctx, items, move |p, records: Bytes| async move {
+            let info = p
+                .append(
+                    records,
+                    AppendOptions {
+                        leader_epoch: 0,
+                        durability,
+                    },
+                )
+                .await?;
+            // One node: a record is replicated once this node has it.
+            let end = p.offsets().log_end_offset;
+            p.set_high_watermark(end);
+            Ok(Appended {
+                base_offset: i64::try_from(info.base_offset).unwrap_or(i64::MAX),
+                log_append_time_ms: info.log_append_time_ms,
+                log_start_offset: i64::try_from(info.log_start_offset).unwrap_or(0),
+            })
+        })
+        .await;
+        for ((ti, pi), r) in places.into_iter().zip(results) {
+            slots[ti][pi] = Some(r);
+        }
+        if acks == 0 {
+            for (topic, parts) in req.topic_data.iter().zip(&slots) {
+                for (part, r) in topic.partition_data.iter().zip(parts) {
+                    if let Some(Err(e)) = r {
+                        tracing::debug!(topic = %topic.name.as_str(), partition = part.index, error = %e, "acks=0 produce refused");
+                    }
+                }
+            }
+            return Ok(Vec::new());
+        }
+        let responses = req
+            .topic_data
+            .iter()
+            .zip(slots)
+            .map(|(topic, parts)| {
+                TopicProduceResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_topic_id(topic.topic_id)
+                    .with_partition_responses(
+                        topic
+                            .partition_data
+                            .iter()
+                            .zip(parts)
+                            .map(|(part, r)| answer(part.index, r, v))
+                            .collect(),
+                    )
+            })
+            .collect();
+        super::encode(
+            &ProduceResponse::default().with_responses(responses),
+            KEY,
+            v,
+        )
+    })
+}
+
+/// A partition's answer as `v` can carry it.
+fn answer(index: i32, r: Option<Result<Appended, KafkaError>>, v: i16) -> PartitionProduceResponse {
+    let base = PartitionProduceResponse::default().with_index(index);
+    match r {
+        Some(Ok(a)) => base
+            .with_base_offset(a.base_offset)
+            .with_log_append_time_ms(a.log_append_time_ms)
+            .with_log_start_offset(if v >= 5 { a.log_start_offset } else { -1 }),
+        Some(Err(e)) => base
+            .with_error_code(e.code)
+            .with_error_message((v >= 8).then(|| StrBytes::from_string(e.message)))
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1),
+        None => base
+            .with_error_code(code::UNKNOWN_SERVER_ERROR)
+            .with_base_offset(-1),
+    }
+}

@@ -1,0 +1,257 @@
+//! The Kafka server of one node: starts the engine, opens the topic registry, and
+//! opens a listener on every shard on the same port (`SO_REUSEPORT`, so the kernel
+//! spreads connections over the shards). A connection lives on the shard that
+//! accepted it; work for partitions of other shards goes through the shard router.
+//!
+//! Shutdown: every shard stops accepting, its connections stop reading new requests
+//! and answer the ones already read, then the engine flushes and closes every log.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use sluice_engine::sync::Notify;
+use sluice_engine::{Engine, EngineConfig, ShardRouter};
+
+use crate::context::{BrokerContext, BrokerSettings};
+use crate::kafka_error::KafkaError;
+use crate::topics::TopicStore;
+
+/// How long a stopping shard waits for its connections to answer what they read.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Engine(#[from] sluice_engine::Error),
+    #[error("topic registry: {0}")]
+    Topics(KafkaError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+}
+
+/// A running node.
+pub struct Broker {
+    engine: Option<Engine>,
+    router: ShardRouter,
+    topics: Arc<TopicStore>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Broker({})", self.addr)
+    }
+}
+
+/// A shard's listener and connections.
+#[derive(Default)]
+struct ShardServer {
+    stopping: Cell<bool>,
+    stop: Notify,
+    open: Cell<usize>,
+    closed: Notify,
+}
+
+thread_local! {
+    static SHARD_SERVER: RefCell<Option<Rc<ShardServer>>> = const { RefCell::new(None) };
+}
+
+impl Broker {
+    /// Starts the engine and the listeners. `listen` may have port 0 (any free port;
+    /// see [`Broker::local_addr`]); an advertised port of 0 means the bound port.
+    pub fn start(
+        engine: EngineConfig,
+        listen: SocketAddr,
+        settings: BrokerSettings,
+    ) -> Result<Broker, StartError> {
+        let data_dir = engine.data_dir.clone();
+        let defaults = engine.log_defaults.clone();
+        let engine = Engine::start(engine)?;
+        let router = engine.router();
+        let topics = match futures::executor::block_on(TopicStore::open(
+            &data_dir,
+            defaults,
+            router.clone(),
+        )) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                let _ = engine.shutdown();
+                return Err(StartError::Topics(e));
+            }
+        };
+        futures::executor::block_on(high_watermarks_to_log_ends(&router));
+        let mut broker = Broker {
+            engine: Some(engine),
+            router: router.clone(),
+            topics,
+            addr: listen,
+        };
+        // Shard 0 binds first so that port 0 becomes one port all shards share.
+        broker.addr = broker.listen_on(0, listen, &settings)?;
+        for shard in 1..router.shard_count() {
+            broker.listen_on(shard, broker.addr, &settings)?;
+        }
+        tracing::info!(addr = %broker.addr, shards = router.shard_count(), "Kafka listener open");
+        Ok(broker)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn router(&self) -> ShardRouter {
+        self.router.clone()
+    }
+
+    pub fn topics(&self) -> Arc<TopicStore> {
+        self.topics.clone()
+    }
+
+    fn listen_on(
+        &self,
+        shard: usize,
+        addr: SocketAddr,
+        settings: &BrokerSettings,
+    ) -> Result<SocketAddr, StartError> {
+        let settings = settings.clone();
+        let router = self.router.clone();
+        let topics = self.topics.clone();
+        let bound = futures::executor::block_on(self.router.call(shard, move |_| async move {
+            let listener = glommio::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let mut settings = settings;
+            if settings.advertised_port == 0 {
+                settings.advertised_port = local.port();
+            }
+            let ctx = Rc::new(BrokerContext {
+                settings,
+                router,
+                topics,
+                shard,
+            });
+            let server = Rc::new(ShardServer::default());
+            SHARD_SERVER.with(|s| *s.borrow_mut() = Some(server.clone()));
+            glommio::spawn_local(accept_loop(listener, ctx, server)).detach();
+            Ok::<SocketAddr, String>(local)
+        }))
+        .map_err(|e| StartError::Listen {
+            addr,
+            reason: e.to_string(),
+        })?;
+        bound.map_err(|reason| StartError::Listen { addr, reason })
+    }
+
+    /// Closes every shard's listener and waits for its connections to finish.
+    fn stop_listeners(&self) {
+        let jobs: Vec<_> = (0..self.router.shard_count())
+            .map(|s| {
+                (s, |_| async move {
+                    let Some(server) = SHARD_SERVER.with(|s| s.borrow_mut().take()) else {
+                        return;
+                    };
+                    server.stopping.set(true);
+                    server.stop.notify_all();
+                    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+                    while server.open.get() > 0 && std::time::Instant::now() < deadline {
+                        let closed = server.closed.notified();
+                        let tick = glommio::timer::sleep(Duration::from_millis(50));
+                        futures::select! {
+                            () = closed.fuse() => {},
+                            () = tick.fuse() => {},
+                        }
+                    }
+                    if server.open.get() > 0 {
+                        tracing::warn!(
+                            connections = server.open.get(),
+                            "connections still open after the drain timeout"
+                        );
+                    }
+                })
+            })
+            .collect();
+        futures::executor::block_on(self.router.scatter(jobs));
+    }
+
+    /// Stops accepting, answers what was read, flushes and closes every log.
+    pub fn shutdown(mut self) -> Result<(), sluice_engine::Error> {
+        self.stop_listeners();
+        match self.engine.take() {
+            Some(engine) => engine.shutdown(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            self.stop_listeners();
+            let _ = engine.shutdown();
+        }
+    }
+}
+
+/// One node holds every replica: each partition's high watermark is its log end.
+async fn high_watermarks_to_log_ends(router: &ShardRouter) {
+    let jobs: Vec<_> = (0..router.shard_count())
+        .map(|s| {
+            (s, |shard: Rc<sluice_engine::Shard>| async move {
+                for p in shard.partitions() {
+                    p.set_high_watermark(p.offsets().log_end_offset);
+                }
+            })
+        })
+        .collect();
+    router.scatter(jobs).await;
+}
+
+async fn accept_loop(
+    listener: glommio::net::TcpListener,
+    ctx: Rc<BrokerContext>,
+    server: Rc<ShardServer>,
+) {
+    loop {
+        if server.stopping.get() {
+            break;
+        }
+        let stop = server.stop.notified();
+        let accepted = futures::select! {
+            a = listener.accept().fuse() => a,
+            () = stop.fuse() => break,
+        };
+        let stream = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors or a connection reset before accept: go on.
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        tracing::debug!(%peer, shard = ctx.shard, "connection accepted");
+        server.open.set(server.open.get() + 1);
+        let (srv, c) = (server.clone(), ctx.clone());
+        glommio::spawn_local(async move {
+            let stop_srv = srv.clone();
+            let stop = async move {
+                if !stop_srv.stopping.get() {
+                    stop_srv.stop.notified().await;
+                }
+            };
+            crate::connection::serve(stream, peer, c, stop).await;
+            srv.open.set(srv.open.get() - 1);
+            srv.closed.notify_all();
+        })
+        .detach();
+    }
+    tracing::debug!(shard = ctx.shard, "listener closed");
+}
