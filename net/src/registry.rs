@@ -47,6 +47,39 @@ pub const APIS: &[Api] = &[
     api(ApiKey::ListOffsets, 1, 8, handlers::list_offsets::handle),
     api(ApiKey::Metadata, 0, 12, handlers::metadata::handle),
     api(ApiKey::ApiVersions, 0, 3, handlers::api_versions::handle),
+    api(ApiKey::CreateTopics, 2, 7, handlers::create_topics::handle),
+    api(ApiKey::DeleteTopics, 1, 6, handlers::delete_topics::handle),
+    api(
+        ApiKey::InitProducerId,
+        0,
+        4,
+        handlers::init_producer_id::handle,
+    ),
+    api(
+        ApiKey::DescribeConfigs,
+        1,
+        4,
+        handlers::describe_configs::handle,
+    ),
+    api(ApiKey::AlterConfigs, 0, 2, handlers::alter_configs::handle),
+    api(
+        ApiKey::CreatePartitions,
+        0,
+        3,
+        handlers::create_partitions::handle,
+    ),
+    api(
+        ApiKey::IncrementalAlterConfigs,
+        0,
+        1,
+        handlers::alter_configs::handle_incremental,
+    ),
+    api(
+        ApiKey::DescribeCluster,
+        0,
+        1,
+        handlers::describe_cluster::handle,
+    ),
 ];
 
 const fn api(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) -> Api {

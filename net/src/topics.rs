@@ -98,8 +98,14 @@ struct FileTopic {
 struct FileContents {
     version: u32,
     cluster_id: String,
+    /// Producer ids below this may have been handed out.
+    #[serde(default)]
+    producer_ids_reserved: i64,
     topics: BTreeMap<String, FileTopic>,
 }
+
+/// Producer ids are reserved in the file this many at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// The registry.
 pub struct TopicStore {
@@ -108,6 +114,8 @@ pub struct TopicStore {
     router: ShardRouter,
     image: ArcSwap<TopicsImage>,
     change: futures::lock::Mutex<()>,
+    /// The next producer id and the end of the reserved block.
+    producer_ids: std::sync::Mutex<(i64, i64)>,
 }
 
 impl std::fmt::Debug for TopicStore {
@@ -160,6 +168,7 @@ impl TopicStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileContents {
                 version: 1,
                 cluster_id: new_cluster_id(),
+                producer_ids_reserved: 0,
                 topics: BTreeMap::new(),
             },
             Err(e) => {
@@ -175,6 +184,11 @@ impl TopicStore {
             router,
             image: ArcSwap::from_pointee(TopicsImage::default()),
             change: futures::lock::Mutex::new(()),
+            // Ids reserved before this start are never handed out again.
+            producer_ids: std::sync::Mutex::new((
+                contents.producer_ids_reserved,
+                contents.producer_ids_reserved,
+            )),
         };
         store.reconcile(&mut contents).await?;
         store.write_file(&contents)?;
@@ -395,6 +409,34 @@ impl TopicStore {
         Ok(())
     }
 
+    fn producer_ids_reserved(&self) -> i64 {
+        self.producer_ids.lock().map_or(0, |p| p.1)
+    }
+
+    /// A producer id never handed out before (InitProducerId). Ids are reserved in
+    /// the file a block at a time, so a restart never repeats one.
+    pub async fn new_producer_id(&self) -> Result<i64, KafkaError> {
+        let poisoned = || KafkaError::new(code::UNKNOWN_SERVER_ERROR, "producer id lock poisoned");
+        {
+            let mut ids = self.producer_ids.lock().map_err(|_| poisoned())?;
+            if ids.0 < ids.1 {
+                ids.0 += 1;
+                return Ok(ids.0 - 1);
+            }
+        }
+        let _guard = self.change.lock().await;
+        {
+            let mut ids = self.producer_ids.lock().map_err(|_| poisoned())?;
+            if ids.0 >= ids.1 {
+                ids.1 = ids.0 + PRODUCER_ID_BLOCK;
+            }
+        }
+        self.commit(Vec::new(), &[], None)?;
+        let mut ids = self.producer_ids.lock().map_err(|_| poisoned())?;
+        ids.0 += 1;
+        Ok(ids.0 - 1)
+    }
+
     /// Writes the file with `changed` added/replaced, `removed` gone and `deleting`
     /// marked, then installs the image.
     fn commit(
@@ -407,6 +449,7 @@ impl TopicStore {
         let contents = FileContents {
             version: 1,
             cluster_id: next.cluster_id.clone(),
+            producer_ids_reserved: self.producer_ids_reserved(),
             topics: next
                 .topics()
                 .map(|t| {

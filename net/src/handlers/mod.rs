@@ -3,8 +3,15 @@
 //! topic (creating it when the broker auto-creates topics), and running work on the
 //! shards that own the partitions, one hop per shard.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;

@@ -14,7 +14,8 @@ fn request_body() -> ApiVersionsRequest {
 
 #[test]
 fn every_supported_version_answers_with_the_registry_in_request_order() {
-    let addr = start(1 << 20);
+    let node = start(1 << 20);
+    let addr = node.addr;
     let mut s = connect(addr);
     // All four versions pipelined on one connection before reading any answer.
     for v in 0..=3i16 {
@@ -40,7 +41,8 @@ fn every_supported_version_answers_with_the_registry_in_request_order() {
 
 #[test]
 fn a_newer_api_versions_version_gets_the_v0_fallback() {
-    let addr = start(1 << 20);
+    let node = start(1 << 20);
+    let addr = node.addr;
     let mut s = connect(addr);
     // Version 99 with a v2 header and no body we could decode.
     let mut frame = Vec::new();
@@ -66,7 +68,8 @@ fn a_newer_api_versions_version_gets_the_v0_fallback() {
 
 #[test]
 fn oversized_frames_unknown_apis_and_garbage_close_the_connection() {
-    let addr = start(1024);
+    let node = start(1024);
+    let addr = node.addr;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("frame over the limit", 1025i32.to_be_bytes().to_vec()),
         ("negative length", (-5i32).to_be_bytes().to_vec()),

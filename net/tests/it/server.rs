@@ -1,45 +1,54 @@
-//! A protocol server on a real glommio executor and loopback socket, and a blocking
+//! A real broker on a temporary directory and a loopback socket, and a blocking
 //! test client speaking raw Kafka frames.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use sluice_net::context::BrokerContext;
+use sluice_net::BrokerSettings;
 
-/// Starts a server thread accepting on 127.0.0.1 (any port); returns its address.
-pub fn start(request_max_bytes: usize) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let ex = glommio::LocalExecutorBuilder::default()
-            .make()
-            .expect("executor");
-        ex.run(async move {
-            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            let ctx = Rc::new(BrokerContext {
-                node_id: 1,
-                advertised_host: "127.0.0.1".into(),
-                advertised_port: 0,
-                request_max_bytes,
-            });
-            loop {
-                let Ok(stream) = listener.accept().await else {
-                    continue;
-                };
-                let peer = stream
-                    .peer_addr()
-                    .map_or_else(|_| "?".into(), |a| a.to_string());
-                glommio::spawn_local(sluice_net::connection::serve(stream, peer, ctx.clone()))
-                    .detach();
-            }
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).expect("server up")
+/// A real broker (engine, topic registry, listeners) on a temporary data directory
+/// and a loopback port; stopped and removed when dropped.
+pub struct Node {
+    pub broker: Option<sluice_net::Broker>,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+/// Starts a node accepting on 127.0.0.1 (any port).
+pub fn start(request_max_bytes: usize) -> Node {
+    start_with(|s| s.request_max_bytes = request_max_bytes)
+}
+
+/// Starts a node with changed broker settings.
+pub fn start_with(change: impl FnOnce(&mut BrokerSettings)) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine = sluice_engine::EngineConfig::new(dir.path());
+    engine.shards = Some(2);
+    let mut settings = BrokerSettings {
+        advertised_port: 0,
+        ..BrokerSettings::default()
+    };
+    change(&mut settings);
+    let broker = sluice_net::Broker::start(engine, "127.0.0.1:0".parse().expect("addr"), settings)
+        .expect("broker starts");
+    let addr = broker.local_addr();
+    Node {
+        broker: Some(broker),
+        addr,
+        _dir: dir,
+    }
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {

@@ -1,0 +1,209 @@
+//! AlterConfigs (the old, replacing form) and IncrementalAlterConfigs: change a
+//! topic's config overrides. AlterConfigs replaces all overrides with the ones sent;
+//! IncrementalAlterConfigs sets, deletes, appends to or subtracts from single keys.
+//! Every value is checked before anything changes; broker configs come from the
+//! config file and are refused here.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    RequestHeader,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::context::BrokerContext;
+use crate::kafka_error::{self as code, KafkaError};
+use crate::registry::HandlerFuture;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// Keys whose values are comma-separated lists (APPEND and SUBTRACT apply).
+const LIST_KEYS: &[&str] = &["cleanup.policy"];
+
+#[allow(clippy::needless_pass_by_value)]
+pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
+    const KEY: i16 = ApiKey::AlterConfigs as i16;
+    Box::pin(async move {
+        let v = header.request_api_version;
+        let req: AlterConfigsRequest = super::decode(&mut body, KEY, v)?;
+        let mut responses = Vec::new();
+        for r in req.resources {
+            let result = match r.resource_type {
+                RESOURCE_TOPIC => {
+                    let mut configs = BTreeMap::new();
+                    for c in &r.configs {
+                        if let Some(value) = &c.value {
+                            configs.insert(c.name.to_string(), value.to_string());
+                        }
+                    }
+                    ctx.topics
+                        .set_configs(&r.resource_name, configs, req.validate_only)
+                        .await
+                }
+                t => Err(refuse_type(t)),
+            };
+            let mut out = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            if let Err(e) = result {
+                out = out
+                    .with_error_code(e.code)
+                    .with_error_message(Some(StrBytes::from_string(e.message)));
+            }
+            responses.push(out);
+        }
+        super::encode(
+            &AlterConfigsResponse::default().with_responses(responses),
+            KEY,
+            v,
+        )
+    })
+}
+
+#[allow(clippy::needless_pass_by_value)]
+pub fn handle_incremental(
+    ctx: Rc<BrokerContext>,
+    header: RequestHeader,
+    mut body: Bytes,
+) -> HandlerFuture {
+    const KEY: i16 = ApiKey::IncrementalAlterConfigs as i16;
+    Box::pin(async move {
+        let v = header.request_api_version;
+        let req: IncrementalAlterConfigsRequest = super::decode(&mut body, KEY, v)?;
+        let mut responses = Vec::new();
+        for r in req.resources {
+            let result = match r.resource_type {
+                RESOURCE_TOPIC => {
+                    let ops: Vec<(String, i8, Option<String>)> = r
+                        .configs
+                        .iter()
+                        .map(|c| {
+                            (
+                                c.name.to_string(),
+                                c.config_operation,
+                                c.value.as_ref().map(ToString::to_string),
+                            )
+                        })
+                        .collect();
+                    incremental(&ctx, &r.resource_name, &ops, req.validate_only).await
+                }
+                t => Err(refuse_type(t)),
+            };
+            let mut out =
+                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone());
+            if let Err(e) = result {
+                out = out
+                    .with_error_code(e.code)
+                    .with_error_message(Some(StrBytes::from_string(e.message)));
+            }
+            responses.push(out);
+        }
+        super::encode(
+            &IncrementalAlterConfigsResponse::default().with_responses(responses),
+            KEY,
+            v,
+        )
+    })
+}
+
+fn refuse_type(t: i8) -> KafkaError {
+    if t == RESOURCE_BROKER {
+        KafkaError::new(
+            code::INVALID_CONFIG,
+            "broker configs come from the config file and cannot be altered at run time",
+        )
+    } else {
+        KafkaError::new(
+            code::INVALID_REQUEST,
+            format!("resource type {t} has no alterable configs"),
+        )
+    }
+}
+
+async fn incremental(
+    ctx: &BrokerContext,
+    topic: &str,
+    ops: &[(String, i8, Option<String>)],
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    let Some(info) = ctx.topics.image().get(topic).cloned() else {
+        return Err(KafkaError::new(
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic '{topic}' does not exist"),
+        ));
+    };
+    let mut configs = info.configs.clone();
+    for (key, op, value) in ops {
+        let list = || -> Vec<String> {
+            let current = configs
+                .get(key)
+                .cloned()
+                .or_else(|| crate::topic_config::value_of(&info.settings, key));
+            current
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        match *op {
+            OP_SET => {
+                let Some(value) = value else {
+                    return Err(KafkaError::new(
+                        code::INVALID_REQUEST,
+                        format!("SET of `{key}` without a value"),
+                    ));
+                };
+                configs.insert(key.clone(), value.clone());
+            }
+            OP_DELETE => {
+                configs.remove(key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                if !LIST_KEYS.contains(&key.as_str()) {
+                    return Err(KafkaError::new(
+                        code::INVALID_CONFIG,
+                        format!("`{key}` is not a list; APPEND and SUBTRACT do not apply"),
+                    ));
+                }
+                let mut items = list();
+                let given: Vec<String> = value
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                if *op == OP_APPEND {
+                    for g in given {
+                        if !items.contains(&g) {
+                            items.push(g);
+                        }
+                    }
+                } else {
+                    items.retain(|i| !given.contains(i));
+                }
+                configs.insert(key.clone(), items.join(","));
+            }
+            other => {
+                return Err(KafkaError::new(
+                    code::INVALID_REQUEST,
+                    format!("config operation {other} is not SET, DELETE, APPEND or SUBTRACT"),
+                ))
+            }
+        }
+    }
+    ctx.topics.set_configs(topic, configs, validate_only).await
+}

@@ -1,0 +1,33 @@
+//! DescribeCluster: the cluster id and this node as the only broker and controller.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::context::BrokerContext;
+use crate::registry::HandlerFuture;
+
+const KEY: i16 = ApiKey::DescribeCluster as i16;
+
+#[allow(clippy::needless_pass_by_value)]
+pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
+    Box::pin(async move {
+        let v = header.request_api_version;
+        let req: DescribeClusterRequest = super::decode(&mut body, KEY, v)?;
+        let node = BrokerId(ctx.node_id());
+        let response = DescribeClusterResponse::default()
+            .with_endpoint_type(if v >= 1 { req.endpoint_type } else { 1 })
+            .with_cluster_id(StrBytes::from_string(ctx.topics.image().cluster_id.clone()))
+            .with_controller_id(node)
+            .with_brokers(vec![DescribeClusterBroker::default()
+                .with_broker_id(node)
+                .with_host(StrBytes::from_string(ctx.settings.advertised_host.clone()))
+                .with_port(i32::from(ctx.settings.advertised_port))]);
+        super::encode(&response, KEY, v)
+    })
+}

@@ -1,0 +1,161 @@
+//! DescribeConfigs: a topic's effective configs (its overrides as
+//! `DYNAMIC_TOPIC_CONFIG`, the rest as `DEFAULT_CONFIG`), and this broker's main
+//! settings (read-only; they come from the config file).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, RequestHeader,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::context::BrokerContext;
+use crate::kafka_error::{self as code, KafkaError};
+use crate::registry::HandlerFuture;
+use crate::topic_config;
+
+const KEY: i16 = ApiKey::DescribeConfigs as i16;
+
+/// Kafka's resource types.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's config sources.
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// One config as DescribeConfigs lists it.
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+}
+
+#[allow(clippy::needless_pass_by_value)]
+pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
+    Box::pin(async move {
+        let v = header.request_api_version;
+        let req: DescribeConfigsRequest = super::decode(&mut body, KEY, v)?;
+        let mut results = Vec::with_capacity(req.resources.len());
+        for r in req.resources {
+            let out = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let entries = match r.resource_type {
+                RESOURCE_TOPIC => topic_entries(&ctx, &r.resource_name),
+                RESOURCE_BROKER => broker_entries(&ctx, &r.resource_name),
+                t => Err(KafkaError::new(
+                    code::INVALID_REQUEST,
+                    format!("resource type {t} has no configs here"),
+                )),
+            };
+            let out = match entries {
+                Ok(entries) => out.with_configs(
+                    entries
+                        .into_iter()
+                        .filter(|e| {
+                            r.configuration_keys
+                                .as_ref()
+                                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
+                        })
+                        .map(|e| {
+                            let synonyms = if v >= 1 && req.include_synonyms {
+                                vec![DescribeConfigsSynonym::default()
+                                    .with_name(StrBytes::from_string(e.name.clone()))
+                                    .with_value(Some(StrBytes::from_string(e.value.clone())))
+                                    .with_source(e.source)]
+                            } else {
+                                Vec::new()
+                            };
+                            DescribeConfigsResourceResult::default()
+                                .with_name(StrBytes::from_string(e.name))
+                                .with_value(Some(StrBytes::from_string(e.value)))
+                                .with_read_only(e.read_only)
+                                .with_config_source(if v >= 1 { e.source } else { -1 })
+                                .with_synonyms(synonyms)
+                        })
+                        .collect(),
+                ),
+                Err(e) => out
+                    .with_error_code(e.code)
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+            };
+            results.push(out);
+        }
+        super::encode(
+            &DescribeConfigsResponse::default().with_results(results),
+            KEY,
+            v,
+        )
+    })
+}
+
+fn topic_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaError> {
+    let image = ctx.topics.image();
+    let info = image.get(name).ok_or_else(|| {
+        KafkaError::new(
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic '{name}' does not exist"),
+        )
+    })?;
+    Ok(topic_config::KEYS
+        .iter()
+        .filter_map(|k| {
+            Some(Entry {
+                name: (*k).to_string(),
+                value: topic_config::value_of(&info.settings, k)?,
+                source: if info.configs.contains_key(*k) {
+                    SOURCE_DYNAMIC_TOPIC
+                } else {
+                    SOURCE_DEFAULT
+                },
+                read_only: false,
+            })
+        })
+        .collect())
+}
+
+fn broker_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaError> {
+    let me = ctx.node_id().to_string();
+    if !name.is_empty() && name != me {
+        return Err(KafkaError::new(
+            code::INVALID_REQUEST,
+            format!("this is broker {me}, not {name}"),
+        ));
+    }
+    let s = &ctx.settings;
+    let d = ctx.topics.defaults();
+    let opt = |v: Option<u64>| v.map_or_else(|| "-1".to_string(), |v| v.to_string());
+    let rows = [
+        ("node.id", me.clone()),
+        ("broker.id", me),
+        (
+            "auto.create.topics.enable",
+            s.auto_create_topics.to_string(),
+        ),
+        ("num.partitions", s.default_partitions.to_string()),
+        ("socket.request.max.bytes", s.request_max_bytes.to_string()),
+        ("message.max.bytes", d.max_message_bytes.to_string()),
+        ("log.retention.ms", opt(d.retention_ms)),
+        ("log.retention.bytes", opt(d.retention_bytes)),
+        ("log.segment.bytes", d.segment_bytes.to_string()),
+        ("log.roll.ms", d.segment_ms.to_string()),
+        ("default.replication.factor", "1".to_string()),
+        ("min.insync.replicas", "1".to_string()),
+    ];
+    Ok(rows
+        .into_iter()
+        .map(|(k, v)| Entry {
+            name: k.to_string(),
+            value: v,
+            source: SOURCE_STATIC_BROKER,
+            read_only: true,
+        })
+        .collect())
+}

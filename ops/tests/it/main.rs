@@ -1,0 +1,13 @@
+//! Tests of a real `sluice serve` process with real Kafka clients.
+
+// Tests stop at the first surprise.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
+mod librdkafka;
+mod node;

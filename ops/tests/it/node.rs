@@ -1,0 +1,183 @@
+//! A real `sluice serve` process on a temporary data directory and a loopback port,
+//! stopped with SIGTERM (or killed with SIGKILL) by the tests.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub struct Node {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    config: Option<PathBuf>,
+    /// `127.0.0.1:port`, the same across restarts.
+    pub addr: String,
+    starts: usize,
+}
+
+impl Node {
+    /// A node with the embedded defaults (auto-created topics, 2 shards on this
+    /// machine's CPUs).
+    pub fn start() -> Node {
+        Node::start_with_config("")
+    }
+
+    /// A node with this TOML configuration (data dir and listener are set here).
+    pub fn start_with_config(toml: &str) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = if toml.is_empty() {
+            None
+        } else {
+            let p = dir.path().join("sluice.toml");
+            std::fs::write(&p, toml).expect("write config");
+            Some(p)
+        };
+        let mut node = Node {
+            child: None,
+            dir,
+            config,
+            addr: "127.0.0.1:0".into(),
+            starts: 0,
+        };
+        node.spawn();
+        node
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("serve-{}.log", self.starts))
+    }
+
+    /// The log of the current (or last) run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen")
+            .arg(&self.addr)
+            .env("SLUICE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn sluice serve"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = self.log();
+            if let Some(line) = text.lines().find(|l| l.contains("serving Kafka clients")) {
+                let addr = line
+                    .rsplit("addr=")
+                    .next()
+                    .expect("addr in the ready line")
+                    .trim()
+                    .to_string();
+                self.addr = addr;
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("sluice serve exited with {status} while starting:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice serve did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&mut self, sig: Signal) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        kill(pid, sig).expect("signal");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice serve did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM)
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    /// Starts again on the same data directory and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the node first");
+        self.spawn();
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a command, returning (status, stdout, stderr).
+pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> (ExitStatus, String, String) {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let input = stdin.map(<[u8]>::to_vec);
+    let mut sin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        if let Some(i) = input {
+            use std::io::Write;
+            let _ = sin.write_all(&i);
+        }
+    });
+    let mut out = String::new();
+    let mut err = String::new();
+    let mut so = child.stdout.take().expect("stdout");
+    let mut se = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut e = String::new();
+        let _ = se.read_to_string(&mut e);
+        e
+    });
+    let _ = so.read_to_string(&mut out);
+    err.push_str(&reader.join().unwrap_or_default());
+    let _ = writer.join();
+    let status = child.wait().expect("wait");
+    (status, out, err)
+}
