@@ -11,6 +11,9 @@ pub enum Error {
     /// connection is closed without reading the frame.
     #[error("frame of {len} bytes refused: the limit (socket.request.max.bytes) is {max}")]
     FrameTooLarge { len: i64, max: usize },
+    /// The peer closed the connection in the middle of a frame.
+    #[error("the client closed the connection after {got} of a {len}-byte frame")]
+    Truncated { got: usize, len: usize },
     /// The request header or body does not decode: the connection is closed, as Kafka
     /// does, because the stream can no longer be trusted.
     #[error("malformed request (api key {api_key}, version {api_version}): {reason}")]

@@ -41,7 +41,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<O
         });
     }
     let mut buf = BytesMut::zeroed(len_usize);
-    r.read_exact(&mut buf).await?;
+    let mut filled = 0;
+    while filled < len_usize {
+        let n = r.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            return Err(Error::Truncated {
+                got: filled,
+                len: len_usize,
+            });
+        }
+        filled += n;
+    }
     Ok(Some(buf))
 }
 
@@ -131,7 +141,10 @@ mod tests {
         let mut input = 8i32.to_be_bytes().to_vec();
         input.extend_from_slice(b"abc");
         let mut r = futures::io::Cursor::new(input);
-        assert!(run(read_frame(&mut r, 100)).is_err());
+        assert!(matches!(
+            run(read_frame(&mut r, 100)),
+            Err(Error::Truncated { got: 3, len: 8 })
+        ));
         let mut r = futures::io::Cursor::new(vec![0u8, 0]);
         assert!(run(read_frame(&mut r, 100)).is_err());
     }

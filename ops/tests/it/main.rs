@@ -9,5 +9,9 @@
     clippy::cast_sign_loss
 )]
 
+mod bad_input;
+mod kcat;
 mod librdkafka;
 mod node;
+mod python;
+mod restart;

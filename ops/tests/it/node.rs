@@ -2,7 +2,7 @@
 //! stopped with SIGTERM (or killed with SIGKILL) by the tests.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -136,10 +136,6 @@ impl Node {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the node first");
         self.spawn();
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -1,0 +1,235 @@
+//! Restarts of a real `sluice serve`: after SIGTERM topics, configs and data are all
+//! there; after SIGKILL in the middle of acks=all produce, every acknowledged record
+//! is there at the offset it was acknowledged with, and offsets are contiguous.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::node::Node;
+
+fn admin(addr: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .expect("admin client")
+}
+
+fn opts() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))
+}
+
+fn retention_ms(addr: &str, topic: &str) -> String {
+    let r = futures::executor::block_on(
+        admin(addr).describe_configs(&[ResourceSpecifier::Topic(topic)], &opts()),
+    )
+    .expect("describe_configs");
+    let res = r
+        .into_iter()
+        .next()
+        .expect("one result")
+        .expect("described");
+    res.get("retention.ms")
+        .and_then(|e| e.value.clone())
+        .expect("retention.ms listed")
+}
+
+/// Every record of `partitions` partitions, keyed by (partition, offset).
+fn consume_all(addr: &str, topic: &str, partitions: i32) -> BTreeMap<(i32, i64), Vec<u8>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "assign-only")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut got = BTreeMap::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < usize::try_from(partitions).expect("partitions") {
+        assert!(Instant::now() < deadline, "consume did not reach the end");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                got.insert(
+                    (m.partition(), m.offset()),
+                    m.payload().unwrap_or_default().to_vec(),
+                );
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => {}
+        }
+    }
+    got
+}
+
+#[test]
+fn sigterm_keeps_topics_configs_and_data() {
+    let mut node = Node::start();
+    let topic = "kept";
+    let new = NewTopic::new(topic, 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000");
+    for r in futures::executor::block_on(admin(&node.addr).create_topics(&[new], &opts()))
+        .expect("create")
+    {
+        r.expect("created");
+    }
+    assert_eq!(retention_ms(&node.addr, topic), "3600000");
+    // AlterConfigs replaces every override (Kafka's semantics), so both are sent.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("segment.bytes", "1048576")
+        .set("retention.ms", "7200000");
+    for r in futures::executor::block_on(admin(&node.addr).alter_configs(&[alter], &opts()))
+        .expect("alter")
+    {
+        r.expect("altered");
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &node.addr)
+        .set("acks", "1")
+        .create()
+        .expect("producer");
+    let sent: Vec<_> = (0..3000)
+        .map(|i| {
+            let value = format!("record {i}");
+            let p = producer.send_result(
+                FutureRecord::<(), _>::to(topic)
+                    .payload(&value)
+                    .partition(i % 3),
+            );
+            p.unwrap_or_else(|_| panic!("queue full"))
+        })
+        .collect();
+    for f in sent {
+        futures::executor::block_on(f)
+            .expect("future")
+            .unwrap_or_else(|(e, _)| panic!("not delivered: {e}"));
+    }
+    drop(producer);
+    let before = consume_all(&node.addr, topic, 3);
+    assert_eq!(before.len(), 3000);
+
+    let status = node.stop();
+    assert!(status.success(), "exit status {status}\n{}", node.log());
+    assert!(node.log().contains("stopped cleanly"), "{}", node.log());
+    node.restart();
+
+    let md = admin(&node.addr)
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    assert_eq!(md.topics()[0].partitions().len(), 3);
+    assert_eq!(retention_ms(&node.addr, topic), "7200000");
+    let r = futures::executor::block_on(
+        admin(&node.addr).describe_configs(&[ResourceSpecifier::Topic(topic)], &opts()),
+    )
+    .expect("describe");
+    let res = r.into_iter().next().expect("one").expect("ok");
+    assert_eq!(
+        res.get("segment.bytes")
+            .and_then(|e| e.value.clone())
+            .as_deref(),
+        Some("1048576")
+    );
+    let after = consume_all(&node.addr, topic, 3);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn sigkill_during_acks_all_produce_loses_no_acknowledged_record() {
+    const ROUNDS: usize = 20;
+    const PARTITIONS: i32 = 3;
+    let mut node = Node::start();
+    let topic = "crashy";
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    for r in futures::executor::block_on(admin(&node.addr).create_topics(&[new], &opts()))
+        .expect("create")
+    {
+        r.expect("created");
+    }
+    // (partition, offset) -> value of every acknowledged record.
+    let mut acked: BTreeMap<(i32, i64), Vec<u8>> = BTreeMap::new();
+    for round in 0..ROUNDS {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &node.addr)
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "2000")
+            .set("retries", "0")
+            .create()
+            .expect("producer");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let topic2 = topic.to_string();
+        let sender = std::thread::spawn(move || {
+            let mut pending = Vec::new();
+            let mut i = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let value = format!("round {round} record {i}").into_bytes();
+                let record = FutureRecord::<(), _>::to(&topic2).payload(&value);
+                match producer.send_result(record) {
+                    Ok(f) => pending.push((value, f)),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+                i += 1;
+                if i.is_multiple_of(64) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let mut ok = Vec::new();
+            for (value, f) in pending {
+                if let Ok(Ok(d)) = futures::executor::block_on(f) {
+                    ok.push(((d.partition, d.offset), value));
+                }
+            }
+            ok
+        });
+        std::thread::sleep(Duration::from_millis(300 + 17 * (round as u64 % 7)));
+        node.kill();
+        stop.store(true, Ordering::Relaxed);
+        let ok = sender.join().expect("sender");
+        for (at, value) in ok {
+            assert!(
+                acked.insert(at, value).is_none(),
+                "round {round}: offset {at:?} acknowledged twice"
+            );
+        }
+        node.restart();
+    }
+    assert!(
+        acked.len() > ROUNDS,
+        "too few acknowledged records to mean anything"
+    );
+    let got = consume_all(&node.addr, topic, PARTITIONS);
+    for (at, value) in &acked {
+        assert_eq!(
+            got.get(at),
+            Some(value),
+            "acknowledged record at {at:?} lost or changed"
+        );
+    }
+    for p in 0..PARTITIONS {
+        let offsets: Vec<i64> = got.keys().filter(|k| k.0 == p).map(|k| k.1).collect();
+        let want: Vec<i64> = (0..i64::try_from(offsets.len()).expect("len")).collect();
+        assert_eq!(offsets, want, "partition {p} offsets are not contiguous");
+    }
+}
