@@ -67,7 +67,7 @@ impl Broker {
     pub fn start(
         engine: EngineConfig,
         listen: SocketAddr,
-        settings: BrokerSettings,
+        settings: &BrokerSettings,
     ) -> Result<Broker, StartError> {
         let data_dir = engine.data_dir.clone();
         let defaults = engine.log_defaults.clone();
@@ -92,9 +92,9 @@ impl Broker {
             addr: listen,
         };
         // Shard 0 binds first so that port 0 becomes one port all shards share.
-        broker.addr = broker.listen_on(0, listen, &settings)?;
+        broker.addr = broker.listen_on(0, listen, settings)?;
         for shard in 1..router.shard_count() {
-            broker.listen_on(shard, broker.addr, &settings)?;
+            broker.listen_on(shard, broker.addr, settings)?;
         }
         tracing::info!(addr = %broker.addr, shards = router.shard_count(), "Kafka listener open");
         Ok(broker)

@@ -341,7 +341,7 @@ impl TopicStore {
         };
         self.commit(Vec::new(), &[], Some(&info.name))?;
         self.delete_partitions(name, 0..info.partitions).await?;
-        self.commit(Vec::new(), &[info.name.clone()], None)?;
+        self.commit(Vec::new(), std::slice::from_ref(&info.name), None)?;
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
     }
@@ -466,12 +466,12 @@ impl TopicStore {
                 .collect(),
         };
         self.write_file(&contents)?;
-        if deleting.is_none() {
-            self.image.store(Arc::new(next));
-        } else if let Some(d) = deleting {
-            self.image
-                .store(Arc::new(next.with(Vec::new(), &[d.clone()])));
-        }
+        // A topic being deleted is already gone for clients.
+        let next = match deleting {
+            Some(d) => next.with(Vec::new(), std::slice::from_ref(d)),
+            None => next,
+        };
+        self.image.store(Arc::new(next));
         Ok(())
     }
 

@@ -51,12 +51,12 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
-        } => serve(config, data_dir, listen),
+        } => serve(config.as_ref(), data_dir, listen),
     }
 }
 
-fn serve(file: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> ExitCode {
-    let mut cfg = match &file {
+fn serve(file: Option<&PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> ExitCode {
+    let mut cfg = match file {
         Some(path) => match config::Config::load(path) {
             Ok(c) => c,
             Err(e) => {
@@ -93,7 +93,7 @@ fn serve(file: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<String
         listen = %resolved.listen,
         "starting"
     );
-    let broker = match sluice_net::Broker::start(resolved.engine, resolved.listen, resolved.broker)
+    let broker = match sluice_net::Broker::start(resolved.engine, resolved.listen, &resolved.broker)
     {
         Ok(b) => b,
         Err(e) => {

@@ -58,7 +58,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 }
                 Err(e) => {
                     r = r
-                        .with_name(name.map(|n| n.into_topic_name()))
+                        .with_name(name.map(IntoTopicName::into_topic_name))
                         .with_error_code(e.code);
                     if v >= 5 {
                         r = r.with_error_message(Some(StrBytes::from_string(e.message)));

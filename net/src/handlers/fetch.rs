@@ -52,7 +52,6 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
     Box::pin(async move {
         let v = header.request_api_version;
         let req: FetchRequest = super::decode(&mut body, KEY, v)?;
-        let started = Instant::now();
         let wait = Duration::from_millis(
             u64::try_from(req.max_wait_ms.max(0))
                 .unwrap_or(0)
@@ -70,105 +69,9 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 .with_session_id(0);
             return super::encode(&response, KEY, v);
         }
-        let image = ctx.topics.image();
-        let mut errors: Vec<Vec<Option<KafkaError>>> = Vec::new();
-        let mut wanted = Vec::new();
-        for (ti, topic) in req.topics.iter().enumerate() {
-            errors.push(topic.partitions.iter().map(|_| None).collect());
-            let info = if v >= 13 {
-                image
-                    .by_id(&topic.topic_id)
-                    .ok_or_else(|| KafkaError::new(code::UNKNOWN_TOPIC_ID, "unknown topic id"))
-            } else {
-                image.get(&topic.topic).ok_or_else(|| {
-                    KafkaError::new(code::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")
-                })
-            };
-            for (pi, part) in topic.partitions.iter().enumerate() {
-                let tp = match &info {
-                    Ok(info) if part.partition >= 0 && part.partition < info.partitions => {
-                        TopicPartition::new(&info.name, part.partition).map_err(KafkaError::from)
-                    }
-                    Ok(_) => Err(KafkaError::new(
-                        code::UNKNOWN_TOPIC_OR_PARTITION,
-                        "no such partition",
-                    )),
-                    Err(e) => Err(e.clone()),
-                };
-                let offset = u64::try_from(part.fetch_offset).map_err(|_| {
-                    KafkaError::new(code::OFFSET_OUT_OF_RANGE, "negative fetch offset")
-                });
-                match (tp, offset) {
-                    (Ok(tp), Ok(offset)) => wanted.push(Wanted {
-                        topic: ti,
-                        partition: pi,
-                        tp,
-                        offset,
-                        max_bytes: usize::try_from(part.partition_max_bytes.max(0)).unwrap_or(0),
-                    }),
-                    (Err(e), _) | (_, Err(e)) => errors[ti][pi] = Some(e),
-                }
-            }
-        }
-        let mut reads = read_all(&ctx, &wanted).await;
-        loop {
-            let ready: usize = reads.iter().map(|r| r.as_ref().map_or(0, Read::len)).sum();
-            let failed = reads.iter().any(Result::is_err);
-            let elapsed = started.elapsed();
-            if ready >= min_bytes || failed || elapsed >= wait || wanted.is_empty() {
-                break;
-            }
-            let seen: Vec<u64> = reads
-                .iter()
-                .map(|r| {
-                    r.as_ref()
-                        .map_or(0, |r| u64::try_from(r.high_watermark).unwrap_or(0))
-                })
-                .collect();
-            wait_for_append(&ctx, &wanted, &seen, wait - elapsed).await;
-            reads = read_all(&ctx, &wanted).await;
-        }
-        // Keep to max_bytes in request order; the first non-empty partition always
-        // keeps its data.
-        let mut budget = max_bytes;
-        let mut first = true;
-        let mut slots: Vec<Vec<Option<Result<Read, KafkaError>>>> = errors
-            .into_iter()
-            .map(|t| t.into_iter().map(|e| e.map(Err)).collect())
-            .collect();
-        for (w, r) in wanted.iter().zip(reads) {
-            let r = r.map(|mut read| {
-                let n = read.len();
-                if n > 0 {
-                    if first || n <= budget {
-                        budget = budget.saturating_sub(n);
-                    } else {
-                        read.data.clear();
-                    }
-                    first = false;
-                }
-                read
-            });
-            slots[w.topic][w.partition] = Some(r);
-        }
-        let responses = req
-            .topics
-            .iter()
-            .zip(slots)
-            .map(|(topic, parts)| {
-                FetchableTopicResponse::default()
-                    .with_topic(topic.topic.clone())
-                    .with_topic_id(topic.topic_id)
-                    .with_partitions(
-                        topic
-                            .partitions
-                            .iter()
-                            .zip(parts)
-                            .map(|(p, r)| answer(p.partition, r, req.isolation_level, v))
-                            .collect(),
-                    )
-            })
-            .collect();
+        let (errors, wanted) = resolve(&ctx, &req, v);
+        let reads = read_until_ready(&ctx, &wanted, min_bytes, wait).await;
+        let responses = respond(&req, v, errors, &wanted, reads, max_bytes);
         super::encode(
             &FetchResponse::default()
                 .with_session_id(0)
@@ -177,6 +80,134 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             v,
         )
     })
+}
+
+/// Reads until `min_bytes` are ready, a partition fails, or `wait` passed.
+async fn read_until_ready(
+    ctx: &BrokerContext,
+    wanted: &[Wanted],
+    min_bytes: usize,
+    wait: Duration,
+) -> Vec<Result<Read, KafkaError>> {
+    let started = Instant::now();
+    let mut reads = read_all(ctx, wanted).await;
+    loop {
+        let available: usize = reads.iter().map(|r| r.as_ref().map_or(0, Read::len)).sum();
+        let failed = reads.iter().any(Result::is_err);
+        let Some(left) = wait.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else {
+            return reads;
+        };
+        if available >= min_bytes || failed || wanted.is_empty() {
+            return reads;
+        }
+        let seen: Vec<u64> = reads
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map_or(0, |r| u64::try_from(r.high_watermark).unwrap_or(0))
+            })
+            .collect();
+        wait_for_append(ctx, wanted, &seen, left).await;
+        reads = read_all(ctx, wanted).await;
+    }
+}
+
+/// The response topics: reads kept to `max_bytes` and errors, in request order.
+fn respond(
+    req: &FetchRequest,
+    v: i16,
+    errors: Vec<Vec<Option<KafkaError>>>,
+    wanted: &[Wanted],
+    reads: Vec<Result<Read, KafkaError>>,
+    max_bytes: usize,
+) -> Vec<FetchableTopicResponse> {
+    // Keep to max_bytes in request order; the first non-empty partition always
+    // keeps its data.
+    let mut budget = max_bytes;
+    let mut first = true;
+    let mut slots: Vec<Vec<Option<Result<Read, KafkaError>>>> = errors
+        .into_iter()
+        .map(|t| t.into_iter().map(|e| e.map(Err)).collect())
+        .collect();
+    for (w, r) in wanted.iter().zip(reads) {
+        let r = r.map(|mut read| {
+            let n = read.len();
+            if n > 0 {
+                if first || n <= budget {
+                    budget = budget.saturating_sub(n);
+                } else {
+                    read.data.clear();
+                }
+                first = false;
+            }
+            read
+        });
+        slots[w.topic][w.partition] = Some(r);
+    }
+    req.topics
+        .iter()
+        .zip(slots)
+        .map(|(topic, parts)| {
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .zip(parts)
+                        .map(|(p, r)| answer(p.partition, r, req.isolation_level, v))
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+/// Where each requested partition is, or why it cannot be read.
+type Resolved = (Vec<Vec<Option<KafkaError>>>, Vec<Wanted>);
+
+/// Finds every requested partition: the ones to read, and errors for the rest.
+fn resolve(ctx: &BrokerContext, req: &FetchRequest, v: i16) -> Resolved {
+    let image = ctx.topics.image();
+    let mut errors: Vec<Vec<Option<KafkaError>>> = Vec::new();
+    let mut wanted = Vec::new();
+    for (ti, topic) in req.topics.iter().enumerate() {
+        errors.push(topic.partitions.iter().map(|_| None).collect());
+        let info = if v >= 13 {
+            image
+                .by_id(&topic.topic_id)
+                .ok_or_else(|| KafkaError::new(code::UNKNOWN_TOPIC_ID, "unknown topic id"))
+        } else {
+            image
+                .get(&topic.topic)
+                .ok_or_else(|| KafkaError::new(code::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"))
+        };
+        for (pi, part) in topic.partitions.iter().enumerate() {
+            let tp = match &info {
+                Ok(info) if part.partition >= 0 && part.partition < info.partitions => {
+                    TopicPartition::new(&info.name, part.partition).map_err(KafkaError::from)
+                }
+                Ok(_) => Err(KafkaError::new(
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    "no such partition",
+                )),
+                Err(e) => Err(e.clone()),
+            };
+            let offset = u64::try_from(part.fetch_offset)
+                .map_err(|_| KafkaError::new(code::OFFSET_OUT_OF_RANGE, "negative fetch offset"));
+            match (tp, offset) {
+                (Ok(tp), Ok(offset)) => wanted.push(Wanted {
+                    topic: ti,
+                    partition: pi,
+                    tp,
+                    offset,
+                    max_bytes: usize::try_from(part.partition_max_bytes.max(0)).unwrap_or(0),
+                }),
+                (Err(e), _) | (_, Err(e)) => errors[ti][pi] = Some(e),
+            }
+        }
+    }
+    (errors, wanted)
 }
 
 /// A partition's answer as `v` can carry it.
@@ -288,7 +319,7 @@ async fn wait_for_append(ctx: &BrokerContext, wanted: &[Wanted], seen: &[u64], l
                         };
                         let timer = glommio::timer::sleep(limit);
                         futures::select! {
-                            _ = appended.fuse() => {},
+                            () = appended.fuse() => {},
                             () = timer.fuse() => {},
                             _ = cancel_rx.fuse() => {},
                         }

@@ -19,6 +19,9 @@ use crate::registry::HandlerFuture;
 
 const KEY: i16 = ApiKey::ListOffsets as i16;
 
+/// `(timestamp, offset)` found for one partition, or why not.
+type Found = Result<(i64, i64), KafkaError>;
+
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
@@ -30,7 +33,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let v = header.request_api_version;
         let req: ListOffsetsRequest = super::decode(&mut body, KEY, v)?;
         let image = ctx.topics.image();
-        let mut slots: Vec<Vec<Option<Result<(i64, i64), KafkaError>>>> = Vec::new();
+        let mut slots: Vec<Vec<Option<Found>>> = Vec::new();
         let mut work = Vec::new();
         for (ti, topic) in req.topics.iter().enumerate() {
             slots.push(topic.partitions.iter().map(|_| None).collect());

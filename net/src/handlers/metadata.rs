@@ -39,19 +39,24 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             }
         } else {
             for t in req.topics.unwrap_or_default() {
-                let name = match &t.name {
-                    Some(n) => n.to_string(),
-                    None => match ctx.topics.image().by_id(&t.topic_id) {
-                        Some(info) => info.name.to_string(),
-                        None => {
-                            topics.push(
-                                MetadataResponseTopic::default()
-                                    .with_error_code(code::UNKNOWN_TOPIC_ID)
-                                    .with_topic_id(t.topic_id),
-                            );
-                            continue;
-                        }
-                    },
+                let by_id = || {
+                    ctx.topics
+                        .image()
+                        .by_id(&t.topic_id)
+                        .map(|i| i.name.to_string())
+                };
+                let Some(name) = t
+                    .name
+                    .as_ref()
+                    .map(|n| n.as_str().to_string())
+                    .or_else(by_id)
+                else {
+                    topics.push(
+                        MetadataResponseTopic::default()
+                            .with_error_code(code::UNKNOWN_TOPIC_ID)
+                            .with_topic_id(t.topic_id),
+                    );
+                    continue;
                 };
                 match super::find_topic(&ctx, &name, allow_create).await {
                     Ok(info) => topics.push(describe(&ctx, &info, v)),

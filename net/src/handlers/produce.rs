@@ -7,6 +7,7 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
+use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
@@ -15,6 +16,7 @@ use sluice_engine::{AppendOptions, Durability, TopicPartition};
 use crate::context::BrokerContext;
 use crate::kafka_error::{self as code, KafkaError};
 use crate::registry::HandlerFuture;
+use crate::topics::TopicInfo;
 
 const KEY: i16 = ApiKey::Produce as i16;
 
@@ -47,49 +49,12 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 super::find_topic(&ctx, &topic.name, true).await
             };
             for (pi, part) in topic.partition_data.iter().enumerate() {
-                let refuse = |e: KafkaError| Some(Err(e));
-                let info = match &found {
-                    Ok(info) => info,
-                    Err(e) => {
-                        slots[ti][pi] = refuse(e.clone());
-                        continue;
-                    }
-                };
-                if !matches!(acks, -1..=1) {
-                    slots[ti][pi] = refuse(KafkaError::new(
-                        code::INVALID_REQUIRED_ACKS,
-                        format!("acks={acks}: use 0, 1 or -1 (all)"),
-                    ));
-                    continue;
-                }
-                if part.index < 0 || part.index >= info.partitions {
-                    slots[ti][pi] = refuse(KafkaError::new(
-                        code::UNKNOWN_TOPIC_OR_PARTITION,
-                        format!("topic '{}' has no partition {}", info.name, part.index),
-                    ));
-                    continue;
-                }
-                // One node: the in-sync replicas are this node alone.
-                if acks == -1 && info.settings.min_insync_replicas > 1 {
-                    slots[ti][pi] = refuse(KafkaError::new(
-                        code::NOT_ENOUGH_REPLICAS,
-                        format!(
-                            "min.insync.replicas={} but only 1 replica is in sync",
-                            info.settings.min_insync_replicas
-                        ),
-                    ));
-                    continue;
-                }
-                let Some(records) = part.records.clone() else {
-                    slots[ti][pi] = refuse(KafkaError::new(
-                        code::CORRUPT_MESSAGE,
-                        "the partition's record set is null",
-                    ));
-                    continue;
-                };
-                match TopicPartition::new(&info.name, part.index) {
-                    Ok(tp) => work.push((tp, (ti, pi, records))),
-                    Err(e) => slots[ti][pi] = refuse(KafkaError::from(e)),
+                match found
+                    .clone()
+                    .and_then(|info| check_partition(&info, part, acks))
+                {
+                    Ok((tp, records)) => work.push((tp, (ti, pi, records))),
+                    Err(e) => slots[ti][pi] = Some(Err(e)),
                 }
             }
         }
@@ -157,6 +122,44 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             v,
         )
     })
+}
+
+/// Checks one partition's part of the request before anything is appended.
+fn check_partition(
+    info: &TopicInfo,
+    part: &PartitionProduceData,
+    acks: i16,
+) -> Result<(TopicPartition, Bytes), KafkaError> {
+    if !matches!(acks, -1..=1) {
+        return Err(KafkaError::new(
+            code::INVALID_REQUIRED_ACKS,
+            format!("acks={acks}: use 0, 1 or -1 (all)"),
+        ));
+    }
+    if part.index < 0 || part.index >= info.partitions {
+        return Err(KafkaError::new(
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic '{}' has no partition {}", info.name, part.index),
+        ));
+    }
+    // One node: the in-sync replicas are this node alone.
+    if acks == -1 && info.settings.min_insync_replicas > 1 {
+        return Err(KafkaError::new(
+            code::NOT_ENOUGH_REPLICAS,
+            format!(
+                "min.insync.replicas={} but only 1 replica is in sync",
+                info.settings.min_insync_replicas
+            ),
+        ));
+    }
+    let Some(records) = part.records.clone() else {
+        return Err(KafkaError::new(
+            code::CORRUPT_MESSAGE,
+            "the partition's record set is null",
+        ));
+    };
+    let tp = TopicPartition::new(&info.name, part.index)?;
+    Ok((tp, records))
 }
 
 /// A partition's answer as `v` can carry it.

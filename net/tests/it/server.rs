@@ -41,7 +41,7 @@ pub fn start_with(change: impl FnOnce(&mut BrokerSettings)) -> Node {
         ..BrokerSettings::default()
     };
     change(&mut settings);
-    let broker = sluice_net::Broker::start(engine, "127.0.0.1:0".parse().expect("addr"), settings)
+    let broker = sluice_net::Broker::start(engine, "127.0.0.1:0".parse().expect("addr"), &settings)
         .expect("broker starts");
     let addr = broker.local_addr();
     Node {

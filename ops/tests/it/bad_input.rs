@@ -139,6 +139,7 @@ fn bad_frames_close_only_their_own_connection_with_a_log_line() {
 }
 
 #[test]
+#[allow(clippy::many_single_char_names)]
 fn a_wrong_crc_is_corrupt_message_and_a_missing_topic_is_unknown() {
     let node = Node::start_with_config("[kafka]\nauto_create_topics = false\n");
     let mut s = connect(&node.addr);

@@ -76,7 +76,7 @@ impl Node {
             .stdout(Stdio::null())
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn sluice serve"));
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let text = self.log();
             if let Some(line) = text.lines().find(|l| l.contains("serving Kafka clients")) {
@@ -108,7 +108,7 @@ impl Node {
         let mut child = self.child.take().expect("running");
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         kill(pid, sig).expect("signal");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
