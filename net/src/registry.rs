@@ -80,6 +80,24 @@ pub const APIS: &[Api] = &[
         1,
         handlers::describe_cluster::handle,
     ),
+    api(
+        ApiKey::DeleteRecords,
+        0,
+        2,
+        handlers::delete_records::handle,
+    ),
+    api(
+        ApiKey::OffsetForLeaderEpoch,
+        2,
+        4,
+        handlers::offset_for_leader_epoch::handle,
+    ),
+    api(
+        ApiKey::DescribeLogDirs,
+        1,
+        4,
+        handlers::describe_log_dirs::handle,
+    ),
 ];
 
 const fn api(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) -> Api {

@@ -282,6 +282,11 @@ impl TopicStore {
         self.image.load_full()
     }
 
+    /// The data directory the registry lives in.
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     pub fn defaults(&self) -> &LogConfig {
         &self.defaults
     }

@@ -7,13 +7,16 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use std::collections::BTreeMap;
@@ -161,6 +164,64 @@ where
                     "no answer from the owning shard",
                 ))
             })
+        })
+        .collect()
+}
+
+/// Results of a per-partition request, shaped like the request: one `Vec` per topic.
+pub type PerPartition<O> = Vec<Vec<std::result::Result<O, KafkaError>>>;
+
+/// Runs `f` on each `(topic, [(partition, input)])` of a request on the owning
+/// shards; unknown topics and partitions get `UNKNOWN_TOPIC_OR_PARTITION`.
+pub async fn per_partition<I, O, F, Fut>(
+    ctx: &BrokerContext,
+    topics: Vec<(String, Vec<(i32, I)>)>,
+    f: F,
+) -> PerPartition<O>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    F: Fn(Rc<Partition>, I) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = std::result::Result<O, KafkaError>> + 'static,
+{
+    let image = ctx.topics.image();
+    let mut out: Vec<Vec<Option<std::result::Result<O, KafkaError>>>> = Vec::new();
+    let mut places = Vec::new();
+    let mut items = Vec::new();
+    for (ti, (name, parts)) in topics.into_iter().enumerate() {
+        out.push(parts.iter().map(|_| None).collect());
+        let info = image.get(&name);
+        for (pi, (partition, input)) in parts.into_iter().enumerate() {
+            let tp = match info {
+                Some(info) if (0..info.partitions).contains(&partition) => {
+                    TopicPartition::new(&info.name, partition).map_err(KafkaError::from)
+                }
+                _ => Err(KafkaError::new(
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("partition {name}-{partition} does not exist"),
+                )),
+            };
+            match tp {
+                Ok(tp) => {
+                    places.push((ti, pi));
+                    items.push((tp, input));
+                }
+                Err(e) => out[ti][pi] = Some(Err(e)),
+            }
+        }
+    }
+    for ((ti, pi), r) in places.into_iter().zip(on_owners(ctx, items, f).await) {
+        out[ti][pi] = Some(r);
+    }
+    out.into_iter()
+        .map(|t| {
+            t.into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|| {
+                        Err(KafkaError::new(code::UNKNOWN_SERVER_ERROR, "not answered"))
+                    })
+                })
+                .collect()
         })
         .collect()
 }

@@ -10,4 +10,5 @@
 )]
 
 mod api_versions;
+mod log_admin;
 mod server;

@@ -33,6 +33,10 @@ pub fn start(request_max_bytes: usize) -> Node {
 
 /// Starts a node with changed broker settings.
 pub fn start_with(change: impl FnOnce(&mut BrokerSettings)) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut engine = sluice_engine::EngineConfig::new(dir.path());
     engine.shards = Some(2);
