@@ -1,5 +1,6 @@
 //! The `sluice` command: `sluice serve` runs a node; more subcommands follow.
 
+mod cli;
 mod config;
 
 use std::path::PathBuf;
@@ -34,6 +35,102 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Create, list, describe, alter and delete topics on any Kafka broker.
+    Topic {
+        #[command(subcommand)]
+        action: TopicAction,
+    },
+    /// Console producer: each line of stdin becomes a record.
+    Produce {
+        /// Broker to talk to.
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        topic: String,
+        /// Split each line into key and value at the first SEP.
+        #[arg(long, value_name = "SEP")]
+        key_separator: Option<String>,
+        /// 0, 1 or all.
+        #[arg(long, default_value = "all")]
+        acks: String,
+        /// none, gzip, snappy, lz4 or zstd.
+        #[arg(long, default_value = "none")]
+        compression: String,
+        /// Send every record to this partition (default: by key, else round robin).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Records per produce request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Console consumer: prints each record's value, one per line.
+    Consume {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        topic: String,
+        /// beginning, end, an offset, or @<milliseconds since 1970>.
+        #[arg(long, default_value = "beginning")]
+        from: String,
+        /// Only this partition.
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Print the key before the value.
+        #[arg(long)]
+        print_key: bool,
+        /// Print headers (k=v,...) before the value.
+        #[arg(long)]
+        print_headers: bool,
+        /// Print partition and offset before the value.
+        #[arg(long)]
+        print_offset: bool,
+        /// Stop after this many records.
+        #[arg(long, short = 'n')]
+        max_records: Option<u64>,
+        /// Stop at the end of the log instead of waiting for more.
+        #[arg(long, short = 'e')]
+        exit_at_end: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicAction {
+    Create {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        topic: String,
+        #[arg(long, short, default_value_t = 1)]
+        partitions: i32,
+        /// Topic config, key=value (repeatable).
+        #[arg(long = "config", short = 'c')]
+        configs: Vec<String>,
+    },
+    List {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    Describe {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        topic: String,
+    },
+    Alter {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        topic: String,
+        /// Set a topic config, key=value (repeatable).
+        #[arg(long = "config", short = 'c')]
+        configs: Vec<String>,
+        /// Remove a topic config override (repeatable).
+        #[arg(long = "delete-config")]
+        delete: Vec<String>,
+        /// Grow the topic to this many partitions.
+        #[arg(long, short)]
+        partitions: Option<i32>,
+    },
+    Delete {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        topic: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +149,92 @@ fn main() -> ExitCode {
             data_dir,
             listen,
         } => serve(config.as_ref(), data_dir, listen),
+        Command::Topic { action } => finish(topic(action)),
+        Command::Produce {
+            bootstrap,
+            topic,
+            key_separator,
+            acks,
+            compression,
+            partition,
+            batch,
+        } => finish((|| {
+            let opts = cli::ProduceOptions {
+                key_separator,
+                acks: cli::parse_acks(&acks)?,
+                compression: cli::parse_compression(&compression)?,
+                partition,
+                batch_records: batch.max(1),
+            };
+            let n = cli::produce(&bootstrap, &topic, &opts)?;
+            eprintln!("produced {n} records to {topic}");
+            Ok(())
+        })()),
+        Command::Consume {
+            bootstrap,
+            topic,
+            from,
+            partition,
+            print_key,
+            print_headers,
+            print_offset,
+            max_records,
+            exit_at_end,
+        } => finish((|| {
+            let opts = cli::ConsumeOptions {
+                start: cli::parse_start(&from)?,
+                partition,
+                print_key,
+                print_headers,
+                print_position: print_offset,
+                max_records,
+                exit_at_end,
+            };
+            cli::consume(&bootstrap, &topic, &opts).map(|_| ())
+        })()),
+    }
+}
+
+fn topic(action: TopicAction) -> cli::CliResult<()> {
+    match action {
+        TopicAction::Create {
+            bootstrap,
+            topic,
+            partitions,
+            configs,
+        } => cli::topic_create(
+            &bootstrap,
+            &topic,
+            partitions,
+            &cli::parse_configs(&configs)?,
+        ),
+        TopicAction::List { bootstrap } => cli::topic_list(&bootstrap),
+        TopicAction::Describe { bootstrap, topic } => cli::topic_describe(&bootstrap, &topic),
+        TopicAction::Alter {
+            bootstrap,
+            topic,
+            configs,
+            delete,
+            partitions,
+        } => cli::topic_alter(
+            &bootstrap,
+            &topic,
+            &cli::parse_configs(&configs)?,
+            &delete,
+            partitions,
+        ),
+        TopicAction::Delete { bootstrap, topic } => cli::topic_delete(&bootstrap, &topic),
+    }
+}
+
+/// Exit status of a client command: errors go to stderr with status 1.
+fn finish(r: cli::CliResult<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -60,9 +60,10 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                     entries
                         .into_iter()
                         .filter(|e| {
-                            r.configuration_keys
-                                .as_ref()
-                                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
+                            // Null or empty: every config.
+                            r.configuration_keys.as_ref().is_none_or(|keys| {
+                                keys.is_empty() || keys.iter().any(|k| k.as_str() == e.name)
+                            })
                         })
                         .map(|e| {
                             let synonyms = if v >= 1 && req.include_synonyms {

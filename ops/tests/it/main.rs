@@ -10,6 +10,7 @@
 )]
 
 mod bad_input;
+mod cli;
 mod kcat;
 mod librdkafka;
 mod node;

@@ -1,0 +1,183 @@
+//! `sluice topic|produce|consume` against a real `sluice serve`, cross-checked
+//! with kcat.
+
+use std::process::Command;
+
+use crate::node::{run, Node};
+
+fn sluice(node: &Node, args: &[&str], stdin: Option<&[u8]>) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args).arg("--bootstrap").arg(&node.addr);
+    let (status, out, err) = run(&mut cmd, stdin);
+    (status.success(), out, err)
+}
+
+fn ok(node: &Node, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let (success, out, err) = sluice(node, args, stdin);
+    assert!(
+        success,
+        "sluice {args:?}: {err}\nbroker log:\n{}",
+        node.log()
+    );
+    out
+}
+
+#[test]
+#[allow(clippy::too_many_lines)]
+fn topic_produce_and_consume_commands_work_end_to_end() {
+    let node = Node::start();
+    ok(
+        &node,
+        &[
+            "topic",
+            "create",
+            "cli",
+            "-p",
+            "3",
+            "-c",
+            "retention.ms=3600000",
+        ],
+        None,
+    );
+    assert_eq!(ok(&node, &["topic", "list"], None), "cli\n");
+
+    let lines = (0..300)
+        .map(|i| format!("k{i}|v{i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        ok(
+            &node,
+            &[
+                "produce",
+                "cli",
+                "--key-separator",
+                "|",
+                "--compression",
+                codec,
+                "--batch",
+                "50",
+            ],
+            Some(lines.as_bytes()),
+        );
+    }
+    let out = ok(
+        &node,
+        &["consume", "cli", "-e", "--print-key", "--print-offset"],
+        None,
+    );
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 1500);
+    let mut per_key = std::collections::BTreeMap::new();
+    for r in &rows {
+        assert_eq!(r.len(), 4, "{r:?}");
+        assert_eq!(
+            r[2].replace('k', "v"),
+            r[3],
+            "key and value belong together"
+        );
+        // The same key always lands in the same partition.
+        let p = per_key.entry(r[2].to_string()).or_insert(r[0]);
+        assert_eq!(*p, r[0], "key {} moved partitions", r[2]);
+    }
+    assert_eq!(per_key.len(), 300);
+
+    // kcat reads the same records.
+    let (status, kc, err) = run(
+        Command::new("kcat").args([
+            "-b",
+            &node.addr,
+            "-C",
+            "-t",
+            "cli",
+            "-e",
+            "-o",
+            "beginning",
+            "-f",
+            "%k=%s\\n",
+        ]),
+        None,
+    );
+    assert!(status.success(), "{err}");
+    let mut a: Vec<String> = kc.lines().map(String::from).collect();
+    let mut b: Vec<String> = rows.iter().map(|r| format!("{}={}", r[2], r[3])).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+
+    // Starting points: an offset in one partition, a time in the future, -n.
+    let one = ok(
+        &node,
+        &[
+            "consume",
+            "cli",
+            "-e",
+            "--partition",
+            "0",
+            "--from",
+            "5",
+            "--print-offset",
+        ],
+        None,
+    );
+    assert!(
+        one.lines().next().is_some_and(|l| l.starts_with("0\t5\t")),
+        "{one}"
+    );
+    assert_eq!(
+        ok(
+            &node,
+            &["consume", "cli", "-e", "--from", "@99999999999999"],
+            None
+        ),
+        ""
+    );
+    assert_eq!(
+        ok(&node, &["consume", "cli", "-n", "7"], None)
+            .lines()
+            .count(),
+        7
+    );
+
+    ok(
+        &node,
+        &[
+            "topic",
+            "alter",
+            "cli",
+            "-c",
+            "retention.ms=7200000",
+            "-p",
+            "4",
+        ],
+        None,
+    );
+    let described = ok(&node, &["topic", "describe", "cli"], None);
+    assert!(described.contains("partitions 4"), "{described}");
+    assert!(
+        described.contains("retention.ms=7200000  (set on the topic)"),
+        "{described}"
+    );
+
+    // Refusals exit non-zero with Kafka's reason.
+    let (success, _, err) = sluice(&node, &["topic", "create", "cli"], None);
+    assert!(!success);
+    assert!(err.contains("TopicAlreadyExists"), "{err}");
+    let (success, _, err) = sluice(
+        &node,
+        &["topic", "alter", "cli", "-c", "retention.ms=soon"],
+        None,
+    );
+    assert!(!success);
+    assert!(
+        err.contains("InvalidConfig") && err.contains("retention.ms"),
+        "{err}"
+    );
+
+    ok(&node, &["topic", "delete", "cli"], None);
+    assert_eq!(ok(&node, &["topic", "list"], None), "");
+    let (success, _, err) = sluice(&node, &["consume", "cli", "-e"], None);
+    assert!(!success);
+    assert!(err.contains("UnknownTopicOrPartition"), "{err}");
+}
