@@ -126,6 +126,38 @@ async fn write_answers<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Decodes one request frame the way a connection does before running a handler
+/// (prefix, registry lookup, version check, header) and then the body with the
+/// API's codec. Returns the API key and version. For fuzzing the decoding path.
+pub fn decode_frame(frame: &[u8]) -> Result<(ApiKey, i16)> {
+    let mut frame = Bytes::copy_from_slice(frame);
+    let Some(prefix) = RequestPrefix::parse(&frame) else {
+        return Err(Error::Malformed {
+            api_key: -1,
+            api_version: -1,
+            reason: "no header".into(),
+        });
+    };
+    let api = registry::find(prefix.api_key).ok_or(Error::UnknownApi(prefix.api_key))?;
+    let v = prefix.api_version;
+    if v < api.min_version || v > api.max_version {
+        return Err(Error::Malformed {
+            api_key: prefix.api_key,
+            api_version: v,
+            reason: "unsupported version".into(),
+        });
+    }
+    RequestHeader::decode(&mut frame, api.key.request_header_version(v)).map_err(|e| {
+        Error::Malformed {
+            api_key: prefix.api_key,
+            api_version: v,
+            reason: e.to_string(),
+        }
+    })?;
+    registry::decode_body(api.key, v, &mut frame)?;
+    Ok((api.key, v))
+}
+
 /// Checks the API and version, decodes the header and starts the handler.
 fn start(
     ctx: &Rc<BrokerContext>,

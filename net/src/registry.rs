@@ -109,6 +109,40 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) 
     }
 }
 
+/// Decodes a request body of a served API with its codec (what the handler's first
+/// step does), without running the handler.
+pub fn decode_body(key: ApiKey, version: i16, body: &mut Bytes) -> Result<()> {
+    use kafka_protocol::messages as m;
+    fn d<T: kafka_protocol::protocol::Decodable>(
+        key: ApiKey,
+        version: i16,
+        body: &mut Bytes,
+    ) -> Result<()> {
+        handlers::decode::<T>(body, key as i16, version).map(|_| ())
+    }
+    match key {
+        ApiKey::Produce => d::<m::ProduceRequest>(key, version, body),
+        ApiKey::Fetch => d::<m::FetchRequest>(key, version, body),
+        ApiKey::ListOffsets => d::<m::ListOffsetsRequest>(key, version, body),
+        ApiKey::Metadata => d::<m::MetadataRequest>(key, version, body),
+        ApiKey::ApiVersions => d::<m::ApiVersionsRequest>(key, version, body),
+        ApiKey::CreateTopics => d::<m::CreateTopicsRequest>(key, version, body),
+        ApiKey::DeleteTopics => d::<m::DeleteTopicsRequest>(key, version, body),
+        ApiKey::InitProducerId => d::<m::InitProducerIdRequest>(key, version, body),
+        ApiKey::DescribeConfigs => d::<m::DescribeConfigsRequest>(key, version, body),
+        ApiKey::AlterConfigs => d::<m::AlterConfigsRequest>(key, version, body),
+        ApiKey::CreatePartitions => d::<m::CreatePartitionsRequest>(key, version, body),
+        ApiKey::IncrementalAlterConfigs => {
+            d::<m::IncrementalAlterConfigsRequest>(key, version, body)
+        }
+        ApiKey::DescribeCluster => d::<m::DescribeClusterRequest>(key, version, body),
+        ApiKey::DeleteRecords => d::<m::DeleteRecordsRequest>(key, version, body),
+        ApiKey::OffsetForLeaderEpoch => d::<m::OffsetForLeaderEpochRequest>(key, version, body),
+        ApiKey::DescribeLogDirs => d::<m::DescribeLogDirsRequest>(key, version, body),
+        other => Err(crate::Error::UnknownApi(other as i16)),
+    }
+}
+
 /// The entry for an API key, if the broker serves it.
 pub fn find(api_key: i16) -> Option<&'static Api> {
     APIS.iter().find(|a| a.key as i16 == api_key)
@@ -129,6 +163,18 @@ mod tests {
                 "{api:?} is outside the codec's {}-{}",
                 known.min,
                 known.max
+            );
+        }
+    }
+
+    #[test]
+    fn every_listed_api_has_a_body_decoder() {
+        for api in APIS {
+            let mut empty = Bytes::new();
+            let r = decode_body(api.key, api.min_version, &mut empty);
+            assert!(
+                !matches!(r, Err(crate::Error::UnknownApi(_))),
+                "{api:?} has no decoder"
             );
         }
     }
