@@ -12,6 +12,7 @@ pub mod client;
 pub mod connection;
 pub mod context;
 pub mod error;
+pub mod fetch_session;
 pub mod frame;
 pub mod handlers;
 pub mod kafka_error;

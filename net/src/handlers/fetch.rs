@@ -7,8 +7,9 @@
 //!
 //! Consumers read below the high watermark (`read_committed` reads below the last
 //! stable offset, which equals it while there are no transactions). Fetch sessions
-//! (KIP-227) are declined by answering session id 0, which KIP-227 allows: clients
-//! then send full fetch requests.
+//! (KIP-227) are kept per shard in [`crate::fetch_session`]: a full request with epoch
+//! 0 opens one, incremental requests name only what changed, and the answer to an
+//! incremental request holds only partitions with data or changed offsets.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -20,13 +21,14 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeade
 use sluice_engine::{ReadChunk, TopicPartition};
 
 use crate::context::BrokerContext;
+use crate::fetch_session::{self, Asked, Plan};
 use crate::kafka_error::{self as code, KafkaError};
 use crate::registry::HandlerFuture;
 
 const KEY: i16 = ApiKey::Fetch as i16;
 
 /// What one partition's read found.
-struct Read {
+pub(crate) struct Read {
     data: Vec<Bytes>,
     high_watermark: i64,
     log_start_offset: i64,
@@ -38,10 +40,9 @@ impl Read {
     }
 }
 
-/// One partition of the request: its place in the response and what to read.
+/// One partition to read: its place in the asked list and what to read.
 struct Wanted {
-    topic: usize,
-    partition: usize,
+    index: usize,
     tp: TopicPartition,
     offset: u64,
     max_bytes: usize,
@@ -58,28 +59,144 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 .min(ctx.settings.fetch_wait_max_ms),
         );
         let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
-        let max_bytes = if v >= 3 {
-            usize::try_from(req.max_bytes.max(0)).unwrap_or(0)
-        } else {
-            usize::MAX
+        let max_bytes = usize::try_from(req.max_bytes.max(0)).unwrap_or(0);
+        let plan = match fetch_session::plan(&req, v) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let response = FetchResponse::default()
+                    .with_error_code(e.code)
+                    .with_session_id(0);
+                return super::encode(&response, KEY, v);
+            }
         };
-        if req.session_id != 0 {
-            let response = FetchResponse::default()
-                .with_error_code(code::FETCH_SESSION_ID_NOT_FOUND)
-                .with_session_id(0);
-            return super::encode(&response, KEY, v);
-        }
-        let (errors, wanted) = resolve(&ctx, &req, v);
+        let (errors, wanted) = resolve(&ctx, &plan.asked, v);
         let reads = read_until_ready(&ctx, &wanted, min_bytes, wait).await;
-        let responses = respond(&req, v, errors, &wanted, reads, max_bytes);
+        let mut results = kept_to_max_bytes(errors, &wanted, reads, max_bytes);
+        let include = fetch_session::record_sent(&plan, &results);
+        let responses = respond(&plan, &mut results, &include, req.isolation_level, v);
         super::encode(
             &FetchResponse::default()
-                .with_session_id(0)
+                .with_session_id(plan.session_id)
                 .with_responses(responses),
             KEY,
             v,
         )
     })
+}
+
+/// What each asked partition got, in asked order.
+pub(crate) type Results = Vec<Option<Result<Read, KafkaError>>>;
+
+/// Offsets a fetch answer carries for a partition (what sessions compare).
+pub(crate) fn answered_offsets(r: Option<&Result<Read, KafkaError>>) -> Option<(i64, i64, bool)> {
+    match r {
+        Some(Ok(read)) => Some((
+            read.high_watermark,
+            read.log_start_offset,
+            !read.data.is_empty(),
+        )),
+        _ => None,
+    }
+}
+
+/// Keeps to `max_bytes` in asked order; the first non-empty partition always keeps
+/// its data.
+fn kept_to_max_bytes(
+    errors: Vec<Option<KafkaError>>,
+    wanted: &[Wanted],
+    reads: Vec<Result<Read, KafkaError>>,
+    max_bytes: usize,
+) -> Results {
+    let mut budget = max_bytes;
+    let mut first = true;
+    let mut results: Results = errors.into_iter().map(|e| e.map(Err)).collect();
+    for (w, r) in wanted.iter().zip(reads) {
+        let r = r.map(|mut read| {
+            let n = read.len();
+            if n > 0 {
+                if first || n <= budget {
+                    budget = budget.saturating_sub(n);
+                } else {
+                    read.data.clear();
+                }
+                first = false;
+            }
+            read
+        });
+        results[w.index] = Some(r);
+    }
+    results
+}
+
+/// The response topics: consecutive asked partitions of one topic form one entry;
+/// only partitions with `include` set are answered.
+fn respond(
+    plan: &Plan,
+    results: &mut Results,
+    include: &[bool],
+    isolation: i8,
+    v: i16,
+) -> Vec<FetchableTopicResponse> {
+    let mut out: Vec<FetchableTopicResponse> = Vec::new();
+    for (i, a) in plan.asked.iter().enumerate() {
+        if !include.get(i).copied().unwrap_or(true) {
+            continue;
+        }
+        let part = answer(a.partition, results[i].take(), isolation, v);
+        match out.last_mut() {
+            Some(t) if t.topic == a.topic && t.topic_id == a.topic_id => t.partitions.push(part),
+            _ => out.push(
+                FetchableTopicResponse::default()
+                    .with_topic(a.topic.clone())
+                    .with_topic_id(a.topic_id)
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    out
+}
+
+/// Finds every asked partition: the ones to read, and errors for the rest.
+fn resolve(ctx: &BrokerContext, asked: &[Asked], v: i16) -> (Vec<Option<KafkaError>>, Vec<Wanted>) {
+    let image = ctx.topics.image();
+    let mut errors = Vec::with_capacity(asked.len());
+    let mut wanted = Vec::new();
+    for (index, a) in asked.iter().enumerate() {
+        let info = if v >= 13 {
+            image
+                .by_id(&a.topic_id)
+                .ok_or_else(|| KafkaError::new(code::UNKNOWN_TOPIC_ID, "unknown topic id"))
+        } else {
+            image
+                .get(&a.topic)
+                .ok_or_else(|| KafkaError::new(code::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"))
+        };
+        let tp = match &info {
+            Ok(info) if (0..info.partitions).contains(&a.partition) => {
+                TopicPartition::new(&info.name, a.partition).map_err(KafkaError::from)
+            }
+            Ok(_) => Err(KafkaError::new(
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                "no such partition",
+            )),
+            Err(e) => Err(e.clone()),
+        };
+        let offset = u64::try_from(a.fetch_offset)
+            .map_err(|_| KafkaError::new(code::OFFSET_OUT_OF_RANGE, "negative fetch offset"));
+        match (tp, offset) {
+            (Ok(tp), Ok(offset)) => {
+                errors.push(None);
+                wanted.push(Wanted {
+                    index,
+                    tp,
+                    offset,
+                    max_bytes: usize::try_from(a.max_bytes.max(0)).unwrap_or(0),
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => errors.push(Some(e)),
+        }
+    }
+    (errors, wanted)
 }
 
 /// Reads until `min_bytes` are ready, a partition fails, or `wait` passed.
@@ -110,104 +227,6 @@ async fn read_until_ready(
         wait_for_append(ctx, wanted, &seen, left).await;
         reads = read_all(ctx, wanted).await;
     }
-}
-
-/// The response topics: reads kept to `max_bytes` and errors, in request order.
-fn respond(
-    req: &FetchRequest,
-    v: i16,
-    errors: Vec<Vec<Option<KafkaError>>>,
-    wanted: &[Wanted],
-    reads: Vec<Result<Read, KafkaError>>,
-    max_bytes: usize,
-) -> Vec<FetchableTopicResponse> {
-    // Keep to max_bytes in request order; the first non-empty partition always
-    // keeps its data.
-    let mut budget = max_bytes;
-    let mut first = true;
-    let mut slots: Vec<Vec<Option<Result<Read, KafkaError>>>> = errors
-        .into_iter()
-        .map(|t| t.into_iter().map(|e| e.map(Err)).collect())
-        .collect();
-    for (w, r) in wanted.iter().zip(reads) {
-        let r = r.map(|mut read| {
-            let n = read.len();
-            if n > 0 {
-                if first || n <= budget {
-                    budget = budget.saturating_sub(n);
-                } else {
-                    read.data.clear();
-                }
-                first = false;
-            }
-            read
-        });
-        slots[w.topic][w.partition] = Some(r);
-    }
-    req.topics
-        .iter()
-        .zip(slots)
-        .map(|(topic, parts)| {
-            FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
-                .with_topic_id(topic.topic_id)
-                .with_partitions(
-                    topic
-                        .partitions
-                        .iter()
-                        .zip(parts)
-                        .map(|(p, r)| answer(p.partition, r, req.isolation_level, v))
-                        .collect(),
-                )
-        })
-        .collect()
-}
-
-/// Where each requested partition is, or why it cannot be read.
-type Resolved = (Vec<Vec<Option<KafkaError>>>, Vec<Wanted>);
-
-/// Finds every requested partition: the ones to read, and errors for the rest.
-fn resolve(ctx: &BrokerContext, req: &FetchRequest, v: i16) -> Resolved {
-    let image = ctx.topics.image();
-    let mut errors: Vec<Vec<Option<KafkaError>>> = Vec::new();
-    let mut wanted = Vec::new();
-    for (ti, topic) in req.topics.iter().enumerate() {
-        errors.push(topic.partitions.iter().map(|_| None).collect());
-        let info = if v >= 13 {
-            image
-                .by_id(&topic.topic_id)
-                .ok_or_else(|| KafkaError::new(code::UNKNOWN_TOPIC_ID, "unknown topic id"))
-        } else {
-            image
-                .get(&topic.topic)
-                .ok_or_else(|| KafkaError::new(code::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"))
-        };
-        for (pi, part) in topic.partitions.iter().enumerate() {
-            let tp = match &info {
-                Ok(info) if part.partition >= 0 && part.partition < info.partitions => {
-                    TopicPartition::new(&info.name, part.partition).map_err(KafkaError::from)
-                }
-                Ok(_) => Err(KafkaError::new(
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
-                    "no such partition",
-                )),
-                Err(e) => Err(e.clone()),
-            };
-            let offset = u64::try_from(part.fetch_offset)
-                .map_err(|_| KafkaError::new(code::OFFSET_OUT_OF_RANGE, "negative fetch offset"));
-            match (tp, offset) {
-                (Ok(tp), Ok(offset)) => wanted.push(Wanted {
-                    topic: ti,
-                    partition: pi,
-                    tp,
-                    offset,
-                    max_bytes: usize::try_from(part.partition_max_bytes.max(0)).unwrap_or(0),
-                }),
-                (Err(e), _) | (_, Err(e)) => errors[ti][pi] = Some(e),
-            }
-        }
-    }
-    (errors, wanted)
 }
 
 /// A partition's answer as `v` can carry it.

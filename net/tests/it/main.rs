@@ -10,5 +10,6 @@
 )]
 
 mod api_versions;
+mod fetch_sessions;
 mod log_admin;
 mod server;
