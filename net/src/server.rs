@@ -91,7 +91,13 @@ impl Broker {
             topics,
             addr: listen,
         };
-        // Shard 0 binds first so that port 0 becomes one port all shards share.
+        // The shards bind with SO_REUSEPORT, which would let a second broker share a
+        // port already in use; a plain bind first refuses that, and picks the port
+        // when `listen` says 0.
+        let probe = bind_probe(listen)?;
+        let port = probe.local_addr().map_or(listen.port(), |a| a.port());
+        drop(probe);
+        let listen = SocketAddr::new(listen.ip(), port);
         broker.addr = broker.listen_on(0, listen, settings)?;
         for shard in 1..router.shard_count() {
             broker.listen_on(shard, broker.addr, settings)?;
@@ -192,6 +198,37 @@ impl Drop for Broker {
         if let Some(engine) = self.engine.take() {
             self.stop_listeners();
             let _ = engine.shutdown();
+        }
+    }
+}
+
+/// How long a start waits for a port that is still in use: after a crash the
+/// kernel may hold the old listener until the dead process's io_uring is torn down.
+const PORT_IN_USE_WAIT: Duration = Duration::from_secs(10);
+
+/// Binds `addr` without `SO_REUSEPORT`, waiting a little while the port is in use.
+fn bind_probe(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    let deadline = std::time::Instant::now() + PORT_IN_USE_WAIT;
+    let mut logged = false;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !logged {
+                    tracing::warn!(%addr, "port in use; waiting up to 10 s for it to be released");
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(StartError::Listen {
+                    addr,
+                    reason: e.to_string(),
+                })
+            }
         }
     }
 }

@@ -536,6 +536,17 @@ impl Partition {
     /// and nothing more is written until it is reopened.
     pub(crate) fn fail(&self, err: &Error) {
         tracing::error!(partition = %self.tp, error = %err, "partition goes offline after a storage error");
+        self.go_offline(err);
+    }
+
+    /// Takes the partition offline without a storage error (it is being deleted):
+    /// waiters get `err`, nothing more is written.
+    pub(crate) fn retire(&self, err: &Error) {
+        tracing::debug!(partition = %self.tp, "partition retired");
+        self.go_offline(err);
+    }
+
+    fn go_offline(&self, err: &Error) {
         self.st
             .borrow_mut()
             .offline

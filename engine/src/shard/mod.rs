@@ -248,7 +248,7 @@ impl Shard {
                 .sum();
         self.ctx.cache_removed(removed);
         p.st.borrow_mut().offline = Some("deleted".into());
-        p.fail(&Error::UnknownPartition(tp.clone()));
+        p.retire(&Error::UnknownPartition(tp.clone()));
         let _permit = p
             .io_lock
             .acquire_permit(1)
