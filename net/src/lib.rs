@@ -8,6 +8,7 @@
 //! client connection: it reads requests, runs them in order and writes the answers in
 //! the order the requests came.
 
+pub mod alloc;
 pub mod client;
 pub mod connection;
 pub mod context;

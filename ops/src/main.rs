@@ -3,6 +3,11 @@
 mod cli;
 mod config;
 
+/// Huge blocks are reserved lazily, so a request announcing billions of elements
+/// cannot abort the broker (see `sluice_net::alloc`).
+#[global_allocator]
+static ALLOC: sluice_net::alloc::LazyHugeAlloc = sluice_net::alloc::LazyHugeAlloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -5,6 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
+// The broker's allocator: huge announced arrays are address space, not memory.
+#[global_allocator]
+static ALLOC: sluice_net::alloc::LazyHugeAlloc = sluice_net::alloc::LazyHugeAlloc;
+
 fuzz_target!(|data: &[u8]| {
     // As a stream: the length check runs before any allocation (limit 1 MiB here).
     let mut stream = futures::io::Cursor::new(data.to_vec());

@@ -131,6 +131,14 @@ fn bad_frames_close_only_their_own_connection_with_a_log_line() {
     closed_with(&node, &v99, false, "version 99 is not supported");
     still_served(&mut good, 6);
 
+    // Found by the fuzz target: IncrementalAlterConfigs v0 announcing 2^31 - 1
+    // resources in a 4-byte body. The codec sizes its Vec from that count; the broker
+    // must refuse the request, not abort on a 200 GiB allocation.
+    let mut huge = 14i32.to_be_bytes().to_vec();
+    huge.extend_from_slice(&[0, 44, 0, 0, 0, 0, 0, 9, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]);
+    closed_with(&node, &huge, false, "api key 44, version 0");
+    still_served(&mut good, 8);
+
     let garbage: Vec<u8> = (0..64u8)
         .map(|i| i.wrapping_mul(151).wrapping_add(7))
         .collect();
