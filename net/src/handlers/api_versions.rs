@@ -20,10 +20,39 @@ const UNSUPPORTED_VERSION: i16 = 35;
 pub fn handle(_ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
     Box::pin(async move {
         let version = header.request_api_version;
-        let _request: ApiVersionsRequest =
+        let request: ApiVersionsRequest =
             super::decode(&mut body, ApiKey::ApiVersions as i16, version)?;
+        // v3+ carries the client's software name and version; Kafka refuses values
+        // outside its pattern with INVALID_REQUEST (and still lists the APIs).
+        if version >= 3
+            && !(valid_software_field(&request.client_software_name)
+                && valid_software_field(&request.client_software_version))
+        {
+            tracing::info!(
+                name = %request.client_software_name.as_str(),
+                version = %request.client_software_version.as_str(),
+                "ApiVersions with an invalid client software name or version"
+            );
+            return super::encode(
+                &response(crate::kafka_error::INVALID_REQUEST),
+                ApiKey::ApiVersions as i16,
+                version,
+            );
+        }
         super::encode(&response(0), ApiKey::ApiVersions as i16, version)
     })
+}
+
+/// Kafka's pattern for the client software fields: `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`.
+pub fn valid_software_field(s: &str) -> bool {
+    let b = s.as_bytes();
+    let (Some(first), Some(last)) = (b.first(), b.last()) else {
+        return false;
+    };
+    first.is_ascii_alphanumeric()
+        && last.is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
 }
 
 /// The v0 answer to an ApiVersions request whose version we do not speak.

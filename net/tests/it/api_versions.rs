@@ -107,3 +107,28 @@ fn oversized_frames_unknown_apis_and_garbage_close_the_connection() {
     let (cid, r): (i32, ApiVersionsResponse) = response(&mut s, 0, 0);
     assert_eq!((cid, r.error_code), (1, 0));
 }
+
+#[test]
+fn v3_refuses_a_client_software_name_outside_kafkas_pattern() {
+    let node = start(1 << 20);
+    let mut s = connect(node.addr);
+    for (i, (name, version, want)) in [
+        ("librdkafka", "2.12.1", 0),
+        ("confluent-kafka-python", "2.16.1-rdkafka-2.12.1", 0),
+        ("has space", "1.0", 42),
+        ("-leading-dash", "1.0", 42),
+        ("ok", "", 42),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str(name))
+            .with_client_software_version(StrBytes::from_static_str(version));
+        let cid = 200 + i as i32;
+        send(&mut s, &request(ApiKey::ApiVersions, 3, cid, &body));
+        let (got_cid, r): (i32, ApiVersionsResponse) = response(&mut s, 0, 3);
+        assert_eq!((got_cid, r.error_code), (cid, want), "{name:?} {version:?}");
+        assert!(!r.api_keys.is_empty(), "the APIs are listed either way");
+    }
+}
