@@ -10,6 +10,7 @@
 //! requests already read are answered before the connection closes.
 
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -19,6 +20,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt, SinkExt, StreamExt
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 
+use crate::body::Part;
 use crate::context::BrokerContext;
 use crate::error::{Error, Result};
 use crate::frame::{self, RequestPrefix};
@@ -34,22 +36,29 @@ pub const IN_FLIGHT_MAX: usize = 16;
 struct Answer {
     correlation_id: i32,
     header_version: i16,
-    body: Vec<Bytes>,
+    body: Vec<Part>,
 }
 
 type AnswerFuture = Pin<Box<dyn Future<Output = Result<Answer>>>>;
 
 /// Serves one connection until the peer closes it, sends something that ends it, or
-/// `stop` completes.
-pub async fn serve<S, F>(stream: S, peer: String, ctx: Rc<BrokerContext>, stop: F)
-where
+/// `stop` completes. `socket` is the stream's descriptor, set non-blocking, when
+/// answers may go out with `writev` and `sendfile` (a plaintext TCP socket); `None`
+/// writes everything through the stream.
+pub async fn serve<S, F>(
+    stream: S,
+    socket: Option<RawFd>,
+    peer: String,
+    ctx: Rc<BrokerContext>,
+    stop: F,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = ()>,
 {
     let (mut rd, mut wr) = stream.split();
     let (tx, rx) = mpsc::channel::<AnswerFuture>(IN_FLIGHT_MAX);
     let reader = read_requests(&mut rd, &ctx, tx, stop).fuse();
-    let writer = write_answers(&mut wr, rx).fuse();
+    let writer = write_answers(&mut wr, socket, rx).fuse();
     futures::pin_mut!(reader, writer);
     let (read_end, write_end) = futures::select! {
         r = reader => (Some(r), writer.await),
@@ -107,6 +116,7 @@ where
 
 async fn write_answers<W: AsyncWrite + Unpin>(
     wr: &mut W,
+    socket: Option<RawFd>,
     rx: mpsc::Receiver<AnswerFuture>,
 ) -> Result<()> {
     let mut answers = rx.buffered(IN_FLIGHT_MAX);
@@ -117,6 +127,7 @@ async fn write_answers<W: AsyncWrite + Unpin>(
         }
         frame::write_response(
             wr,
+            socket,
             answer.correlation_id,
             answer.header_version,
             &answer.body,

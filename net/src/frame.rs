@@ -2,9 +2,12 @@
 //! that many bytes. The length is checked against `socket.request.max.bytes` before
 //! anything is allocated, so a garbled or hostile length cannot reserve gigabytes.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::os::fd::RawFd;
 
+use bytes::{BufMut, BytesMut};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::body::Part;
 use crate::error::{Error, Result};
 
 /// Kafka's default `socket.request.max.bytes`: 100 MiB.
@@ -77,38 +80,39 @@ impl RequestPrefix {
 }
 
 /// Writes one response: length, the response header (correlation id, and an empty
-/// tagged-field section for header version 1), then the body's parts in order.
+/// tagged-field section for header version 1), then the body's parts in order (see
+/// [`crate::body::write_parts`] for `socket`).
 pub async fn write_response<W: AsyncWrite + Unpin>(
     w: &mut W,
+    socket: Option<RawFd>,
     correlation_id: i32,
     header_version: i16,
-    body: &[Bytes],
+    body: &[Part],
 ) -> Result<()> {
-    let header_len = if header_version >= 1 { 5 } else { 4 };
-    let body_len: usize = body.iter().map(Bytes::len).sum();
+    let header_len: u64 = if header_version >= 1 { 5 } else { 4 };
+    let body_len: u64 = body.iter().map(Part::len).sum();
     let total = header_len + body_len;
     let total = i32::try_from(total).map_err(|_| Error::Encode {
         api_key: -1,
         reason: format!("response of {total} bytes is over the 2 GiB frame limit"),
     })?;
-    let mut head = BytesMut::with_capacity(4 + header_len);
+    let mut head = BytesMut::with_capacity(9);
     head.put_i32(total);
     head.put_i32(correlation_id);
     if header_version >= 1 {
         // No tagged fields.
         head.put_u8(0);
     }
-    w.write_all(&head).await?;
-    for part in body {
-        w.write_all(part).await?;
-    }
-    w.flush().await?;
-    Ok(())
+    let mut parts = Vec::with_capacity(body.len() + 1);
+    parts.push(Part::Mem(head.freeze()));
+    parts.extend(body.iter().cloned());
+    crate::body::write_parts(w, socket, &parts).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn run<F: std::future::Future>(f: F) -> F::Output {
         futures::executor::block_on(f)
@@ -154,9 +158,13 @@ mod tests {
         let mut out = futures::io::Cursor::new(Vec::new());
         run(write_response(
             &mut out,
+            None,
             7,
             1,
-            &[Bytes::from_static(b"xy"), Bytes::from_static(b"z")],
+            &[
+                Part::Mem(Bytes::from_static(b"xy")),
+                Part::Mem(Bytes::from_static(b"z")),
+            ],
         ))
         .expect("write");
         assert_eq!(
@@ -164,7 +172,7 @@ mod tests {
             [0, 0, 0, 8, 0, 0, 0, 7, 0, b'x', b'y', b'z']
         );
         let mut out = futures::io::Cursor::new(Vec::new());
-        run(write_response(&mut out, -2, 0, &[])).expect("write");
+        run(write_response(&mut out, None, -2, 0, &[])).expect("write");
         assert_eq!(out.into_inner(), [0, 0, 0, 4, 255, 255, 255, 254]);
     }
 

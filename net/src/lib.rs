@@ -9,10 +9,12 @@
 //! the order the requests came.
 
 pub mod alloc;
+pub mod body;
 pub mod client;
 pub mod connection;
 pub mod context;
 pub mod error;
+pub mod fetch_response;
 pub mod fetch_session;
 pub mod frame;
 pub mod handlers;

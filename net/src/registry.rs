@@ -9,12 +9,13 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 
+use crate::body::Part;
 use crate::context::BrokerContext;
 use crate::error::Result;
 use crate::handlers;
 
 /// What a handler returns: the encoded response body, in parts written in order.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<Bytes>>>>>;
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<Part>>>>>;
 
 /// A handler gets the broker context, the decoded request header and the request
 /// body (the frame after the header). It returns the response body in parts; no

@@ -271,6 +271,14 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        let socket = match crate::body::set_nonblocking(fd) {
+            Ok(()) => Some(fd),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set the socket non-blocking; answers are copied");
+                None
+            }
+        };
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -284,7 +292,7 @@ async fn accept_loop(
                     stop_srv.stop.notified().await;
                 }
             };
-            crate::connection::serve(stream, peer, c, stop).await;
+            crate::connection::serve(stream, socket, peer, c, stop).await;
             srv.open.set(srv.open.get() - 1);
             srv.closed.notify_all();
         })

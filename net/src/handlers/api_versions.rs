@@ -56,7 +56,7 @@ pub fn valid_software_field(s: &str) -> bool {
 }
 
 /// The v0 answer to an ApiVersions request whose version we do not speak.
-pub fn unsupported_version_answer() -> Result<Vec<Bytes>> {
+pub fn unsupported_version_answer() -> Result<Vec<crate::body::Part>> {
     super::encode(
         &response(UNSUPPORTED_VERSION),
         ApiKey::ApiVersions as i16,

@@ -12,31 +12,41 @@
 //! incremental request holds only partitions with data or changed offsets.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::FutureExt;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeader};
 use sluice_engine::{ReadChunk, TopicPartition};
 
+use crate::body::{FileRange, Part};
 use crate::context::BrokerContext;
+use crate::fetch_response::{self, PartitionOut, TopicOut};
 use crate::fetch_session::{self, Asked, Plan};
 use crate::kafka_error::{self as code, KafkaError};
 use crate::registry::HandlerFuture;
 
 const KEY: i16 = ApiKey::Fetch as i16;
 
+/// File ranges shorter than this are read into memory on the owning shard (an
+/// asynchronous O_DIRECT read) rather than sent with `sendfile`, whose reads of data
+/// not in the page cache block the shard.
+const SENDFILE_MIN_BYTES: u64 = 16 << 10;
+
 /// What one partition's read found.
 pub(crate) struct Read {
-    data: Vec<Bytes>,
+    data: Vec<Part>,
     high_watermark: i64,
     log_start_offset: i64,
 }
 
 impl Read {
     fn len(&self) -> usize {
-        self.data.iter().map(Bytes::len).sum()
+        self.data
+            .iter()
+            .map(|p| usize::try_from(p.len()).unwrap_or(usize::MAX))
+            .sum()
     }
 }
 
@@ -73,14 +83,8 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let reads = read_until_ready(&ctx, &wanted, min_bytes, wait).await;
         let mut results = kept_to_max_bytes(errors, &wanted, reads, max_bytes);
         let include = fetch_session::record_sent(&plan, &results);
-        let responses = respond(&plan, &mut results, &include, req.isolation_level, v);
-        super::encode(
-            &FetchResponse::default()
-                .with_session_id(plan.session_id)
-                .with_responses(responses),
-            KEY,
-            v,
-        )
+        let topics = respond(&plan, &mut results, &include, req.isolation_level, v);
+        Ok(fetch_response::encode(v, 0, plan.session_id, topics))
     })
 }
 
@@ -136,21 +140,20 @@ fn respond(
     include: &[bool],
     isolation: i8,
     v: i16,
-) -> Vec<FetchableTopicResponse> {
-    let mut out: Vec<FetchableTopicResponse> = Vec::new();
+) -> Vec<TopicOut> {
+    let mut out: Vec<TopicOut> = Vec::new();
     for (i, a) in plan.asked.iter().enumerate() {
         if !include.get(i).copied().unwrap_or(true) {
             continue;
         }
         let part = answer(a.partition, results[i].take(), isolation, v);
         match out.last_mut() {
-            Some(t) if t.topic == a.topic && t.topic_id == a.topic_id => t.partitions.push(part),
-            _ => out.push(
-                FetchableTopicResponse::default()
-                    .with_topic(a.topic.clone())
-                    .with_topic_id(a.topic_id)
-                    .with_partitions(vec![part]),
-            ),
+            Some(t) if *t.name == *a.topic.0 && t.id == a.topic_id => t.partitions.push(part),
+            _ => out.push(TopicOut {
+                name: a.topic.0.to_string(),
+                id: a.topic_id,
+                partitions: vec![part],
+            }),
         }
     }
     out
@@ -230,34 +233,35 @@ async fn read_until_ready(
 }
 
 /// A partition's answer as `v` can carry it.
-fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16) -> PartitionData {
-    let base = PartitionData::default()
-        .with_partition_index(index)
-        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
+fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16) -> PartitionOut {
     match r {
-        Some(Ok(read)) => {
-            let records = if read.data.len() == 1 {
-                read.data.into_iter().next().unwrap_or_default()
-            } else {
-                let mut buf = BytesMut::with_capacity(read.data.iter().map(Bytes::len).sum());
-                for d in &read.data {
-                    buf.extend_from_slice(d);
-                }
-                buf.freeze()
-            };
-            base.with_high_watermark(read.high_watermark)
-                .with_last_stable_offset(read.high_watermark)
-                .with_log_start_offset(if v >= 5 { read.log_start_offset } else { -1 })
-                .with_aborted_transactions((isolation == 1).then(Vec::new))
-                .with_records(Some(records))
-        }
-        Some(Err(e)) => base
-            .with_error_code(e.code)
-            .with_high_watermark(-1)
-            .with_last_stable_offset(-1)
-            .with_log_start_offset(-1)
-            .with_records(Some(Bytes::new())),
-        None => base.with_error_code(code::UNKNOWN_SERVER_ERROR),
+        Some(Ok(read)) => PartitionOut {
+            index,
+            error_code: code::NONE,
+            high_watermark: read.high_watermark,
+            last_stable_offset: read.high_watermark,
+            log_start_offset: if v >= 5 { read.log_start_offset } else { -1 },
+            aborted_transactions: (isolation == 1).then(Vec::new),
+            records: Some(read.data),
+        },
+        Some(Err(e)) => PartitionOut {
+            index,
+            error_code: e.code,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted_transactions: None,
+            records: Some(Vec::new()),
+        },
+        None => PartitionOut {
+            index,
+            error_code: code::UNKNOWN_SERVER_ERROR,
+            high_watermark: 0,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted_transactions: None,
+            records: None,
+        },
     }
 }
 
@@ -274,16 +278,34 @@ async fn read_all(ctx: &BrokerContext, wanted: &[Wanted]) -> Vec<Result<Read, Ka
             let hw = p.offsets().high_watermark;
             let r = p.read(offset, max_bytes.max(1), Some(hw)).await?;
             let mut data = Vec::with_capacity(r.chunks.len());
+            let mut opened: Option<(std::path::PathBuf, Arc<std::fs::File>)> = None;
             for c in &r.chunks {
                 match c {
-                    ReadChunk::Memory(b) => data.push(b.clone()),
-                    ReadChunk::File { .. } => {
-                        let one = sluice_engine::ReadResult {
-                            chunks: vec![c.clone()],
-                            ..r.clone()
+                    ReadChunk::Memory(b) => data.push(Part::Mem(b.clone())),
+                    ReadChunk::File {
+                        path,
+                        position,
+                        length,
+                        ..
+                    } if *length >= SENDFILE_MIN_BYTES => {
+                        let file = match &opened {
+                            Some((p, f)) if p == path => Some(f.clone()),
+                            _ => buffered_open(path).inspect(|f| {
+                                opened = Some((path.clone(), f.clone()));
+                            }),
                         };
-                        data.push(one.materialize().await?);
+                        if let Some(file) = file {
+                            advise_will_need(&file, *position, *length);
+                            data.push(Part::File(FileRange {
+                                file,
+                                offset: *position,
+                                len: *length,
+                            }));
+                        } else {
+                            data.push(Part::Mem(materialize(c, &r).await?));
+                        }
                     }
+                    ReadChunk::File { .. } => data.push(Part::Mem(materialize(c, &r).await?)),
                 }
             }
             Ok(Read {
@@ -294,6 +316,46 @@ async fn read_all(ctx: &BrokerContext, wanted: &[Wanted]) -> Vec<Result<Read, Ka
         },
     )
     .await
+}
+
+/// Reads one chunk into memory through the engine (asynchronous O_DIRECT reads).
+async fn materialize(
+    c: &ReadChunk,
+    r: &sluice_engine::ReadResult,
+) -> Result<Bytes, sluice_engine::Error> {
+    sluice_engine::ReadResult {
+        chunks: vec![c.clone()],
+        ..r.clone()
+    }
+    .materialize()
+    .await
+}
+
+/// A buffered descriptor of a segment file for `sendfile`; `None` when it cannot be
+/// opened (deleted by retention since the read), and the caller reads through the
+/// engine's descriptor instead.
+fn buffered_open(path: &std::path::Path) -> Option<Arc<std::fs::File>> {
+    match std::fs::File::open(path) {
+        Ok(f) => Some(Arc::new(f)),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "no buffered descriptor; copying");
+            None
+        }
+    }
+}
+
+/// Starts reading the range into the page cache now, so that `sendfile` on the
+/// connection's shard finds it there rather than reading the disk itself.
+fn advise_will_need(file: &std::fs::File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    let _ = nix::fcntl::posix_fadvise(
+        std::os::fd::AsRawFd::as_raw_fd(file),
+        offset,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+    );
 }
 
 /// Waits until any wanted partition's high watermark moves past `seen` (what the

@@ -43,7 +43,11 @@ pub fn decode<T: Decodable>(body: &mut Bytes, api_key: i16, api_version: i16) ->
 }
 
 /// Encodes a response body as one part.
-pub fn encode<T: Encodable>(response: &T, api_key: i16, api_version: i16) -> Result<Vec<Bytes>> {
+pub fn encode<T: Encodable>(
+    response: &T,
+    api_key: i16,
+    api_version: i16,
+) -> Result<Vec<crate::body::Part>> {
     let err = |e: &dyn std::fmt::Display| Error::Encode {
         api_key,
         reason: e.to_string(),
@@ -53,7 +57,7 @@ pub fn encode<T: Encodable>(response: &T, api_key: i16, api_version: i16) -> Res
     response
         .encode(&mut buf, api_version)
         .map_err(|e| err(&e))?;
-    Ok(vec![buf.freeze()])
+    Ok(vec![crate::body::Part::Mem(buf.freeze())])
 }
 
 /// The topic `name`; created with the broker's defaults when it does not exist,

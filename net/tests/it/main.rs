@@ -13,3 +13,4 @@ mod api_versions;
 mod fetch_sessions;
 mod log_admin;
 mod server;
+mod zero_copy;

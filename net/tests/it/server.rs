@@ -33,6 +33,14 @@ pub fn start(request_max_bytes: usize) -> Node {
 
 /// Starts a node with changed broker settings.
 pub fn start_with(change: impl FnOnce(&mut BrokerSettings)) -> Node {
+    start_with_engine(|_| {}, change)
+}
+
+/// Starts a node with changed engine and broker settings.
+pub fn start_with_engine(
+    change_engine: impl FnOnce(&mut sluice_engine::EngineConfig),
+    change: impl FnOnce(&mut BrokerSettings),
+) -> Node {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("info")
@@ -40,6 +48,7 @@ pub fn start_with(change: impl FnOnce(&mut BrokerSettings)) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut engine = sluice_engine::EngineConfig::new(dir.path());
     engine.shards = Some(2);
+    change_engine(&mut engine);
     let mut settings = BrokerSettings {
         advertised_port: 0,
         ..BrokerSettings::default()
