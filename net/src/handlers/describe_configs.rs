@@ -74,11 +74,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                             } else {
                                 Vec::new()
                             };
+                            let kind = if v >= 3 { config_type(&e.name) } else { 0 };
                             DescribeConfigsResourceResult::default()
                                 .with_name(StrBytes::from_string(e.name))
                                 .with_value(Some(StrBytes::from_string(e.value)))
                                 .with_read_only(e.read_only)
                                 .with_config_source(if v >= 1 { e.source } else { -1 })
+                                .with_config_type(kind)
                                 .with_synonyms(synonyms)
                         })
                         .collect(),
@@ -95,6 +97,41 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             v,
         )
     })
+}
+
+/// Kafka's `ConfigType` of a key this broker lists (`UNKNOWN` for others).
+fn config_type(name: &str) -> i8 {
+    const BOOLEAN: i8 = 1;
+    const STRING: i8 = 2;
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const LIST: i8 = 7;
+    match name {
+        "auto.create.topics.enable" => BOOLEAN,
+        "compression.type" | "message.timestamp.type" => STRING,
+        "node.id"
+        | "broker.id"
+        | "num.partitions"
+        | "socket.request.max.bytes"
+        | "message.max.bytes"
+        | "max.message.bytes"
+        | "index.interval.bytes"
+        | "min.insync.replicas"
+        | "segment.bytes"
+        | "segment.index.bytes"
+        | "log.segment.bytes"
+        | "default.replication.factor" => INT,
+        "flush.messages"
+        | "flush.ms"
+        | "retention.bytes"
+        | "retention.ms"
+        | "segment.ms"
+        | "log.retention.ms"
+        | "log.retention.bytes"
+        | "log.roll.ms" => LONG,
+        "cleanup.policy" => LIST,
+        _ => 0,
+    }
 }
 
 fn topic_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaError> {
@@ -159,4 +196,14 @@ fn broker_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaEr
             read_only: true,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_listed_topic_key_has_a_type() {
+        for k in crate::topic_config::KEYS {
+            assert_ne!(super::config_type(k), 0, "{k}");
+        }
+    }
 }
