@@ -13,8 +13,11 @@
 #![allow(clippy::cast_precision_loss)]
 
 mod raw;
+mod raw_consume;
 mod stats;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -35,7 +38,29 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Scenario {
     /// Produce as fast as possible (or at --rate) and measure acknowledgements.
-    Produce(ProduceArgs),
+    Produce {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        produce: ProduceArgs,
+    },
+    /// Read the topic from offset 0 to the log end offsets found at the start.
+    Consume {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        consume: ConsumeArgs,
+    },
+    /// Produce and consume at once; latency from each batch's timestamp to its
+    /// arrival at a consumer (millisecond timestamps).
+    E2e {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        produce: ProduceArgs,
+        #[command(flatten)]
+        consume: ConsumeArgs,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +80,7 @@ enum Acks {
 }
 
 #[derive(clap::Args, Debug)]
-struct ProduceArgs {
+struct Common {
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap: String,
     #[arg(long, value_enum, default_value = "raw")]
@@ -65,6 +90,19 @@ struct ProduceArgs {
     /// Partitions of the topic (created if missing).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=100_000))]
     partitions: i32,
+    /// Length of the run (consume: the longest it may take).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// The broker's process id, for its CPU seconds and peak RSS.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ProduceArgs {
     #[arg(long, default_value_t = 1024)]
     record_bytes: usize,
     /// Records per batch (one batch per Produce request).
@@ -78,26 +116,37 @@ struct ProduceArgs {
     /// Unanswered requests per connection.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
     /// Stop after this many records (or --seconds, whichever comes first).
     #[arg(long)]
     records: Option<u64>,
     /// Records per second over all producers (default: as fast as possible).
     #[arg(long)]
     rate: Option<f64>,
-    /// The broker's process id, for its CPU seconds and peak RSS.
-    #[arg(long)]
-    broker_pid: Option<u32>,
-    /// Also write the figures as JSON to this file.
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ConsumeArgs {
+    /// Connections consuming at once (partitions are split between them).
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    /// Fetch `max_bytes`.
+    #[arg(long, default_value_t = 50 << 20)]
+    fetch_max_bytes: i32,
+    /// Fetch per-partition `max_bytes`.
+    #[arg(long, default_value_t = 1 << 20)]
+    partition_max_bytes: i32,
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.scenario {
-        Scenario::Produce(a) => run_produce(&a),
+        Scenario::Produce { common, produce } => run_produce(&common, &produce),
+        Scenario::Consume { common, consume } => run_consume(&common, &consume),
+        Scenario::E2e {
+            common,
+            produce,
+            consume,
+        } => run_e2e(&common, &produce, &consume),
     };
     if let Err(e) = result {
         eprintln!("sluice-bench: {e}");
@@ -105,20 +154,30 @@ fn main() {
     }
 }
 
-fn run_produce(a: &ProduceArgs) -> Result<(), String> {
+fn check_common(c: &Common) -> Result<(), String> {
+    if !(c.seconds.is_finite() && c.seconds > 0.0) {
+        return Err("--seconds must be a positive number".into());
+    }
+    Ok(())
+}
+
+fn produce_options(
+    c: &Common,
+    a: &ProduceArgs,
+    stamp: bool,
+) -> Result<raw::ProduceOptions, String> {
     if a.record_bytes == 0 || a.batch_records == 0 || a.producers == 0 || a.in_flight == 0 {
         return Err(
             "--record-bytes, --batch-records, --producers and --in-flight must be positive".into(),
         );
     }
-    if !(a.seconds.is_finite() && a.seconds > 0.0) {
-        return Err("--seconds must be a positive number".into());
+    if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err("--rate must be a positive number".into());
     }
-    ensure_topic(&a.bootstrap, &a.topic, a.partitions)?;
-    let opts = raw::ProduceOptions {
-        bootstrap: a.bootstrap.clone(),
-        topic: a.topic.clone(),
-        partitions: a.partitions,
+    Ok(raw::ProduceOptions {
+        bootstrap: c.bootstrap.clone(),
+        topic: c.topic.clone(),
+        partitions: c.partitions,
         record_bytes: a.record_bytes,
         batch_records: a.batch_records,
         acks: match a.acks {
@@ -128,25 +187,157 @@ fn run_produce(a: &ProduceArgs) -> Result<(), String> {
         },
         producers: a.producers,
         in_flight: a.in_flight,
-        duration: Duration::from_secs_f64(a.seconds),
+        duration: Duration::from_secs_f64(c.seconds),
         records: a.records,
         rate: a.rate,
-    };
-    let watch = a.broker_pid.map(stats::ProcWatch::start);
-    let p = match a.client {
-        Client::Raw => raw::produce(&opts)?,
-    };
-    let usage = watch.map(stats::ProcWatch::finish);
-    let report = stats::Report::new(
-        "produce", "raw", p.elapsed, p.records, p.bytes, &p.latency, usage,
-    );
+        stamp,
+    })
+}
+
+fn consume_options(c: &Common, a: &ConsumeArgs) -> Result<raw_consume::ConsumeOptions, String> {
+    if a.consumers == 0 || a.fetch_max_bytes <= 0 || a.partition_max_bytes <= 0 {
+        return Err(
+            "--consumers, --fetch-max-bytes and --partition-max-bytes must be positive".into(),
+        );
+    }
+    Ok(raw_consume::ConsumeOptions {
+        bootstrap: c.bootstrap.clone(),
+        topic: c.topic.clone(),
+        partitions: c.partitions,
+        consumers: a.consumers,
+        fetch_max_bytes: a.fetch_max_bytes,
+        partition_max_bytes: a.partition_max_bytes,
+        duration: Duration::from_secs_f64(c.seconds),
+    })
+}
+
+/// Prints the report and writes it as JSON when asked.
+fn report(c: &Common, r: &stats::Report) -> Result<(), String> {
     stats::Report::print_header();
-    report.print_row();
-    if let Some(path) = &a.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    r.print_row();
+    if let Some(path) = &c.json {
+        let text = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+fn client_name(c: Client) -> &'static str {
+    match c {
+        Client::Raw => "raw",
+    }
+}
+
+fn run_produce(c: &Common, a: &ProduceArgs) -> Result<(), String> {
+    check_common(c)?;
+    let opts = produce_options(c, a, false)?;
+    ensure_topic(&c.bootstrap, &c.topic, c.partitions)?;
+    let watch = c.broker_pid.map(stats::ProcWatch::start);
+    let p = match c.client {
+        Client::Raw => raw::produce(&opts)?,
+    };
+    let usage = watch.map(stats::ProcWatch::finish);
+    report(
+        c,
+        &stats::Report::new(
+            "produce",
+            client_name(c.client),
+            p.elapsed,
+            p.records,
+            p.bytes,
+            &p.latency,
+            usage,
+        ),
+    )
+}
+
+fn run_consume(c: &Common, a: &ConsumeArgs) -> Result<(), String> {
+    check_common(c)?;
+    let opts = consume_options(c, a)?;
+    let end = raw_consume::end_offsets(&c.bootstrap, &c.topic, c.partitions)?;
+    if end.iter().all(|e| *e <= 0) {
+        return Err(format!(
+            "topic {} has no records to consume: run the produce scenario first",
+            c.topic
+        ));
+    }
+    let from = vec![0; end.len()];
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = c.broker_pid.map(stats::ProcWatch::start);
+    let r = match c.client {
+        Client::Raw => raw_consume::consume(&opts, &from, Some(&end), &stop)?,
+    };
+    let usage = watch.map(stats::ProcWatch::finish);
+    let expected: i64 = end.iter().sum();
+    if i64::try_from(r.records).unwrap_or(i64::MAX) < expected {
+        eprintln!(
+            "sluice-bench: only {} of {expected} records were read in {:.1} s",
+            r.records, c.seconds
+        );
+    }
+    report(
+        c,
+        &stats::Report::new(
+            "consume",
+            client_name(c.client),
+            r.elapsed,
+            r.records,
+            r.bytes,
+            &r.latency,
+            usage,
+        ),
+    )
+}
+
+fn run_e2e(c: &Common, p: &ProduceArgs, a: &ConsumeArgs) -> Result<(), String> {
+    check_common(c)?;
+    let popts = produce_options(c, p, true)?;
+    let copts = consume_options(c, a)?;
+    ensure_topic(&c.bootstrap, &c.topic, c.partitions)?;
+    let from = raw_consume::end_offsets(&c.bootstrap, &c.topic, c.partitions)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = c.broker_pid.map(stats::ProcWatch::start);
+    let consumers = {
+        let (stop, from) = (stop.clone(), from.clone());
+        let copts = raw_consume::ConsumeOptions {
+            // Consumers outlast producers by the time they need to catch up.
+            duration: copts.duration + Duration::from_secs(30),
+            ..copts
+        };
+        std::thread::spawn(move || raw_consume::consume(&copts, &from, None, &stop))
+    };
+    let produced = match c.client {
+        Client::Raw => raw::produce(&popts),
+    };
+    // A second for the consumers to read what was produced last, then stop them;
+    // records left unread are reported below.
+    if produced.is_ok() {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let consumed = consumers
+        .join()
+        .map_err(|_| "the consumers panicked".to_string())??;
+    let produced = produced?;
+    let usage = watch.map(stats::ProcWatch::finish);
+    if consumed.records < produced.records {
+        eprintln!(
+            "sluice-bench: consumers read {} of {} records produced",
+            consumed.records, produced.records
+        );
+    }
+    report(
+        c,
+        &stats::Report::new(
+            "e2e",
+            client_name(c.client),
+            produced.elapsed,
+            consumed.records,
+            consumed.bytes,
+            &consumed.latency,
+            usage,
+        ),
+    )
 }
 
 /// Creates the topic through the admin API; one that exists already is fine.

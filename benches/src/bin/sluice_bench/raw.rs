@@ -41,6 +41,9 @@ pub struct ProduceOptions {
     pub records: Option<u64>,
     /// Records per second over all producers; `None` is as fast as possible.
     pub rate: Option<f64>,
+    /// Stamp each batch with the time it is sent (for end-to-end latency; costs a
+    /// CRC-32C of the batch per request).
+    pub stamp: bool,
 }
 
 /// What all producers did.
@@ -51,27 +54,45 @@ pub struct Produced {
     pub latency: Histogram<u64>,
 }
 
-/// One request frame per partition, with a correlation id to patch at bytes 8..12.
-fn frames(o: &ProduceOptions) -> Result<Vec<Vec<u8>>, String> {
+/// Where the record batch lies in each frame: it is the last field of the only
+/// partition, followed by three empty tagged-field sections (partition, topic,
+/// request).
+fn batch_range(frame_len: usize, batch_len: usize) -> std::ops::Range<usize> {
+    frame_len - 3 - batch_len..frame_len - 3
+}
+
+/// Sets a batch's first and max timestamps to `now_ms` (keeping their distance) and
+/// recomputes its CRC-32C (over everything after the CRC field).
+fn stamp(batch: &mut [u8], now_ms: i64) {
+    let first = i64::from_be_bytes(batch[27..35].try_into().unwrap_or_default());
+    let max = i64::from_be_bytes(batch[35..43].try_into().unwrap_or_default());
+    batch[27..35].copy_from_slice(&now_ms.to_be_bytes());
+    batch[35..43].copy_from_slice(&(now_ms + (max - first)).to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One request frame per partition, with a correlation id to patch at bytes 8..12,
+/// and the length of the batch in it.
+fn frames(o: &ProduceOptions) -> Result<(Vec<Vec<u8>>, usize), String> {
     let value = vec![b'x'; o.record_bytes];
     let values: Vec<&[u8]> = vec![value.as_slice(); o.batch_records];
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_millis(),
-    )
-    .map_err(|e| e.to_string())?;
     let batch = Bytes::from(sluice_engine::batch::build_values_batch(
         &values,
-        now_ms,
+        now_ms(),
         sluice_engine::batch::NO_PRODUCER,
     ));
     let header = RequestHeader::default()
         .with_request_api_key(ApiKey::Produce as i16)
         .with_request_api_version(PRODUCE_VERSION)
         .with_client_id(Some(StrBytes::from_static_str("sluice-bench")));
-    (0..o.partitions)
+    let frames = (0..o.partitions)
         .map(|p| {
             let req = ProduceRequest::default()
                 .with_acks(o.acks)
@@ -93,19 +114,23 @@ fn frames(o: &ProduceOptions) -> Result<Vec<Vec<u8>>, String> {
                 .map_err(|e| e.to_string())?;
             let len = i32::try_from(buf.len() - 4).map_err(|e| e.to_string())?;
             buf[..4].copy_from_slice(&len.to_be_bytes());
+            if buf[batch_range(buf.len(), batch.len())] != batch[..] {
+                return Err("the batch is not where the request layout puts it".into());
+            }
             Ok(buf.to_vec())
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((frames, batch.len()))
 }
 
 /// Runs the producers and merges what they measured.
 pub fn produce(o: &ProduceOptions) -> Result<Produced, String> {
-    let frames = frames(o)?;
+    let (frames, batch_len) = frames(o)?;
     let start = Instant::now();
     let handles: Vec<_> = (0..o.producers)
         .map(|i| {
             let (o, frames) = (o.clone(), frames.clone());
-            std::thread::spawn(move || producer(i, &o, &frames, start))
+            std::thread::spawn(move || producer(i, &o, &frames, batch_len, start))
         })
         .collect();
     let mut latency = stats::latency_histogram();
@@ -132,6 +157,7 @@ fn producer(
     index: usize,
     o: &ProduceOptions,
     frames: &[Vec<u8>],
+    batch_len: usize,
     start: Instant,
 ) -> Result<(u64, Histogram<u64>), String> {
     let stream = TcpStream::connect(&o.bootstrap).map_err(|e| format!("{}: {e}", o.bootstrap))?;
@@ -199,6 +225,10 @@ fn producer(
         let turn = usize::try_from(sent % partitions as u64).unwrap_or(0);
         let frame = &mut frames[(index + turn) % partitions];
         frame[8..12].copy_from_slice(&correlation_id.to_be_bytes());
+        if o.stamp {
+            let range = batch_range(frame.len(), batch_len);
+            stamp(&mut frame[range], now_ms());
+        }
         if acks && tx.send((correlation_id, due)).is_err() {
             break; // The reader stopped: its error is reported below.
         }
