@@ -6,12 +6,16 @@
 //!     --broker-pid "$(pidof sluice)" --json out.json
 //! ```
 //!
-//! Built so far: the `raw` client's produce scenario (pre-encoded batches, many
-//! requests in flight). Prints MB/s, records/s, latency percentiles and, given the
-//! broker's pid, its CPU seconds and peak RSS over the run.
+//! Scenarios: `produce`, `consume` (from offset 0 of data already written) and `e2e`
+//! (both at once, latency from each record's timestamp). Clients: `raw` (pre-encoded
+//! batches, many requests in flight: the broker's ceiling) and `rdkafka` (librdkafka
+//! with the usual settings). Prints MB/s (record values for produce and rdkafka;
+//! batch bytes on the wire for the raw consumer), records/s, latency percentiles and,
+//! given the broker's pid, its CPU seconds and peak RSS over the run.
 
 #![allow(clippy::cast_precision_loss)]
 
+mod kafka_client;
 mod raw;
 mod raw_consume;
 mod stats;
@@ -67,6 +71,8 @@ enum Scenario {
 enum Client {
     /// The project's own framing replaying pre-encoded batches.
     Raw,
+    /// librdkafka (the `rdkafka` crate).
+    Rdkafka,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +128,18 @@ struct ProduceArgs {
     /// Records per second over all producers (default: as fast as possible).
     #[arg(long)]
     rate: Option<f64>,
+    /// rdkafka: `linger.ms`.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// rdkafka: `batch.size` in bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    batch_bytes: usize,
+    /// rdkafka: `compression.codec` (none, gzip, snappy, lz4, zstd).
+    #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
+    compression: String,
+    /// rdkafka: `enable.idempotence`.
+    #[arg(long)]
+    idempotence: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -225,6 +243,16 @@ fn report(c: &Common, r: &stats::Report) -> Result<(), String> {
 fn client_name(c: Client) -> &'static str {
     match c {
         Client::Raw => "raw",
+        Client::Rdkafka => "rdkafka",
+    }
+}
+
+fn settings(a: &ProduceArgs) -> kafka_client::Settings {
+    kafka_client::Settings {
+        linger_ms: a.linger_ms,
+        batch_bytes: a.batch_bytes,
+        compression: a.compression.clone(),
+        idempotence: a.idempotence,
     }
 }
 
@@ -235,6 +263,7 @@ fn run_produce(c: &Common, a: &ProduceArgs) -> Result<(), String> {
     let watch = c.broker_pid.map(stats::ProcWatch::start);
     let p = match c.client {
         Client::Raw => raw::produce(&opts)?,
+        Client::Rdkafka => kafka_client::produce(&opts, &settings(a))?,
     };
     let usage = watch.map(stats::ProcWatch::finish);
     report(
@@ -266,6 +295,7 @@ fn run_consume(c: &Common, a: &ConsumeArgs) -> Result<(), String> {
     let watch = c.broker_pid.map(stats::ProcWatch::start);
     let r = match c.client {
         Client::Raw => raw_consume::consume(&opts, &from, Some(&end), &stop)?,
+        Client::Rdkafka => kafka_client::consume(&opts, &from, Some(&end), &stop)?,
     };
     let usage = watch.map(stats::ProcWatch::finish);
     let expected: i64 = end.iter().sum();
@@ -304,10 +334,15 @@ fn run_e2e(c: &Common, p: &ProduceArgs, a: &ConsumeArgs) -> Result<(), String> {
             duration: copts.duration + Duration::from_secs(30),
             ..copts
         };
-        std::thread::spawn(move || raw_consume::consume(&copts, &from, None, &stop))
+        let client = c.client;
+        std::thread::spawn(move || match client {
+            Client::Raw => raw_consume::consume(&copts, &from, None, &stop),
+            Client::Rdkafka => kafka_client::consume(&copts, &from, None, &stop),
+        })
     };
     let produced = match c.client {
         Client::Raw => raw::produce(&popts),
+        Client::Rdkafka => kafka_client::produce(&popts, &settings(p)),
     };
     // A second for the consumers to read what was produced last, then stop them;
     // records left unread are reported below.

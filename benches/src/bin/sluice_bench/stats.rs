@@ -92,10 +92,11 @@ pub struct Report {
     pub bytes: u64,
     pub mb_per_s: f64,
     pub records_per_s: f64,
-    pub latency_us_p50: u64,
-    pub latency_us_p99: u64,
-    pub latency_us_p999: u64,
-    pub latency_us_max: u64,
+    /// `None` when nothing was measured (acks=0, the rdkafka consumer's reads).
+    pub latency_us_p50: Option<u64>,
+    pub latency_us_p99: Option<u64>,
+    pub latency_us_p999: Option<u64>,
+    pub latency_us_max: Option<u64>,
     pub broker: Option<ProcUsage>,
 }
 
@@ -111,6 +112,7 @@ impl Report {
         broker: Option<ProcUsage>,
     ) -> Report {
         let secs = elapsed.as_secs_f64().max(1e-9);
+        let q = |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q));
         Report {
             scenario: scenario.into(),
             client: client.into(),
@@ -119,10 +121,10 @@ impl Report {
             bytes,
             mb_per_s: bytes as f64 / secs / 1e6,
             records_per_s: records as f64 / secs,
-            latency_us_p50: latency.value_at_quantile(0.5),
-            latency_us_p99: latency.value_at_quantile(0.99),
-            latency_us_p999: latency.value_at_quantile(0.999),
-            latency_us_max: latency.max(),
+            latency_us_p50: q(0.5),
+            latency_us_p99: q(0.99),
+            latency_us_p999: q(0.999),
+            latency_us_max: (!latency.is_empty()).then(|| latency.max()),
             broker,
         }
     }
@@ -145,12 +147,17 @@ impl Report {
 
     #[allow(clippy::cast_precision_loss)]
     pub fn print_row(&self) {
-        let ms = |us: u64| us as f64 / 1000.0;
+        let ms = |us: Option<u64>| {
+            us.map_or_else(
+                || "-".to_string(),
+                |us| format!("{:.2}", us as f64 / 1000.0),
+            )
+        };
         let (cpu, rss) = self
             .broker
             .map_or((f64::NAN, f64::NAN), |b| (b.cpu_seconds, b.rss_peak_mib));
         println!(
-            "{:<10} {:<8} {:>9.1} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>8.2} {:>8.1}",
+            "{:<10} {:<8} {:>9.1} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>8.2} {:>8.1}",
             self.scenario,
             self.client,
             self.mb_per_s,
