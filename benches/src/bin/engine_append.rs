@@ -13,8 +13,8 @@
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use sluice_benches::{fio, FioSpace};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -182,74 +182,6 @@ fn num_cpus() -> usize {
 fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "?".into(), |s| s.trim().to_string())
-}
-
-/// Where fio writes.
-#[derive(Clone, Copy)]
-enum FioSpace {
-    /// A file larger than fio can fill in the time: every write lands in new space.
-    Fresh,
-    /// fio's usual 2 GiB file, rewritten from the start whenever fio reaches its end.
-    Overwrite,
-}
-
-/// fio's sequential 1 MiB O_DIRECT write bandwidth in MB/s (10^6 bytes).
-fn fio(dir: &Path, fdatasync: bool, seconds: u64, space: FioSpace) -> Result<f64, String> {
-    let file = dir.join("fio.dat");
-    let size_gib = match space {
-        // 6 GiB a second is more than this kind of disk writes; fio lays the file out
-        // with fallocate, so the size costs no time. It must fit on the disk.
-        FioSpace::Fresh => {
-            let want = seconds.max(1) * 6;
-            let free_gib = free_bytes(dir)? >> 30;
-            if want * 10 > free_gib * 8 {
-                return Err(format!(
-                    "fio needs {want} GiB of free space in {} for a {seconds} s run; {free_gib} GiB are free",
-                    dir.display()
-                ));
-            }
-            want
-        }
-        FioSpace::Overwrite => 2,
-    };
-    let mut cmd = Command::new("fio");
-    cmd.args([
-        "--name=seqwrite",
-        "--rw=write",
-        "--bs=1M",
-        "--direct=1",
-        "--ioengine=psync",
-        "--time_based",
-        "--output-format=json",
-    ])
-    .arg(format!("--size={size_gib}G"))
-    .arg(format!("--runtime={seconds}"))
-    .arg(format!("--filename={}", file.display()));
-    if fdatasync {
-        cmd.arg("--fdatasync=1");
-    }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run fio (apt-get install fio): {e}"))?;
-    let _ = std::fs::remove_file(&file);
-    if !out.status.success() {
-        return Err(format!(
-            "fio failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("fio output: {e}"))?;
-    let bw = v["jobs"][0]["write"]["bw_bytes"]
-        .as_f64()
-        .ok_or("fio output has no write bandwidth")?;
-    Ok(bw / 1e6)
-}
-
-fn free_bytes(dir: &Path) -> Result<u64, String> {
-    let st =
-        nix::sys::statvfs::statvfs(dir).map_err(|e| format!("statvfs {}: {e}", dir.display()))?;
-    Ok(st.blocks_available() * st.fragment_size())
 }
 
 fn make_batch(records: usize, record_bytes: usize) -> Bytes {

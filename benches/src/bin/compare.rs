@@ -1,0 +1,375 @@
+//! `sluice-compare`: one invocation that measures, on the same disk and loopback, the
+//! machine's limits (`fio` 1 MiB O_DIRECT sequential writes without sync and with
+//! `--fdatasync=1`; `iperf3` over loopback), Sluice, and the peer broker Tansu under
+//! the same workloads with the same client (`sluice-bench`), and prints one table
+//! with ratios.
+//!
+//! ```sh
+//! cargo build --release -p sluice -p sluice-benches
+//! bash benches/get-tansu.sh            # puts Tansu's binary in target/tansu/tansu
+//! ./target/release/sluice-compare --dir /work/bench-data --seconds 5
+//! ```
+
+#![allow(clippy::cast_precision_loss)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Sluice against fio, iperf3 and Tansu, side by side in one run")]
+struct Args {
+    /// A directory on the disk under test (data of fio and Sluice go here).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// The `sluice` binary (default: next to this one).
+    #[arg(long)]
+    sluice: Option<PathBuf>,
+    /// The `sluice-bench` binary (default: next to this one).
+    #[arg(long)]
+    bench: Option<PathBuf>,
+    /// Tansu's binary (default: target/tansu/tansu, which benches/get-tansu.sh
+    /// fetches); without it Tansu's rows are skipped with a note.
+    #[arg(long)]
+    tansu: Option<PathBuf>,
+    /// Partitions of the benchmark topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Write every figure as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// One measured row.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    what: String,
+    mb_per_s: f64,
+    p99_ms: Option<f64>,
+    reference: Option<String>,
+    ratio: Option<f64>,
+    broker_cpu_s: Option<f64>,
+    broker_rss_mib: Option<f64>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("sluice-compare: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// A broker process stopped (SIGTERM, then SIGKILL) when dropped.
+struct Broker {
+    child: Child,
+    addr: String,
+}
+
+impl Broker {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(addr: &str, child: &mut Child, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{what} exited before listening: {status}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{what} did not listen on {addr} within 30 s"))
+}
+
+fn start_sluice(bin: &Path, data: &Path, port: u16) -> Result<Broker, String> {
+    let addr = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(data.with_extension("log")).map_err(|e| e.to_string())?;
+    let mut child = Command::new(bin)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    wait_listening(&addr, &mut child, "sluice")?;
+    Ok(Broker { child, addr })
+}
+
+fn start_tansu(bin: &Path, port: u16) -> Result<Broker, String> {
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{addr}");
+    let mut child = Command::new(bin)
+        .args(["broker", "--listener-url", &url])
+        .args(["--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    wait_listening(&addr, &mut child, "tansu")?;
+    Ok(Broker { child, addr })
+}
+
+/// Runs one `sluice-bench` scenario and reads its JSON report.
+fn bench(
+    args: &Args,
+    broker: &Broker,
+    scenario: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value, String> {
+    let bin = args
+        .bench
+        .clone()
+        .unwrap_or_else(|| sibling("sluice-bench"));
+    let out_file = args.dir.join(format!("bench-{}.json", std::process::id()));
+    let seconds = args.seconds.to_string();
+    let partitions = args.partitions.to_string();
+    let pid = broker.pid().to_string();
+    let out = Command::new(&bin)
+        .arg(scenario)
+        .args(["--bootstrap", &broker.addr, "--seconds", &seconds])
+        .args(["--partitions", &partitions, "--broker-pid", &pid])
+        .arg("--json")
+        .arg(&out_file)
+        .args(extra)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "sluice-bench {scenario} {extra:?} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    let text = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&out_file);
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+fn row(what: &str, v: &serde_json::Value, reference: Option<(&str, f64)>) -> Row {
+    let mb = v["mb_per_s"].as_f64().unwrap_or(0.0);
+    Row {
+        what: what.into(),
+        mb_per_s: mb,
+        p99_ms: v["latency_us_p99"].as_f64().map(|us| us / 1000.0),
+        reference: reference.map(|(r, _)| r.to_string()),
+        ratio: reference.map(|(_, r)| mb / r),
+        broker_cpu_s: v["broker"]["cpu_seconds"].as_f64(),
+        broker_rss_mib: v["broker"]["rss_peak_mib"].as_f64(),
+    }
+}
+
+fn reference_row(what: &str, mb: f64) -> Row {
+    Row {
+        what: what.into(),
+        mb_per_s: mb,
+        p99_ms: None,
+        reference: None,
+        ratio: None,
+        broker_cpu_s: None,
+        broker_rss_mib: None,
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+fn run(args: &Args) -> Result<(), String> {
+    std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let sluice_bin = args.sluice.clone().unwrap_or_else(|| sibling("sluice"));
+    let tansu_bin = args.tansu.clone().or_else(|| {
+        let p = sibling("../tansu/tansu");
+        p.exists().then_some(p)
+    });
+    let mut rows = Vec::new();
+
+    eprintln!("fio and iperf3 ...");
+    let fio_nosync = sluice_benches::fio(
+        &args.dir,
+        false,
+        args.seconds,
+        sluice_benches::FioSpace::Fresh,
+    )?;
+    let fio_sync = sluice_benches::fio(
+        &args.dir,
+        true,
+        args.seconds,
+        sluice_benches::FioSpace::Fresh,
+    )?;
+    let iperf = sluice_benches::iperf3_loopback(args.seconds, 15201)?;
+    rows.push(reference_row("fio 1 MiB O_DIRECT write", fio_nosync));
+    rows.push(reference_row(
+        "fio 1 MiB O_DIRECT write --fdatasync=1",
+        fio_sync,
+    ));
+    rows.push(reference_row("iperf3 loopback, 1 stream", iperf));
+
+    let data = args.dir.join("sluice-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let acks_all_rate;
+    let (rd_sluice_p, rd_sluice_c);
+    {
+        eprintln!("sluice, raw client ...");
+        let s = start_sluice(&sluice_bin, &data, 15202)?;
+        let v = bench(
+            args,
+            &s,
+            "produce",
+            &["--topic", "raw-acks1", "--acks", "1"],
+        )?;
+        rows.push(row(
+            "sluice produce raw acks=1",
+            &v,
+            Some(("fio", fio_nosync)),
+        ));
+        let v = bench(
+            args,
+            &s,
+            "produce",
+            &["--topic", "raw-acksall", "--acks", "all"],
+        )?;
+        acks_all_rate = v["records_per_s"].as_f64().unwrap_or(0.0);
+        rows.push(row(
+            "sluice produce raw acks=all",
+            &v,
+            Some(("fio --fdatasync=1", fio_sync)),
+        ));
+        let v = bench(args, &s, "consume", &["--topic", "raw-acks1"])?;
+        rows.push(row(
+            "sluice consume raw (on disk)",
+            &v,
+            Some(("iperf3", iperf)),
+        ));
+        let half = format!("{:.0}", acks_all_rate / 2.0);
+        let v = bench(
+            args,
+            &s,
+            "produce",
+            &["--topic", "raw-latency", "--acks", "all", "--rate", &half],
+        )?;
+        rows.push(row(
+            &format!("sluice produce raw acks=all at {half} rec/s (half of max)"),
+            &v,
+            None,
+        ));
+        eprintln!("sluice, rdkafka client ...");
+        let v = bench(
+            args,
+            &s,
+            "produce",
+            &["--client", "rdkafka", "--topic", "rd", "--acks", "all"],
+        )?;
+        rd_sluice_p = v.clone();
+        let v2 = bench(
+            args,
+            &s,
+            "consume",
+            &["--client", "rdkafka", "--topic", "rd"],
+        )?;
+        rd_sluice_c = v2.clone();
+    }
+    let _ = std::fs::remove_dir_all(&data);
+
+    let mut tansu_rows = Vec::new();
+    if let Some(bin) = &tansu_bin {
+        eprintln!("tansu, rdkafka client ...");
+        let t = start_tansu(bin, 15203)?;
+        let p = bench(
+            args,
+            &t,
+            "produce",
+            &["--client", "rdkafka", "--topic", "rd", "--acks", "all"],
+        )?;
+        let c = bench(
+            args,
+            &t,
+            "consume",
+            &["--client", "rdkafka", "--topic", "rd"],
+        )?;
+        let tp = p["mb_per_s"].as_f64().unwrap_or(0.0);
+        let tc = c["mb_per_s"].as_f64().unwrap_or(0.0);
+        rows.push(row(
+            "sluice produce rdkafka acks=all",
+            &rd_sluice_p,
+            Some(("tansu", tp)),
+        ));
+        rows.push(row(
+            "sluice consume rdkafka",
+            &rd_sluice_c,
+            Some(("tansu", tc)),
+        ));
+        tansu_rows.push(row("tansu produce rdkafka acks=all (memory)", &p, None));
+        tansu_rows.push(row("tansu consume rdkafka (memory)", &c, None));
+    } else {
+        eprintln!(
+            "tansu: no binary (run benches/get-tansu.sh or pass --tansu); its rows are skipped"
+        );
+        rows.push(row("sluice produce rdkafka acks=all", &rd_sluice_p, None));
+        rows.push(row("sluice consume rdkafka", &rd_sluice_c, None));
+    }
+    rows.extend(tansu_rows);
+
+    println!(
+        "{:<58} {:>9} {:>9} {:>20} {:>8} {:>8}",
+        "measurement", "MB/s", "p99 ms", "vs", "cpu s", "rss MiB"
+    );
+    for r in &rows {
+        let vs = match (&r.reference, r.ratio) {
+            (Some(name), Some(x)) => format!("{:.0}% of {name}", x * 100.0),
+            _ => String::new(),
+        };
+        let opt =
+            |x: Option<f64>, prec: usize| x.map_or_else(String::new, |x| format!("{x:.prec$}"));
+        println!(
+            "{:<58} {:>9.1} {:>9} {:>20} {:>8} {:>8}",
+            r.what,
+            r.mb_per_s,
+            opt(r.p99_ms, 2),
+            vs,
+            opt(r.broker_cpu_s, 1),
+            opt(r.broker_rss_mib, 0)
+        );
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Shared pieces of the benchmark binaries: the reference measurements (`fio` on the
+//! disk under test, `iperf3` over loopback) that figures are compared with.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Where fio writes.
+#[derive(Clone, Copy)]
+pub enum FioSpace {
+    /// A file larger than fio can fill in the time: every write lands in new space.
+    Fresh,
+    /// fio's usual 2 GiB file, rewritten from the start whenever fio reaches its end.
+    Overwrite,
+}
+
+/// fio's sequential 1 MiB O_DIRECT write bandwidth in MB/s (10^6 bytes).
+pub fn fio(dir: &Path, fdatasync: bool, seconds: u64, space: FioSpace) -> Result<f64, String> {
+    let file = dir.join("fio.dat");
+    let size_gib = match space {
+        // 6 GiB a second is more than this kind of disk writes; fio lays the file out
+        // with fallocate, so the size costs no time. It must fit on the disk.
+        FioSpace::Fresh => {
+            let want = seconds.max(1) * 6;
+            let free_gib = free_bytes(dir)? >> 30;
+            if want * 10 > free_gib * 8 {
+                return Err(format!(
+                    "fio needs {want} GiB of free space in {} for a {seconds} s run; {free_gib} GiB are free",
+                    dir.display()
+                ));
+            }
+            want
+        }
+        FioSpace::Overwrite => 2,
+    };
+    let mut cmd = Command::new("fio");
+    cmd.args([
+        "--name=seqwrite",
+        "--rw=write",
+        "--bs=1M",
+        "--direct=1",
+        "--ioengine=psync",
+        "--time_based",
+        "--output-format=json",
+    ])
+    .arg(format!("--size={size_gib}G"))
+    .arg(format!("--runtime={seconds}"))
+    .arg(format!("--filename={}", file.display()));
+    if fdatasync {
+        cmd.arg("--fdatasync=1");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run fio (apt-get install fio): {e}"))?;
+    let _ = std::fs::remove_file(&file);
+    if !out.status.success() {
+        return Err(format!(
+            "fio failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("fio output: {e}"))?;
+    let bw = v["jobs"][0]["write"]["bw_bytes"]
+        .as_f64()
+        .ok_or("fio output has no write bandwidth")?;
+    Ok(bw / 1e6)
+}
+
+pub fn free_bytes(dir: &Path) -> Result<u64, String> {
+    let st =
+        nix::sys::statvfs::statvfs(dir).map_err(|e| format!("statvfs {}: {e}", dir.display()))?;
+    Ok(st.blocks_available() * st.fragment_size())
+}
+
+/// iperf3's TCP bandwidth over loopback in MB/s (10^6 bytes), one stream for
+/// `seconds`, as the receiver counted it.
+pub fn iperf3_loopback(seconds: u64, port: u16) -> Result<f64, String> {
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run iperf3 (apt-get install iperf3): {e}"))?;
+    // The server needs a moment to listen; the client retries for up to 5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let out = loop {
+        let out = Command::new("iperf3")
+            .args(["-c", "127.0.0.1", "-J", "-p", &port.to_string()])
+            .arg(format!("-t{seconds}"))
+            .output()
+            .map_err(|e| format!("cannot run iperf3: {e}"))?;
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    if !out.status.success() {
+        return Err(format!(
+            "iperf3 failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("iperf3 output: {e}"))?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or("iperf3 output has no received bandwidth")?;
+    Ok(bps / 8.0 / 1e6)
+}
