@@ -83,29 +83,26 @@ pub fn iperf3_loopback(seconds: u64, port: u16) -> Result<f64, String> {
         .map_err(|e| format!("cannot run iperf3 (apt-get install iperf3): {e}"))?;
     // The server needs a moment to listen; the client retries for up to 5 s.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let out = loop {
+    let result = loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let out = Command::new("iperf3")
             .args(["-c", "127.0.0.1", "-J", "-p", &port.to_string()])
             .arg(format!("-t{seconds}"))
             .output()
             .map_err(|e| format!("cannot run iperf3: {e}"))?;
-        if out.status.success() || std::time::Instant::now() > deadline {
-            break out;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64() {
+            break Ok(bps);
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        if std::time::Instant::now() > deadline {
+            break Err(format!(
+                "iperf3 failed: {}",
+                v["error"].as_str().unwrap_or("no bandwidth in its output")
+            ));
+        }
     };
     let _ = server.kill();
     let _ = server.wait();
-    if !out.status.success() {
-        return Err(format!(
-            "iperf3 failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        ));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("iperf3 output: {e}"))?;
-    let bps = v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .ok_or("iperf3 output has no received bandwidth")?;
+    let bps = result?;
     Ok(bps / 8.0 / 1e6)
 }

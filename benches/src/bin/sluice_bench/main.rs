@@ -16,6 +16,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 mod kafka_client;
+mod partitions;
 mod raw;
 mod raw_consume;
 mod stats;
@@ -64,6 +65,22 @@ enum Scenario {
         produce: ProduceArgs,
         #[command(flatten)]
         consume: ConsumeArgs,
+    },
+    /// Create a topic with many partitions, write a small batch to each, read each
+    /// back, and show the broker's memory (raw client).
+    Partitions {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[arg(long, default_value = "sluice-many")]
+        topic: String,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+        count: i32,
+        /// The broker's process id, for its memory.
+        #[arg(long)]
+        broker_pid: Option<u32>,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
 }
 
@@ -165,6 +182,13 @@ fn main() {
             produce,
             consume,
         } => run_e2e(&common, &produce, &consume),
+        Scenario::Partitions {
+            bootstrap,
+            topic,
+            count,
+            broker_pid,
+            json,
+        } => run_partitions(&bootstrap, &topic, count, broker_pid, json.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("sluice-bench: {e}");
@@ -373,6 +397,42 @@ fn run_e2e(c: &Common, p: &ProduceArgs, a: &ConsumeArgs) -> Result<(), String> {
             usage,
         ),
     )
+}
+
+fn run_partitions(
+    bootstrap: &str,
+    topic: &str,
+    count: i32,
+    broker_pid: Option<u32>,
+    json: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let r = partitions::run(bootstrap, topic, count, broker_pid)?;
+    let mib = |m: Option<f64>| m.map_or_else(|| "-".to_string(), |m| format!("{m:.1}"));
+    println!(
+        "{:>10} {:>9} {:>10} {:>8} {:>11} {:>13} {:>13}",
+        "partitions",
+        "create s",
+        "produce s",
+        "fetch s",
+        "rss before",
+        "after create",
+        "idle w/ data"
+    );
+    println!(
+        "{:>10} {:>9.2} {:>10.2} {:>8.2} {:>11} {:>13} {:>13}",
+        r.partitions,
+        r.create_seconds,
+        r.produce_seconds,
+        r.fetch_seconds,
+        mib(r.rss_mib_before),
+        mib(r.rss_mib_after_create),
+        mib(r.rss_mib_idle_with_data)
+    );
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Creates the topic through the admin API; one that exists already is fine.

@@ -49,13 +49,13 @@ pub struct Consumed {
 }
 
 /// A blocking connection sending one request at a time.
-struct Conn {
+pub struct Conn {
     stream: TcpStream,
     correlation_id: i32,
 }
 
 impl Conn {
-    fn connect(addr: &str) -> Result<Conn, String> {
+    pub fn connect(addr: &str) -> Result<Conn, String> {
         let stream = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         Ok(Conn {
@@ -64,7 +64,7 @@ impl Conn {
         })
     }
 
-    fn call<Req: Encodable, Resp: Decodable>(
+    pub fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
         key: ApiKey,
         v: i16,
