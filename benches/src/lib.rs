@@ -106,3 +106,86 @@ pub fn iperf3_loopback(seconds: u64, port: u16) -> Result<f64, String> {
     let bps = result?;
     Ok(bps / 8.0 / 1e6)
 }
+
+/// fio's sequential 1 MiB O_DIRECT read bandwidth in MB/s of a file it first writes
+/// (4 GiB, or less when the disk is short of space): what a consumer of data that is
+/// not in memory can get at most.
+pub fn fio_read(dir: &Path, seconds: u64) -> Result<f64, String> {
+    let file = dir.join("fio-read.dat");
+    let size_gib = (free_bytes(dir)? >> 30).saturating_sub(2).clamp(1, 4);
+    let layout = Command::new("fio")
+        .args(["--name=layout", "--rw=write", "--bs=1M", "--direct=1"])
+        .arg(format!("--size={size_gib}G"))
+        .arg(format!("--filename={}", file.display()))
+        .output()
+        .map_err(|e| format!("cannot run fio (apt-get install fio): {e}"))?;
+    if !layout.status.success() {
+        let _ = std::fs::remove_file(&file);
+        return Err(format!(
+            "fio failed: {}",
+            String::from_utf8_lossy(&layout.stderr)
+        ));
+    }
+    let out = Command::new("fio")
+        .args([
+            "--name=seqread",
+            "--rw=read",
+            "--bs=1M",
+            "--direct=1",
+            "--ioengine=psync",
+            "--time_based",
+            "--output-format=json",
+        ])
+        .arg(format!("--size={size_gib}G"))
+        .arg(format!("--runtime={seconds}"))
+        .arg(format!("--filename={}", file.display()))
+        .output()
+        .map_err(|e| format!("cannot run fio: {e}"))?;
+    let _ = std::fs::remove_file(&file);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("fio output: {e}"))?;
+    let bw = v["jobs"][0]["read"]["bw_bytes"]
+        .as_f64()
+        .ok_or("fio output has no read bandwidth")?;
+    Ok(bw / 1e6)
+}
+
+/// fio writing `block_bytes` O_DIRECT blocks, each followed by fdatasync, at
+/// `mb_per_s`: the p99 of one write plus the p99 of one fdatasync, in ms (the disk's
+/// own latency for what an acks=all produce of that size at that rate needs).
+pub fn fio_sync_latency_p99(
+    dir: &Path,
+    seconds: u64,
+    block_bytes: usize,
+    mb_per_s: f64,
+) -> Result<f64, String> {
+    let file = dir.join("fio-lat.dat");
+    let out = Command::new("fio")
+        .args([
+            "--name=synclat",
+            "--rw=write",
+            "--direct=1",
+            "--ioengine=psync",
+            "--fdatasync=1",
+            "--time_based",
+            "--size=4G",
+            "--output-format=json",
+        ])
+        .arg(format!("--bs={block_bytes}"))
+        .arg(format!("--rate={:.0}", (mb_per_s * 1e6).max(1.0)))
+        .arg(format!("--runtime={seconds}"))
+        .arg(format!("--filename={}", file.display()))
+        .output()
+        .map_err(|e| format!("cannot run fio (apt-get install fio): {e}"))?;
+    let _ = std::fs::remove_file(&file);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("fio output: {e}"))?;
+    let job = &v["jobs"][0];
+    let write = job["write"]["clat_ns"]["percentile"]["99.000000"]
+        .as_f64()
+        .ok_or("fio output has no write latency")?;
+    let sync = job["sync"]["lat_ns"]["percentile"]["99.000000"]
+        .as_f64()
+        .ok_or("fio output has no fdatasync latency")?;
+    Ok((write + sync) / 1e6)
+}

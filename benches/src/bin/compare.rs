@@ -156,12 +156,18 @@ fn bench(
     scenario: &str,
     extra: &[&str],
 ) -> Result<serde_json::Value, String> {
+    // Consumers read what was written, however long that takes (up to 10 minutes).
+    let seconds = if scenario == "consume" {
+        600
+    } else {
+        args.seconds
+    };
     let bin = args
         .bench
         .clone()
         .unwrap_or_else(|| sibling("sluice-bench"));
     let out_file = args.dir.join(format!("bench-{}.json", std::process::id()));
-    let seconds = args.seconds.to_string();
+    let seconds = seconds.to_string();
     let partitions = args.partitions.to_string();
     let pid = broker.pid().to_string();
     let out = Command::new(&bin)
@@ -233,18 +239,20 @@ fn run(args: &Args) -> Result<(), String> {
         args.seconds,
         sluice_benches::FioSpace::Fresh,
     )?;
+    let fio_read = sluice_benches::fio_read(&args.dir, args.seconds)?;
     let iperf = sluice_benches::iperf3_loopback(args.seconds, 15201)?;
     rows.push(reference_row("fio 1 MiB O_DIRECT write", fio_nosync));
     rows.push(reference_row(
         "fio 1 MiB O_DIRECT write --fdatasync=1",
         fio_sync,
     ));
+    rows.push(reference_row("fio 1 MiB O_DIRECT read", fio_read));
     rows.push(reference_row("iperf3 loopback, 1 stream", iperf));
 
     let data = args.dir.join("sluice-data");
     let _ = std::fs::remove_dir_all(&data);
-    let acks_all_rate;
-    let (rd_sluice_p, rd_sluice_c);
+    let mut rd_sluice = Vec::new();
+    let latency_rate;
     {
         eprintln!("sluice, raw client ...");
         let s = start_sluice(&sluice_bin, &data, 15202)?;
@@ -265,7 +273,6 @@ fn run(args: &Args) -> Result<(), String> {
             "produce",
             &["--topic", "raw-acksall", "--acks", "all"],
         )?;
-        acks_all_rate = v["records_per_s"].as_f64().unwrap_or(0.0);
         rows.push(row(
             "sluice produce raw acks=all",
             &v,
@@ -277,77 +284,144 @@ fn run(args: &Args) -> Result<(), String> {
             &v,
             Some(("iperf3", iperf)),
         ));
-        let half = format!("{:.0}", acks_all_rate / 2.0);
+        rows.push(row(
+            "sluice consume raw (on disk), against the disk",
+            &v,
+            Some(("fio read", fio_read)),
+        ));
+        // Latency at half of the maximum, with 100-record (100 KiB) batches: at this
+        // size one write and fdatasync of a batch is what the disk's latency is.
+        let max = bench(
+            args,
+            &s,
+            "produce",
+            &[
+                "--topic",
+                "raw-lat-max",
+                "--acks",
+                "all",
+                "--batch-records",
+                "100",
+            ],
+        )?;
+        rows.push(row(
+            "sluice produce raw acks=all, 100-record batches",
+            &max,
+            None,
+        ));
+        latency_rate = max["records_per_s"].as_f64().unwrap_or(0.0) / 2.0;
+        let half = format!("{latency_rate:.0}");
         let v = bench(
             args,
             &s,
             "produce",
-            &["--topic", "raw-latency", "--acks", "all", "--rate", &half],
+            &[
+                "--topic",
+                "raw-lat-half",
+                "--acks",
+                "all",
+                "--batch-records",
+                "100",
+                "--rate",
+                &half,
+            ],
         )?;
         rows.push(row(
-            &format!("sluice produce raw acks=all at {half} rec/s (half of max)"),
+            &format!("sluice produce raw acks=all, 100-record batches, {half} rec/s"),
             &v,
             None,
         ));
         eprintln!("sluice, rdkafka client ...");
-        let v = bench(
-            args,
-            &s,
-            "produce",
-            &["--client", "rdkafka", "--topic", "rd", "--acks", "all"],
-        )?;
-        rd_sluice_p = v.clone();
-        let v2 = bench(
-            args,
-            &s,
-            "consume",
-            &["--client", "rdkafka", "--topic", "rd"],
-        )?;
-        rd_sluice_c = v2.clone();
+        for acks in ["1", "all"] {
+            let topic = format!("rd-acks{acks}");
+            let p = bench(
+                args,
+                &s,
+                "produce",
+                &["--client", "rdkafka", "--topic", &topic, "--acks", acks],
+            )?;
+            let c = bench(
+                args,
+                &s,
+                "consume",
+                &["--client", "rdkafka", "--topic", &topic],
+            )?;
+            rd_sluice.push((acks, p, c));
+        }
     }
     let _ = std::fs::remove_dir_all(&data);
+    let fio_lat = sluice_benches::fio_sync_latency_p99(
+        &args.dir,
+        args.seconds,
+        100 * 1024,
+        latency_rate * 1024.0 / 1e6,
+    )?;
+    rows.push(Row {
+        p99_ms: Some(fio_lat),
+        ..reference_row(
+            "fio 100 KiB writes + fdatasync at the same MB/s (write p99 + sync p99)",
+            latency_rate * 1024.0 / 1e6,
+        )
+    });
 
     let mut tansu_rows = Vec::new();
     if let Some(bin) = &tansu_bin {
         eprintln!("tansu, rdkafka client ...");
         let t = start_tansu(bin, 15203)?;
-        let p = bench(
-            args,
-            &t,
-            "produce",
-            &["--client", "rdkafka", "--topic", "rd", "--acks", "all"],
-        )?;
-        let c = bench(
-            args,
-            &t,
-            "consume",
-            &["--client", "rdkafka", "--topic", "rd"],
-        )?;
-        let tp = p["mb_per_s"].as_f64().unwrap_or(0.0);
-        let tc = c["mb_per_s"].as_f64().unwrap_or(0.0);
-        rows.push(row(
-            "sluice produce rdkafka acks=all",
-            &rd_sluice_p,
-            Some(("tansu", tp)),
-        ));
-        rows.push(row(
-            "sluice consume rdkafka",
-            &rd_sluice_c,
-            Some(("tansu", tc)),
-        ));
-        tansu_rows.push(row("tansu produce rdkafka acks=all (memory)", &p, None));
-        tansu_rows.push(row("tansu consume rdkafka (memory)", &c, None));
+        for (acks, p, c) in &rd_sluice {
+            let topic = format!("rd-acks{acks}");
+            let tp = bench(
+                args,
+                &t,
+                "produce",
+                &["--client", "rdkafka", "--topic", &topic, "--acks", acks],
+            )?;
+            let tc = bench(
+                args,
+                &t,
+                "consume",
+                &["--client", "rdkafka", "--topic", &topic],
+            )?;
+            let produce_mb = tp["mb_per_s"].as_f64().unwrap_or(0.0);
+            let consume_mb = tc["mb_per_s"].as_f64().unwrap_or(0.0);
+            rows.push(row(
+                &format!("sluice produce rdkafka acks={acks}"),
+                p,
+                Some(("tansu", produce_mb)),
+            ));
+            rows.push(row(
+                &format!("sluice consume rdkafka (acks={acks} data)"),
+                c,
+                Some(("tansu", consume_mb)),
+            ));
+            tansu_rows.push(row(
+                &format!("tansu produce rdkafka acks={acks} (memory)"),
+                &tp,
+                None,
+            ));
+            tansu_rows.push(row(
+                &format!("tansu consume rdkafka (acks={acks} data)"),
+                &tc,
+                None,
+            ));
+        }
     } else {
         eprintln!(
             "tansu: no binary (run benches/get-tansu.sh or pass --tansu); its rows are skipped"
         );
-        rows.push(row("sluice produce rdkafka acks=all", &rd_sluice_p, None));
-        rows.push(row("sluice consume rdkafka", &rd_sluice_c, None));
+        for (acks, p, c) in &rd_sluice {
+            rows.push(row(&format!("sluice produce rdkafka acks={acks}"), p, None));
+            rows.push(row(
+                &format!("sluice consume rdkafka (acks={acks} data)"),
+                c,
+                None,
+            ));
+        }
     }
     rows.extend(tansu_rows);
 
     println!(
-        "{:<58} {:>9} {:>9} {:>20} {:>8} {:>8}",
+        "{:<66} {:>9} {:>9} {:>22} {:>8} {:>8}",
         "measurement", "MB/s", "p99 ms", "vs", "cpu s", "rss MiB"
     );
     for r in &rows {
@@ -358,7 +432,7 @@ fn run(args: &Args) -> Result<(), String> {
         let opt =
             |x: Option<f64>, prec: usize| x.map_or_else(String::new, |x| format!("{x:.prec$}"));
         println!(
-            "{:<58} {:>9.1} {:>9} {:>20} {:>8} {:>8}",
+            "{:<66} {:>9.1} {:>9} {:>22} {:>8} {:>8}",
             r.what,
             r.mb_per_s,
             opt(r.p99_ms, 2),
