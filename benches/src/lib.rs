@@ -32,35 +32,17 @@ pub fn fio(dir: &Path, fdatasync: bool, seconds: u64, space: FioSpace) -> Result
         }
         FioSpace::Overwrite => 2,
     };
-    let mut cmd = Command::new("fio");
-    cmd.args([
-        "--name=seqwrite",
-        "--rw=write",
-        "--bs=1M",
-        "--direct=1",
-        "--ioengine=psync",
-        "--time_based",
-        "--output-format=json",
-    ])
-    .arg(format!("--size={size_gib}G"))
-    .arg(format!("--runtime={seconds}"))
-    .arg(format!("--filename={}", file.display()));
+    let mut args = vec![
+        "--name=seqwrite".to_string(),
+        "--rw=write".into(),
+        "--bs=1M".into(),
+        format!("--size={size_gib}G"),
+    ];
     if fdatasync {
-        cmd.arg("--fdatasync=1");
+        args.push("--fdatasync=1".into());
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run fio (apt-get install fio): {e}"))?;
-    let _ = std::fs::remove_file(&file);
-    if !out.status.success() {
-        return Err(format!(
-            "fio failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("fio output: {e}"))?;
-    let bw = v["jobs"][0]["write"]["bw_bytes"]
+    let job = run_fio(&file, seconds, &args)?;
+    let bw = job["write"]["bw_bytes"]
         .as_f64()
         .ok_or("fio output has no write bandwidth")?;
     Ok(bw / 1e6)
@@ -70,6 +52,34 @@ pub fn free_bytes(dir: &Path) -> Result<u64, String> {
     let st =
         nix::sys::statvfs::statvfs(dir).map_err(|e| format!("statvfs {}: {e}", dir.display()))?;
     Ok(st.blocks_available() * st.fragment_size())
+}
+
+/// Runs fio with `args` on `file` for `seconds` (time-based, JSON output), removes
+/// the file, and returns fio's report of its only job.
+fn run_fio(file: &Path, seconds: u64, args: &[String]) -> Result<serde_json::Value, String> {
+    let out = Command::new("fio")
+        .args([
+            "--direct=1",
+            "--ioengine=psync",
+            "--time_based",
+            "--output-format=json",
+        ])
+        .args(args)
+        .arg(format!("--runtime={seconds}"))
+        .arg(format!("--filename={}", file.display()))
+        .output()
+        .map_err(|e| format!("cannot run fio (apt-get install fio): {e}"));
+    let _ = std::fs::remove_file(file);
+    let out = out?;
+    if !out.status.success() {
+        return Err(format!(
+            "fio failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("fio output: {e}"))?;
+    Ok(v["jobs"][0].clone())
 }
 
 /// iperf3's TCP bandwidth over loopback in MB/s (10^6 bytes), one stream for
@@ -126,25 +136,17 @@ pub fn fio_read(dir: &Path, seconds: u64) -> Result<f64, String> {
             String::from_utf8_lossy(&layout.stderr)
         ));
     }
-    let out = Command::new("fio")
-        .args([
-            "--name=seqread",
-            "--rw=read",
-            "--bs=1M",
-            "--direct=1",
-            "--ioengine=psync",
-            "--time_based",
-            "--output-format=json",
-        ])
-        .arg(format!("--size={size_gib}G"))
-        .arg(format!("--runtime={seconds}"))
-        .arg(format!("--filename={}", file.display()))
-        .output()
-        .map_err(|e| format!("cannot run fio: {e}"))?;
-    let _ = std::fs::remove_file(&file);
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("fio output: {e}"))?;
-    let bw = v["jobs"][0]["read"]["bw_bytes"]
+    let job = run_fio(
+        &file,
+        seconds,
+        &[
+            "--name=seqread".into(),
+            "--rw=read".into(),
+            "--bs=1M".into(),
+            format!("--size={size_gib}G"),
+        ],
+    )?;
+    let bw = job["read"]["bw_bytes"]
         .as_f64()
         .ok_or("fio output has no read bandwidth")?;
     Ok(bw / 1e6)
@@ -160,27 +162,18 @@ pub fn fio_sync_latency_p99(
     mb_per_s: f64,
 ) -> Result<f64, String> {
     let file = dir.join("fio-lat.dat");
-    let out = Command::new("fio")
-        .args([
-            "--name=synclat",
-            "--rw=write",
-            "--direct=1",
-            "--ioengine=psync",
-            "--fdatasync=1",
-            "--time_based",
-            "--size=4G",
-            "--output-format=json",
-        ])
-        .arg(format!("--bs={block_bytes}"))
-        .arg(format!("--rate={:.0}", (mb_per_s * 1e6).max(1.0)))
-        .arg(format!("--runtime={seconds}"))
-        .arg(format!("--filename={}", file.display()))
-        .output()
-        .map_err(|e| format!("cannot run fio (apt-get install fio): {e}"))?;
-    let _ = std::fs::remove_file(&file);
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("fio output: {e}"))?;
-    let job = &v["jobs"][0];
+    let job = run_fio(
+        &file,
+        seconds,
+        &[
+            "--name=synclat".into(),
+            "--rw=write".into(),
+            "--fdatasync=1".into(),
+            "--size=4G".into(),
+            format!("--bs={block_bytes}"),
+            format!("--rate={:.0}", (mb_per_s * 1e6).max(1.0)),
+        ],
+    )?;
     let write = job["write"]["clat_ns"]["percentile"]["99.000000"]
         .as_f64()
         .ok_or("fio output has no write latency")?;

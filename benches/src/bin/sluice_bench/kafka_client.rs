@@ -20,7 +20,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::raw::Produced;
-use crate::raw_consume::{ConsumeOptions, Consumed};
+use crate::raw_consume::{ConsumeOptions, Consumed, ConsumerResult, Share};
 use crate::stats;
 
 /// What the rdkafka producer is asked to do, beside the raw options it shares.
@@ -182,44 +182,16 @@ pub fn consume(
     until: Option<&[i64]>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Consumed, String> {
-    let started = Instant::now();
-    let handles: Vec<_> = (0..o.consumers)
-        .map(|i| {
-            let mine: Vec<(i32, i64, Option<i64>)> = (0..o.partitions)
-                .filter(|p| usize::try_from(*p).unwrap_or(0) % o.consumers == i)
-                .map(|p| {
-                    let idx = usize::try_from(p).unwrap_or(0);
-                    (p, from[idx], until.map(|u| u[idx]))
-                })
-                .collect();
-            let (o, stop) = (o.clone(), stop.clone());
-            std::thread::spawn(move || consumer(&o, &mine, &stop, started))
-        })
-        .collect();
-    let mut latency = stats::latency_histogram();
-    let (mut records, mut bytes) = (0, 0);
-    for h in handles {
-        let (r, b, hist) = h
-            .join()
-            .map_err(|_| "a consumer thread panicked".to_string())??;
-        records += r;
-        bytes += b;
-        latency.add(&hist).map_err(|e| e.to_string())?;
-    }
-    Ok(Consumed {
-        elapsed: started.elapsed(),
-        records,
-        bytes,
-        latency,
-    })
+    crate::raw_consume::run_consumers(o, from, until, stop, consumer)
 }
 
+#[allow(clippy::needless_pass_by_value)] // The shape run_consumers calls.
 fn consumer(
     o: &ConsumeOptions,
-    parts: &[(i32, i64, Option<i64>)],
+    parts: Share,
     stop: &AtomicBool,
     started: Instant,
-) -> Result<(u64, u64, Histogram<u64>), String> {
+) -> ConsumerResult {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &o.bootstrap)
         // librdkafka wants a group id even for hand-assigned partitions; nothing is
@@ -235,7 +207,7 @@ fn consumer(
         .create()
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
-    for (p, from, _) in parts {
+    for (p, from, _) in &parts {
         tpl.add_partition_offset(&o.topic, *p, Offset::Offset(*from))
             .map_err(|e| e.to_string())?;
     }

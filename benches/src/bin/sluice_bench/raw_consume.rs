@@ -200,10 +200,29 @@ pub fn consume(
     until: Option<&[i64]>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Consumed, String> {
+    run_consumers(o, from, until, stop, consumer)
+}
+
+/// A consumer's share of the partitions: (partition, first offset, end offset or
+/// `None` to follow until stopped).
+pub type Share = Vec<(i32, i64, Option<i64>)>;
+
+/// What one consumer read: records, bytes, latencies.
+pub type ConsumerResult = Result<(u64, u64, Histogram<u64>), String>;
+
+/// Splits the partitions between `o.consumers` threads running `consumer`, and
+/// merges what they read.
+pub fn run_consumers(
+    o: &ConsumeOptions,
+    from: &[i64],
+    until: Option<&[i64]>,
+    stop: &Arc<AtomicBool>,
+    consumer: fn(&ConsumeOptions, Share, &AtomicBool, Instant) -> ConsumerResult,
+) -> Result<Consumed, String> {
     let started = Instant::now();
     let handles: Vec<_> = (0..o.consumers)
         .map(|i| {
-            let mine: Vec<(i32, i64, Option<i64>)> = (0..o.partitions)
+            let mine: Share = (0..o.partitions)
                 .filter(|p| usize::try_from(*p).unwrap_or(0) % o.consumers == i)
                 .map(|p| {
                     let idx = usize::try_from(p).unwrap_or(0);
@@ -232,11 +251,9 @@ pub fn consume(
     })
 }
 
-type ConsumerResult = Result<(u64, u64, Histogram<u64>), String>;
-
 fn consumer(
     o: &ConsumeOptions,
-    mut parts: Vec<(i32, i64, Option<i64>)>,
+    mut parts: Share,
     stop: &AtomicBool,
     started: Instant,
 ) -> ConsumerResult {
