@@ -128,7 +128,7 @@ impl Broker {
         let router = self.router.clone();
         let topics = self.topics.clone();
         let bound = futures::executor::block_on(self.router.call(shard, move |_| async move {
-            let listener = glommio::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
+            let listener = listen(addr).map_err(|e| e.to_string())?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             let mut settings = settings;
             if settings.advertised_port == 0 {
@@ -200,6 +200,27 @@ impl Drop for Broker {
             let _ = engine.shutdown();
         }
     }
+}
+
+/// A listening socket for one shard: `SO_REUSEPORT` so every shard listens on the
+/// port, and `SO_REUSEADDR`, which accepted connections inherit: connections this
+/// broker closed stay in TIME_WAIT on the port for a minute, and without it they
+/// would keep a restarted broker (after a crash) from binding the port.
+fn listen(addr: SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    // SAFETY: a bound, listening TCP socket whose descriptor is handed over whole.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(sk.into_raw_fd()) })
 }
 
 /// How long a start waits for a port that is still in use: after a crash the

@@ -39,7 +39,7 @@ impl Node {
             child: None,
             dir,
             config,
-            addr: "127.0.0.1:0".into(),
+            addr: format!("127.0.0.1:{}", free_fixed_port()),
             starts: 0,
         };
         node.spawn();
@@ -176,4 +176,32 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> (ExitStatus, String, Stri
     let _ = writer.join();
     let status = child.wait().expect("wait");
     (status, out, err)
+}
+
+/// A free port below the kernel's ephemeral range. A node restarts on the port it
+/// had; were that port ephemeral, a client connection of another test could be
+/// given it as its local port while the node is down, and the restart could not
+/// listen there until that connection closed.
+pub fn free_fixed_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|l| l.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let span = u32::from(low.saturating_sub(10_000).max(1));
+    // Start somewhere different in each test process, then walk.
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for i in 0..span {
+        let port = 10_000 + u16::try_from((seed.wrapping_add(i * 7919)) % span).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 10000 and {low}");
 }
