@@ -90,6 +90,10 @@ impl Conn {
             .read_exact(&mut len)
             .map_err(|e| e.to_string())?;
         let n = usize::try_from(i32::from_be_bytes(len)).map_err(|e| e.to_string())?;
+        // Correlation id and the header's tagged fields at least; at most 1 GiB.
+        if !(5..=1 << 30).contains(&n) {
+            return Err(format!("the broker answered a {n}-byte frame"));
+        }
         let mut body = vec![0u8; n];
         self.stream
             .read_exact(&mut body)
