@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
@@ -64,12 +64,6 @@ impl ProducerContext for Ctx {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Runs `o.producers` librdkafka producers, each in its own thread.
@@ -157,7 +151,7 @@ fn producer(
         }
         let mut record = BaseRecord::with_opaque_to(&o.topic, Box::new(due))
             .payload(&value)
-            .timestamp(now_ms());
+            .timestamp(sluice_engine::now_ms());
         loop {
             match p.send::<(), Vec<u8>>(record) {
                 Ok(()) => break,
@@ -229,7 +223,7 @@ fn consumer(
         bytes += m.payload_len() as u64;
         if e2e {
             if let Some(ts) = m.timestamp().to_millis() {
-                let ms = u64::try_from((now_ms() - ts).max(0)).unwrap_or(0);
+                let ms = u64::try_from((sluice_engine::now_ms() - ts).max(0)).unwrap_or(0);
                 hist.saturating_record((ms * 1000).max(1));
             }
         }

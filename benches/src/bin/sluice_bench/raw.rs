@@ -72,12 +72,6 @@ fn stamp(batch: &mut [u8], now_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// One request frame per partition, with a correlation id to patch at bytes 8..12,
 /// and the length of the batch in it.
 fn frames(o: &ProduceOptions) -> Result<(Vec<Vec<u8>>, usize), String> {
@@ -85,7 +79,7 @@ fn frames(o: &ProduceOptions) -> Result<(Vec<Vec<u8>>, usize), String> {
     let values: Vec<&[u8]> = vec![value.as_slice(); o.batch_records];
     let batch = Bytes::from(sluice_engine::batch::build_values_batch(
         &values,
-        now_ms(),
+        sluice_engine::now_ms(),
         sluice_engine::batch::NO_PRODUCER,
     ));
     let header = RequestHeader::default()
@@ -231,7 +225,7 @@ fn producer(
         frame[8..12].copy_from_slice(&correlation_id.to_be_bytes());
         if o.stamp {
             let range = batch_range(frame.len(), batch_len);
-            stamp(&mut frame[range], now_ms());
+            stamp(&mut frame[range], sluice_engine::now_ms());
         }
         if acks && tx.send((correlation_id, due)).is_err() {
             break; // The reader stopped: its error is reported below.

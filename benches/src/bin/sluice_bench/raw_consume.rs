@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use hdrhistogram::Histogram;
@@ -189,12 +189,6 @@ fn walk_batches(records: &[u8], mut next: i64, mut on_batch: impl FnMut(i64)) ->
     (count, bytes, next)
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Runs the consumers. With `until` set (the `consume` scenario) each partition is
 /// read from 0 to its offset there; without it (`e2e`) from `start` offsets until
 /// `stop` is raised, measuring each batch's delay from its timestamp.
@@ -297,7 +291,7 @@ fn consumer(
             let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
             hist.saturating_record(us.max(1));
         }
-        let arrived = now_ms();
+        let arrived = sluice_engine::now_ms();
         for t in &r.responses {
             for p in &t.partitions {
                 if p.error_code != 0 {
