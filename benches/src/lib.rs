@@ -182,3 +182,153 @@ pub fn fio_sync_latency_p99(
         .ok_or("fio output has no fdatasync latency")?;
     Ok((write + sync) / 1e6)
 }
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub samples: u64,
+}
+
+impl Latency {
+    #[allow(clippy::cast_precision_loss)] // Microseconds far below 2^52.
+    pub fn of(hist: &hdrhistogram::Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            p50: ms(hist.value_at_quantile(0.5)),
+            p99: ms(hist.value_at_quantile(0.99)),
+            p999: ms(hist.value_at_quantile(0.999)),
+            max: ms(hist.max()),
+            samples: hist.len(),
+        }
+    }
+}
+
+/// A histogram of microseconds from 1 µs to 100 s.
+#[allow(clippy::expect_used)] // Constant bounds hdrhistogram accepts.
+pub fn micros_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid bounds")
+}
+
+/// Most blocks one write of the disk reference carries.
+const GROUP_MAX: u32 = 256;
+
+/// The disk's own latency for durable appends, measured the way the benchmarks
+/// measure Sluice: appends of `block_bytes` fall due at `rate` per second; whenever
+/// the previous write is done, everything due so far goes out as one O_DIRECT write
+/// followed by one fdatasync (an ideal group commit, at most 256 blocks at once),
+/// into a file reserved with fallocate; each append's latency runs from the moment it
+/// was due to the end of the fdatasync that covered it (so a stall of the disk counts
+/// for every append it delays, not once as in fio's per-I/O figures). `cpu` pins the
+/// thread. What one stream of group commits gets from this disk at that load (a
+/// log syncing several files at once can overlap their fdatasyncs and do better).
+pub fn disk_sync_latency(
+    dir: &Path,
+    seconds: u64,
+    block_bytes: usize,
+    rate: f64,
+    cpu: Option<usize>,
+) -> Result<Latency, String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::time::{Duration, Instant};
+
+    const ALIGN: usize = 4096;
+    if !(rate.is_finite() && rate > 0.0) || block_bytes == 0 || seconds == 0 {
+        return Err("the rate, the block size and the time must be positive".into());
+    }
+    let path = dir.join("disk-latency.dat");
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = u32::try_from(Duration::from_secs(seconds).as_nanos() / interval.as_nanos())
+        .map_err(|_| "too many appends for the disk reference")?
+        .max(1);
+    let size = u64::from(total) * block_bytes as u64 + u64::from(GROUP_MAX) * ALIGN as u64;
+    if size > free_bytes(dir)? / 2 {
+        return Err(format!(
+            "the disk latency reference needs {} MiB free in {}",
+            size >> 19,
+            dir.display()
+        ));
+    }
+    let run = || -> Result<Latency, String> {
+        if let Some(cpu) = cpu {
+            let mut set = nix::sched::CpuSet::new();
+            set.set(cpu).map_err(|e| format!("CPU {cpu}: {e}"))?;
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                .map_err(|e| format!("pin to CPU {cpu}: {e}"))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .open(&path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        nix::fcntl::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            nix::fcntl::FallocateFlags::empty(),
+            0,
+            i64::try_from(size).map_err(|_| "file too large")?,
+        )
+        .map_err(|e| format!("fallocate {}: {e}", path.display()))?;
+        file.sync_all()
+            .map_err(|e| format!("fsync {}: {e}", path.display()))?;
+        let cap = (GROUP_MAX as usize * block_bytes).div_ceil(ALIGN) * ALIGN + ALIGN;
+        let layout = std::alloc::Layout::from_size_align(cap, ALIGN)
+            .map_err(|e| format!("buffer layout: {e}"))?;
+        // SAFETY: `layout` has a non-zero size; the pointer is checked, only read as
+        // `cap` zeroed bytes, and freed with the same layout below.
+        let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+        if buf.is_null() {
+            return Err("cannot allocate the write buffer".into());
+        }
+        // SAFETY: `buf` points at `cap` zeroed bytes owned by this function.
+        let data = unsafe { std::slice::from_raw_parts(buf, cap) };
+        let mut hist = micros_histogram();
+        let start = Instant::now();
+        let (mut done, mut written) = (0u32, 0u64);
+        let mut result = Ok(());
+        while done < total {
+            let due = start + interval * done;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            // Everything due by now, as the log would have it buffered.
+            let elapsed = start.elapsed().as_nanos();
+            let due_now = u32::try_from(elapsed / interval.as_nanos() + 1).unwrap_or(total);
+            let n = due_now
+                .min(total)
+                .saturating_sub(done)
+                .clamp(1, GROUP_MAX);
+            // The log writes whole blocks from the start of the block holding its tail.
+            let from = written / ALIGN as u64 * ALIGN as u64;
+            let end = written + u64::from(n) * block_bytes as u64;
+            let len = usize::try_from(end.div_ceil(ALIGN as u64) * ALIGN as u64 - from)
+                .unwrap_or(cap)
+                .min(cap);
+            let r = file
+                .write_all_at(&data[..len], from)
+                .and_then(|()| file.sync_data());
+            if let Err(e) = r {
+                result = Err(format!("write {}: {e}", path.display()));
+                break;
+            }
+            for i in done..done + n {
+                let us = (start + interval * i).elapsed().as_micros();
+                hist.saturating_record(u64::try_from(us).unwrap_or(u64::MAX).max(1));
+            }
+            done += n;
+            written = end;
+        }
+        // SAFETY: allocated above with this layout and not freed before.
+        unsafe { std::alloc::dealloc(buf, layout) };
+        result.map(|()| Latency::of(&hist))
+    };
+    let r = std::thread::scope(|s| s.spawn(run).join())
+        .map_err(|_| "the disk latency thread panicked".to_string())?;
+    let _ = std::fs::remove_file(&path);
+    r
+}

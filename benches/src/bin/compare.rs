@@ -204,6 +204,80 @@ fn row(what: &str, v: &serde_json::Value, reference: Option<(&str, f64)>) -> Row
     }
 }
 
+/// One librdkafka workload run against both brokers.
+struct RdkafkaWorkload {
+    name: &'static str,
+    acks: &'static str,
+    /// Records per second; `None`: as fast as the client goes.
+    rate: Option<&'static str>,
+    /// Read the topic back afterwards.
+    consume: bool,
+}
+
+const RDKAFKA_WORKLOADS: &[RdkafkaWorkload] = &[
+    RdkafkaWorkload {
+        name: "acks=1",
+        acks: "1",
+        rate: None,
+        consume: true,
+    },
+    RdkafkaWorkload {
+        name: "acks=all",
+        acks: "all",
+        rate: None,
+        consume: true,
+    },
+    // No answers to wait for: what the client itself can send on this machine.
+    RdkafkaWorkload {
+        name: "acks=0 (the client's own ceiling)",
+        acks: "0",
+        rate: None,
+        consume: false,
+    },
+    // Flat-out runs queue records inside librdkafka, so their latency is queueing;
+    // at a rate both brokers sustain, p99 is the broker's.
+    RdkafkaWorkload {
+        name: "acks=1 at 50,000 rec/s",
+        acks: "1",
+        rate: Some("50000"),
+        consume: false,
+    },
+    RdkafkaWorkload {
+        name: "acks=all at 50,000 rec/s",
+        acks: "all",
+        rate: Some("50000"),
+        consume: false,
+    },
+];
+
+/// Runs one rdkafka workload: the produce figures and, if asked, the consume ones.
+fn rdkafka_run(
+    args: &Args,
+    broker: &Broker,
+    w: &RdkafkaWorkload,
+) -> Result<(serde_json::Value, Option<serde_json::Value>), String> {
+    let topic = format!(
+        "rd-{}",
+        w.name.replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    );
+    let mut produce = vec!["--client", "rdkafka", "--topic", &topic, "--acks", w.acks];
+    if let Some(rate) = w.rate {
+        produce.extend(["--rate", rate]);
+    }
+    let p = bench(args, broker, "produce", &produce)?;
+    let c = if w.consume {
+        Some(bench(
+            args,
+            broker,
+            "consume",
+            &["--client", "rdkafka", "--topic", &topic],
+        )?)
+    } else {
+        None
+    };
+    Ok((p, c))
+}
+
 fn reference_row(what: &str, mb: f64) -> Row {
     Row {
         what: what.into(),
@@ -332,34 +406,32 @@ fn run(args: &Args) -> Result<(), String> {
             None,
         ));
         eprintln!("sluice, rdkafka client ...");
-        for acks in ["1", "all"] {
-            let topic = format!("rd-acks{acks}");
-            let p = bench(
-                args,
-                &s,
-                "produce",
-                &["--client", "rdkafka", "--topic", &topic, "--acks", acks],
-            )?;
-            let c = bench(
-                args,
-                &s,
-                "consume",
-                &["--client", "rdkafka", "--topic", &topic],
-            )?;
-            rd_sluice.push((acks, p, c));
+        for w in RDKAFKA_WORKLOADS {
+            rd_sluice.push(rdkafka_run(args, &s, w)?);
         }
     }
     let _ = std::fs::remove_dir_all(&data);
-    let fio_lat = sluice_benches::fio_sync_latency_p99(
+    // The same appends on the disk alone: 100-record batches falling due at the same
+    // rate, each group of due batches written and fdatasynced at once, latency from
+    // each batch's due time as sluice-bench measures it.
+    let value = vec![b'v'; 1024];
+    let batch_bytes = sluice_engine::batch::build_values_batch(
+        &vec![value.as_slice(); 100],
+        0,
+        sluice_engine::batch::NO_PRODUCER,
+    )
+    .len();
+    let disk_lat = sluice_benches::disk_sync_latency(
         &args.dir,
         args.seconds,
-        100 * 1024,
-        latency_rate * 1024.0 / 1e6,
+        batch_bytes,
+        latency_rate / 100.0,
+        None,
     )?;
     rows.push(Row {
-        p99_ms: Some(fio_lat),
+        p99_ms: Some(disk_lat.p99),
         ..reference_row(
-            "fio 100 KiB writes + fdatasync at the same MB/s (write p99 + sync p99)",
+            "disk alone: the same batches at the same rate, group write + fdatasync",
             latency_rate * 1024.0 / 1e6,
         )
     });
@@ -368,54 +440,48 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(bin) = &tansu_bin {
         eprintln!("tansu, rdkafka client ...");
         let t = start_tansu(bin, 15203)?;
-        for (acks, p, c) in &rd_sluice {
-            let topic = format!("rd-acks{acks}");
-            let tp = bench(
-                args,
-                &t,
-                "produce",
-                &["--client", "rdkafka", "--topic", &topic, "--acks", acks],
-            )?;
-            let tc = bench(
-                args,
-                &t,
-                "consume",
-                &["--client", "rdkafka", "--topic", &topic],
-            )?;
-            let produce_mb = tp["mb_per_s"].as_f64().unwrap_or(0.0);
-            let consume_mb = tc["mb_per_s"].as_f64().unwrap_or(0.0);
+        for (w, (p, c)) in RDKAFKA_WORKLOADS.iter().zip(&rd_sluice) {
+            let (tp, tc) = rdkafka_run(args, &t, w)?;
+            // Throughput is compared where both run flat out; at a fixed rate, p99.
+            let vs = |v: &serde_json::Value| {
+                (w.rate.is_none()).then(|| ("tansu", v["mb_per_s"].as_f64().unwrap_or(0.0)))
+            };
             rows.push(row(
-                &format!("sluice produce rdkafka acks={acks}"),
+                &format!("sluice produce rdkafka {}", w.name),
                 p,
-                Some(("tansu", produce_mb)),
-            ));
-            rows.push(row(
-                &format!("sluice consume rdkafka (acks={acks} data)"),
-                c,
-                Some(("tansu", consume_mb)),
+                vs(&tp),
             ));
             tansu_rows.push(row(
-                &format!("tansu produce rdkafka acks={acks} (memory)"),
+                &format!("tansu produce rdkafka {} (memory)", w.name),
                 &tp,
                 None,
             ));
-            tansu_rows.push(row(
-                &format!("tansu consume rdkafka (acks={acks} data)"),
-                &tc,
-                None,
-            ));
+            if let (Some(c), Some(tc)) = (c, &tc) {
+                rows.push(row(
+                    &format!("sluice consume rdkafka ({} data)", w.name),
+                    c,
+                    vs(tc),
+                ));
+                tansu_rows.push(row(
+                    &format!("tansu consume rdkafka ({} data)", w.name),
+                    tc,
+                    None,
+                ));
+            }
         }
     } else {
         eprintln!(
             "tansu: no binary (run benches/get-tansu.sh or pass --tansu); its rows are skipped"
         );
-        for (acks, p, c) in &rd_sluice {
-            rows.push(row(&format!("sluice produce rdkafka acks={acks}"), p, None));
-            rows.push(row(
-                &format!("sluice consume rdkafka (acks={acks} data)"),
-                c,
-                None,
-            ));
+        for (w, (p, c)) in RDKAFKA_WORKLOADS.iter().zip(&rd_sluice) {
+            rows.push(row(&format!("sluice produce rdkafka {}", w.name), p, None));
+            if let Some(c) = c {
+                rows.push(row(
+                    &format!("sluice consume rdkafka ({} data)", w.name),
+                    c,
+                    None,
+                ));
+            }
         }
     }
     rows.extend(tansu_rows);

@@ -1,8 +1,9 @@
 //! Durable-append latency of the engine alone (no network): one partition, one
 //! append in flight, batches of `--batch-records` records at `--rate` appends per
-//! second, each waiting until it is fdatasynced. Prints p50/p99/p99.9/max beside fio
-//! writing the same block size with `--fdatasync=1` at the same rate on the same disk,
-//! so what the engine adds to the disk's own latency shows.
+//! second, each waiting until it is fdatasynced, latency taken from when each append
+//! was due. Each round is followed by the disk alone doing the same (one O_DIRECT
+//! write plus fdatasync per append, measured the same way, on the same CPU), so what
+//! the engine adds to the disk's own latency shows; fio's per-I/O figures follow.
 
 #![allow(clippy::cast_precision_loss)]
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Parser;
 use hdrhistogram::Histogram;
+use sluice_benches::{micros_histogram, Latency};
 use sluice_engine::batch::{build_values_batch, NO_PRODUCER};
 use sluice_engine::{AppendOptions, Durability, Engine, EngineConfig, Shard, TopicPartition};
 
@@ -33,6 +35,12 @@ struct Args {
     /// Engine task quota in microseconds (default: the engine's).
     #[arg(long)]
     task_quota_us: Option<u64>,
+    /// CPU the engine's one shard is pinned to (default: the first online CPU).
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Runs of the engine, each followed by the disk alone, alternating.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
 }
 
 fn main() {
@@ -43,19 +51,52 @@ fn main() {
     }
 }
 
-#[allow(clippy::expect_used)] // Constant bounds hdrhistogram accepts.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid bounds")
-}
-
 fn run(args: &Args) -> Result<(), String> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         return Err("--rate must be positive".into());
     }
+    if args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    let mut block = 0;
+    for round in 1..=args.rounds {
+        let (engine, size) = engine_round(args)?;
+        block = size;
+        let disk =
+            sluice_benches::disk_sync_latency(&args.dir, args.seconds, block, args.rate, args.cpu)?;
+        println!(
+            "round {round}: engine {} | disk alone {}",
+            show(&engine),
+            show(&disk)
+        );
+    }
+    let fio = sluice_benches::fio_sync_latency_p99(
+        &args.dir,
+        args.seconds,
+        block.div_ceil(4096) * 4096,
+        args.rate * block as f64 / 1e6,
+    )?;
+    println!(
+        "fio {} B O_DIRECT writes + fdatasync at the same rate (per I/O, not from the due time): write p99 + sync p99 = {fio:.2} ms",
+        block.div_ceil(4096) * 4096
+    );
+    Ok(())
+}
+
+fn show(l: &Latency) -> String {
+    format!(
+        "p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms ({} appends)",
+        l.p50, l.p99, l.p999, l.max, l.samples
+    )
+}
+
+/// One run of the engine: its latency and the size of one batch.
+fn engine_round(args: &Args) -> Result<(Latency, usize), String> {
     let dir = args.dir.join("engine-latency");
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = EngineConfig::new(&dir);
     config.shards = Some(1);
+    config.cpus = args.cpu.map(|c| vec![c]);
     if let Some(us) = args.task_quota_us {
         config.task_quota = Duration::from_micros(us);
     }
@@ -72,7 +113,7 @@ fn run(args: &Args) -> Result<(), String> {
     let (seconds, interval) = (args.seconds, Duration::from_secs_f64(1.0 / args.rate));
     let job = move |shard: Rc<Shard>| async move {
         let p = shard.partition(&tp).map_err(|e| e.to_string())?;
-        let mut hist = histogram();
+        let mut hist = micros_histogram();
         let start = Instant::now();
         let mut n = 0u32;
         while start.elapsed() < Duration::from_secs(seconds) {
@@ -99,25 +140,5 @@ fn run(args: &Args) -> Result<(), String> {
     engine.shutdown().map_err(|e| e.to_string())?;
     let hist = out.pop().ok_or("no result")?.map_err(|e| e.to_string())??;
     let _ = std::fs::remove_dir_all(&dir);
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "engine durable append, {block} B at {:.0}/s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({} appends)",
-        args.rate,
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        hist.max() as f64 / 1000.0,
-        hist.len()
-    );
-    let fio = sluice_benches::fio_sync_latency_p99(
-        &args.dir,
-        args.seconds,
-        block.div_ceil(4096) * 4096,
-        args.rate * block as f64 / 1e6,
-    )?;
-    println!(
-        "fio {} B O_DIRECT writes + fdatasync at the same rate: write p99 + sync p99 = {fio:.2} ms",
-        block.div_ceil(4096) * 4096
-    );
-    Ok(())
+    Ok((Latency::of(&hist), block))
 }
