@@ -299,10 +299,7 @@ pub fn disk_sync_latency(
             // Everything due by now, as the log would have it buffered.
             let elapsed = start.elapsed().as_nanos();
             let due_now = u32::try_from(elapsed / interval.as_nanos() + 1).unwrap_or(total);
-            let n = due_now
-                .min(total)
-                .saturating_sub(done)
-                .clamp(1, GROUP_MAX);
+            let n = due_now.min(total).saturating_sub(done).clamp(1, GROUP_MAX);
             // The log writes whole blocks from the start of the block holding its tail.
             let from = written / ALIGN as u64 * ALIGN as u64;
             let end = written + u64::from(n) * block_bytes as u64;

@@ -17,6 +17,7 @@ pub mod error;
 pub mod fetch_response;
 pub mod fetch_session;
 pub mod frame;
+pub mod group;
 pub mod handlers;
 pub mod kafka_error;
 pub mod registry;
