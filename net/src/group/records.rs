@@ -175,7 +175,7 @@ struct Reader<'a> {
     what: &'static str,
 }
 
-impl<'a> Reader<'a> {
+impl Reader<'_> {
     fn need(&self, n: usize) -> Result<(), RecordError> {
         if self.buf.remaining() < n {
             return Err(bad(format!(
