@@ -7,6 +7,7 @@
 //! that partition.
 
 pub mod records;
+pub mod state;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
