@@ -486,9 +486,20 @@ pub fn split_batches_of(data: &bytes::Bytes) -> Vec<bytes::Bytes> {
     out
 }
 
-/// The values of an uncompressed batch's records (`None` for a compressed or
-/// malformed batch). For tests and tools.
-pub fn record_values(batch: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// One record of a stored batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    /// `None`: a null key or value (a null value is a tombstone).
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// The records of an uncompressed batch (`None` for a compressed or malformed
+/// batch); headers are skipped. For internal topics the broker writes itself, tests
+/// and tools.
+pub fn stored_records(batch: &[u8]) -> Option<Vec<StoredRecord>> {
     let h = BatchHeader::parse(batch)?;
     if h.compression() != 0 {
         return None;
@@ -496,26 +507,44 @@ pub fn record_values(batch: &[u8]) -> Option<Vec<Vec<u8>>> {
     let body = batch.get(HEADER_BYTES..h.total_bytes()?)?;
     let mut at = 0usize;
     let mut out = Vec::new();
+    let field = |rec: &[u8], p: &mut usize| -> Option<Option<Vec<u8>>> {
+        let len = read_varlong(rec, p)?;
+        if len < 0 {
+            return Some(None);
+        }
+        let end = p.checked_add(usize::try_from(len).ok()?)?;
+        let v = rec.get(*p..end)?.to_vec();
+        *p = end;
+        Some(Some(v))
+    };
     for _ in 0..h.record_count {
         let len = usize::try_from(read_varlong(body, &mut at)?).ok()?;
         let rec = body.get(at..at.checked_add(len)?)?;
         at += len;
         let mut p = 1usize;
-        read_varlong(rec, &mut p)?;
-        read_varlong(rec, &mut p)?;
-        let klen = read_varlong(rec, &mut p)?;
-        if klen > 0 {
-            p += usize::try_from(klen).ok()?;
-        }
-        let vlen = read_varlong(rec, &mut p)?;
-        let v = if vlen < 0 {
-            Vec::new()
-        } else {
-            rec.get(p..p + usize::try_from(vlen).ok()?)?.to_vec()
-        };
-        out.push(v);
+        let ts_delta = read_varlong(rec, &mut p)?;
+        let offset_delta = read_varlong(rec, &mut p)?;
+        let key = field(rec, &mut p)?;
+        let value = field(rec, &mut p)?;
+        out.push(StoredRecord {
+            offset: h.base_offset.checked_add(offset_delta)?,
+            timestamp: h.base_timestamp.checked_add(ts_delta)?,
+            key,
+            value,
+        });
     }
     Some(out)
+}
+
+/// The values of an uncompressed batch's records (`None` for a compressed or
+/// malformed batch; a null value reads as empty). For tests and tools.
+pub fn record_values(batch: &[u8]) -> Option<Vec<Vec<u8>>> {
+    Some(
+        stored_records(batch)?
+            .into_iter()
+            .map(|r| r.value.unwrap_or_default())
+            .collect(),
+    )
 }
 
 /// One record for [`build_batch`].

@@ -22,6 +22,8 @@ pub struct BrokerSettings {
     pub default_partitions: i32,
     /// Longest a Fetch may wait (caps the client's `max_wait_ms`).
     pub fetch_wait_max_ms: u64,
+    /// Consumer groups and committed offsets.
+    pub groups: crate::group::coordinator::GroupSettings,
 }
 
 impl Default for BrokerSettings {
@@ -34,6 +36,7 @@ impl Default for BrokerSettings {
             auto_create_topics: true,
             default_partitions: 1,
             fetch_wait_max_ms: 30_000,
+            groups: crate::group::coordinator::GroupSettings::default(),
         }
     }
 }

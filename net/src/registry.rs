@@ -99,6 +99,19 @@ pub const APIS: &[Api] = &[
         4,
         handlers::describe_log_dirs::handle,
     ),
+    api(
+        ApiKey::FindCoordinator,
+        0,
+        6,
+        handlers::find_coordinator::handle,
+    ),
+    api(ApiKey::JoinGroup, 0, 9, handlers::join_group::handle),
+    api(ApiKey::SyncGroup, 0, 5, handlers::sync_group::handle),
+    api(ApiKey::Heartbeat, 0, 4, handlers::heartbeat::handle),
+    api(ApiKey::LeaveGroup, 0, 5, handlers::leave_group::handle),
+    // v9 is the KIP-848 consumer protocol's; classic groups use up to v8.
+    api(ApiKey::OffsetCommit, 2, 8, handlers::offset_commit::handle),
+    api(ApiKey::OffsetFetch, 1, 8, handlers::offset_fetch::handle),
 ];
 
 const fn api(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) -> Api {
@@ -140,6 +153,13 @@ pub fn decode_body(key: ApiKey, version: i16, body: &mut Bytes) -> Result<()> {
         ApiKey::DeleteRecords => d::<m::DeleteRecordsRequest>(key, version, body),
         ApiKey::OffsetForLeaderEpoch => d::<m::OffsetForLeaderEpochRequest>(key, version, body),
         ApiKey::DescribeLogDirs => d::<m::DescribeLogDirsRequest>(key, version, body),
+        ApiKey::FindCoordinator => d::<m::FindCoordinatorRequest>(key, version, body),
+        ApiKey::JoinGroup => d::<m::JoinGroupRequest>(key, version, body),
+        ApiKey::SyncGroup => d::<m::SyncGroupRequest>(key, version, body),
+        ApiKey::Heartbeat => d::<m::HeartbeatRequest>(key, version, body),
+        ApiKey::LeaveGroup => d::<m::LeaveGroupRequest>(key, version, body),
+        ApiKey::OffsetCommit => d::<m::OffsetCommitRequest>(key, version, body),
+        ApiKey::OffsetFetch => d::<m::OffsetFetchRequest>(key, version, body),
         other => Err(crate::Error::UnknownApi(other as i16)),
     }
 }

@@ -23,6 +23,44 @@ pub struct Config {
     pub storage: StorageSection,
     /// Defaults for topics that do not override them (Kafka's `log.*` settings).
     pub log: LogSection,
+    /// Consumer groups and committed offsets (Kafka's `group.*` and `offsets.*`).
+    pub group: GroupSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupSection {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
+    /// group waits for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`: members per group; default: no limit.
+    pub max_size: Option<usize>,
+    /// `offsets.topic.num.partitions` (when `__consumer_offsets` is created).
+    pub offsets_topic_partitions: i32,
+    /// `offsets.retention.minutes`: offsets of a group empty this long are deleted.
+    pub offsets_retention_minutes: u64,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupSection {
+    fn default() -> Self {
+        let g = sluice_net::group::coordinator::GroupSettings::default();
+        GroupSection {
+            initial_rebalance_delay_ms: u64::try_from(g.limits.initial_rebalance_delay.as_millis())
+                .unwrap_or(3000),
+            min_session_timeout_ms: g.limits.min_session_timeout_ms,
+            max_session_timeout_ms: g.limits.max_session_timeout_ms,
+            max_size: None,
+            offsets_topic_partitions: g.offsets_topic_partitions,
+            offsets_retention_minutes: g.offsets_retention.as_secs() / 60,
+            offset_metadata_max_bytes: g.offset_metadata_max_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +116,7 @@ impl Default for Config {
             kafka: KafkaSection::default(),
             storage: StorageSection::default(),
             log: LogSection::default(),
+            group: GroupSection::default(),
         }
     }
 }
@@ -218,11 +257,61 @@ impl Config {
             auto_create_topics: self.kafka.auto_create_topics,
             default_partitions: self.kafka.num_partitions,
             fetch_wait_max_ms: self.kafka.fetch_wait_max_ms,
+            groups: self.group.check()?,
         };
         Ok(Resolved {
             engine,
             listen,
             broker,
+        })
+    }
+}
+
+impl GroupSection {
+    fn check(&self) -> Result<sluice_net::group::coordinator::GroupSettings, ConfigError> {
+        if self.initial_rebalance_delay_ms > 300_000 {
+            return Err(bad(
+                "group.initial_rebalance_delay_ms",
+                "must be at most 300000",
+            ));
+        }
+        if self.min_session_timeout_ms < 1 {
+            return Err(bad("group.min_session_timeout_ms", "must be at least 1"));
+        }
+        if self.max_session_timeout_ms < self.min_session_timeout_ms {
+            return Err(bad(
+                "group.max_session_timeout_ms",
+                "must be at least group.min_session_timeout_ms",
+            ));
+        }
+        if self.max_size == Some(0) {
+            return Err(bad("group.max_size", "must be at least 1"));
+        }
+        if !(1..=1000).contains(&self.offsets_topic_partitions) {
+            return Err(bad("group.offsets_topic_partitions", "must be 1 to 1000"));
+        }
+        if !(1..=52_560_000).contains(&self.offsets_retention_minutes) {
+            return Err(bad(
+                "group.offsets_retention_minutes",
+                "must be 1 to 52560000 (100 years)",
+            ));
+        }
+        if !(1..=(1 << 20)).contains(&self.offset_metadata_max_bytes) {
+            return Err(bad(
+                "group.offset_metadata_max_bytes",
+                "must be 1 to 1048576",
+            ));
+        }
+        Ok(sluice_net::group::coordinator::GroupSettings {
+            limits: sluice_net::group::state::GroupLimits {
+                min_session_timeout_ms: self.min_session_timeout_ms,
+                max_session_timeout_ms: self.max_session_timeout_ms,
+                initial_rebalance_delay: Duration::from_millis(self.initial_rebalance_delay_ms),
+                max_size: self.max_size.unwrap_or(usize::MAX),
+            },
+            offsets_topic_partitions: self.offsets_topic_partitions,
+            offsets_retention: Duration::from_secs(self.offsets_retention_minutes * 60),
+            offset_metadata_max_bytes: self.offset_metadata_max_bytes,
         })
     }
 }
@@ -243,6 +332,11 @@ mod tests {
         assert_eq!(r.listen.to_string(), "127.0.0.1:9092");
         assert_eq!(r.engine.data_dir, PathBuf::from("./sluice-data"));
         assert!(r.broker.auto_create_topics);
+        assert_eq!(r.broker.groups.offsets_topic_partitions, 50);
+        assert_eq!(
+            r.broker.groups.limits.initial_rebalance_delay,
+            Duration::from_secs(3)
+        );
     }
 
     #[test]
@@ -256,6 +350,18 @@ mod tests {
             ("[log]\nretention_ms = -7", "log.retention_ms"),
             ("[storage]\nshards = 0", "storage.shards"),
             ("[kafka]\nextra = true", "extra"),
+            (
+                "[group]\nmax_session_timeout_ms = 10",
+                "group.max_session_timeout_ms",
+            ),
+            (
+                "[group]\noffsets_topic_partitions = 0",
+                "group.offsets_topic_partitions",
+            ),
+            (
+                "[group]\ninitial_rebalance_delay_ms = \"soon\"",
+                "initial_rebalance_delay_ms",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text:?}: {e}");

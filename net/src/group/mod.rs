@@ -6,6 +6,7 @@
 //! does so that tools agree on it, and its coordinator runs on the shard that owns
 //! that partition.
 
+pub mod coordinator;
 pub mod records;
 pub mod state;
 

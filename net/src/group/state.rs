@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::channel::oneshot;
 
-use super::records::{GroupValue, MemberValue, OffsetValue};
+use super::records::{GroupValue, MemberValue};
 use crate::kafka_error as code;
 
 /// Broker settings that bound groups (Kafka's `group.*` settings).
@@ -227,8 +227,6 @@ pub struct Group {
     initial_delay_until: Option<Instant>,
     /// When the state last changed (for offsets retention of empty groups).
     pub state_since_ms: i64,
-    /// Committed offsets by (topic, partition).
-    pub offsets: BTreeMap<(String, i32), OffsetValue>,
     /// Group metadata changed and should be stored.
     persist: bool,
     /// The assignment awaiting storage: its generation.
@@ -260,7 +258,6 @@ impl Group {
             rebalance_deadline: None,
             initial_delay_until: None,
             state_since_ms: now_ms,
-            offsets: BTreeMap::new(),
             persist: false,
             storing: None,
         }

@@ -17,7 +17,7 @@ use crate::node::Node;
 
 const PARTITIONS: i32 = 6;
 
-fn create_topic(addr: &str, name: &str, partitions: i32) {
+pub fn create_topic(addr: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .create()

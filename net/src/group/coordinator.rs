@@ -1,0 +1,559 @@
+//! The group coordinators of one shard: one per partition of `__consumer_offsets`
+//! that the shard owns, created on first use. A coordinator loads its partition's
+//! groups and offsets from the log before it answers anything, writes every change
+//! (committed offsets, group metadata after a rebalance, tombstones) to that
+//! partition with acks=all durability before it answers, and runs a ticker that
+//! expires sessions, completes timed-out rebalances, and drops the offsets of
+//! groups that stayed empty longer than `offsets.retention.minutes`.
+//!
+//! Requests reach the coordinator of their group with one hop to the owning shard
+//! ([`on_coordinator`]); everything else about a group happens on that shard.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_engine::batch::{build_batch, stored_records, RecordSpec, NO_PRODUCER};
+use sluice_engine::{AppendOptions, Durability, Partition, TopicPartition};
+
+use super::records::{GroupValue, OffsetValue, RecordKey};
+use super::state::{Group, GroupLimits, GroupState};
+use super::{partition_for, OFFSETS_TOPIC};
+use crate::context::BrokerContext;
+use crate::kafka_error::{self as code, KafkaError};
+use crate::topics::TopicInfo;
+
+/// Broker settings for groups and committed offsets.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    pub limits: GroupLimits,
+    /// `offsets.topic.num.partitions` (used when the topic is created).
+    pub offsets_topic_partitions: i32,
+    /// `offsets.retention.minutes`: offsets of a group that has been empty this
+    /// long are deleted.
+    pub offsets_retention: Duration,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            limits: GroupLimits::default(),
+            offsets_topic_partitions: super::OFFSETS_TOPIC_PARTITIONS,
+            offsets_retention: Duration::from_hours(7 * 24),
+            offset_metadata_max_bytes: 4096,
+        }
+    }
+}
+
+/// How often the ticker looks at sessions and rebalance deadlines.
+const TICK: Duration = Duration::from_millis(100);
+/// How often offsets retention is checked.
+const RETENTION_CHECK: Duration = Duration::from_mins(1);
+/// Bytes read per step while loading a partition.
+const LOAD_STEP_BYTES: usize = 1 << 20;
+
+/// A committed offset and where its record is in the log (later records win).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub value: OffsetValue,
+    pub at: u64,
+}
+
+/// One group with its committed offsets.
+pub struct GroupEntry {
+    pub group: Group,
+    pub offsets: BTreeMap<(String, i32), Committed>,
+}
+
+/// The coordinator of one `__consumer_offsets` partition.
+pub struct Coordinator {
+    pub index: i32,
+    partition: Rc<Partition>,
+    pub settings: GroupSettings,
+    groups: RefCell<HashMap<String, GroupEntry>>,
+    loaded: Cell<bool>,
+    load_lock: futures::lock::Mutex<()>,
+}
+
+thread_local! {
+    static COORDINATORS: RefCell<HashMap<i32, Rc<Coordinator>>> = RefCell::new(HashMap::new());
+}
+
+/// Wall-clock milliseconds.
+pub fn now_ms() -> i64 {
+    sluice_engine::now_ms()
+}
+
+impl Coordinator {
+    /// The coordinator of partition `index` on this shard, loaded.
+    async fn get(
+        index: i32,
+        partition: Rc<Partition>,
+        settings: &GroupSettings,
+    ) -> Result<Rc<Coordinator>, KafkaError> {
+        let existing = COORDINATORS.with(|c| c.borrow().get(&index).cloned());
+        let c = match existing {
+            Some(c) if Rc::ptr_eq(&c.partition, &partition) => c,
+            _ => {
+                // New, or the topic was deleted and made again: start over.
+                let c = Rc::new(Coordinator {
+                    index,
+                    partition,
+                    settings: settings.clone(),
+                    groups: RefCell::new(HashMap::new()),
+                    loaded: Cell::new(false),
+                    load_lock: futures::lock::Mutex::new(()),
+                });
+                if let Some(old) = COORDINATORS.with(|m| m.borrow_mut().insert(index, c.clone())) {
+                    old.shut(code::NOT_COORDINATOR);
+                }
+                glommio::spawn_local(ticker(Rc::downgrade(&c))).detach();
+                c
+            }
+        };
+        if !c.loaded.get() {
+            let _guard = c.load_lock.lock().await;
+            if !c.loaded.get() {
+                c.load().await?;
+                c.loaded.set(true);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads the partition from its start and rebuilds groups and offsets.
+    async fn load(&self) -> Result<(), KafkaError> {
+        let started = Instant::now();
+        let offsets = self.partition.offsets();
+        let mut next = offsets.log_start_offset;
+        let mut replay = Replay::default();
+        while next < offsets.log_end_offset {
+            let read = self.partition.read(next, LOAD_STEP_BYTES, None).await?;
+            let data = read.materialize().await?;
+            let batches = sluice_engine::batch::split_batches_of(&data);
+            if batches.is_empty() {
+                break;
+            }
+            for b in &batches {
+                let Some(h) = sluice_engine::batch::BatchHeader::parse(b) else {
+                    break;
+                };
+                next = next.max(u64::try_from(h.last_offset().saturating_add(1)).unwrap_or(next));
+                if h.is_control() {
+                    continue;
+                }
+                let Some(recs) = stored_records(b) else {
+                    tracing::warn!(
+                        partition = self.index,
+                        offset = h.base_offset,
+                        "__consumer_offsets batch is compressed or damaged; skipped"
+                    );
+                    continue;
+                };
+                for r in recs {
+                    if u64::try_from(r.offset).is_ok_and(|at| at >= offsets.log_start_offset) {
+                        replay.apply(self.index, &r);
+                    }
+                }
+            }
+        }
+        let records = replay.records;
+        let out = replay.finish(Instant::now(), now_ms());
+        let n = out.len();
+        *self.groups.borrow_mut() = out;
+        tracing::info!(
+            partition = self.index,
+            groups = n,
+            records,
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "loaded consumer groups"
+        );
+        Ok(())
+    }
+
+    /// Runs `f` on group `name` (created Empty if `create` and missing).
+    pub fn with_group<T>(
+        &self,
+        name: &str,
+        create: bool,
+        f: impl FnOnce(&mut GroupEntry) -> T,
+    ) -> Option<T> {
+        let mut groups = self.groups.borrow_mut();
+        if !groups.contains_key(name) {
+            if !create {
+                return None;
+            }
+            groups.insert(
+                name.to_string(),
+                GroupEntry {
+                    group: Group::new(name, now_ms()),
+                    offsets: BTreeMap::new(),
+                },
+            );
+        }
+        groups.get_mut(name).map(f)
+    }
+
+    /// Names of the groups here, with what ListGroups shows.
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        self.groups
+            .borrow()
+            .iter()
+            .filter(|(_, e)| e.group.state() != GroupState::Dead)
+            .map(|(n, e)| {
+                (
+                    n.clone(),
+                    e.group.protocol_type().unwrap_or("").to_string(),
+                    e.group.state(),
+                )
+            })
+            .collect()
+    }
+
+    /// Removes a group (DeleteGroups, or an empty group with no offsets left).
+    pub fn forget(&self, name: &str) {
+        if let Some(mut e) = self.groups.borrow_mut().remove(name) {
+            e.group.kill(code::COORDINATOR_NOT_AVAILABLE);
+        }
+    }
+
+    /// Appends records to the partition and waits until they are durable; returns
+    /// the offset of the first.
+    pub async fn write(&self, records: Vec<(RecordKey, Option<Bytes>)>) -> Result<u64, KafkaError> {
+        self.append(records, Durability::Durable).await
+    }
+
+    /// Appends records with the given durability; returns the offset of the first.
+    async fn append(
+        &self,
+        records: Vec<(RecordKey, Option<Bytes>)>,
+        durability: Durability,
+    ) -> Result<u64, KafkaError> {
+        if records.is_empty() {
+            return Ok(self.partition.offsets().log_end_offset);
+        }
+        let keys: Vec<Bytes> = records.iter().map(|(k, _)| k.encode()).collect();
+        let specs: Vec<RecordSpec<'_>> = records
+            .iter()
+            .zip(&keys)
+            .map(|((_, v), k)| RecordSpec {
+                key: Some(k),
+                value: v.as_deref(),
+                ..RecordSpec::default()
+            })
+            .collect();
+        let batch = build_batch(&specs, now_ms(), NO_PRODUCER);
+        let info = self
+            .partition
+            .append(
+                Bytes::from(batch),
+                AppendOptions {
+                    leader_epoch: 0,
+                    durability,
+                },
+            )
+            .await?;
+        // One node: durable here is committed.
+        let end = self.partition.offsets().log_end_offset;
+        self.partition.set_high_watermark(end);
+        Ok(info.base_offset)
+    }
+
+    /// Stores a group's metadata. It is written but not waited for until an
+    /// fdatasync, as Kafka does not fsync it either: members wait for it in
+    /// SyncGroup, and a generation lost in a crash only makes them rejoin (their
+    /// heartbeats get ILLEGAL_GENERATION), while committed offsets, which a crash
+    /// must not lose, are always durable before they are acknowledged.
+    pub async fn store_group(&self, name: &str, value: &GroupValue) -> Result<(), KafkaError> {
+        self.append(
+            vec![(
+                RecordKey::Group {
+                    group: name.to_string(),
+                },
+                Some(value.encode()),
+            )],
+            Durability::Buffered,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Stores what the group asks to be stored, if anything.
+    pub async fn persist(&self, name: &str) {
+        let value = self
+            .with_group(name, false, |e| e.group.take_persist())
+            .flatten();
+        if let Some(v) = value {
+            if let Err(e) = self.store_group(name, &v).await {
+                tracing::warn!(group = %name, error = %e, "could not store group metadata");
+            }
+        }
+    }
+
+    fn shut(&self, error: i16) {
+        for (_, mut e) in self.groups.borrow_mut().drain() {
+            e.group.kill(error);
+        }
+    }
+
+    /// One pass of the ticker: sessions, rebalance deadlines, retention.
+    async fn tick(&self, retention_due: bool) {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let names: Vec<String> = self.groups.borrow().keys().cloned().collect();
+        for name in names {
+            self.with_group(&name, false, |e| e.group.tick(now, now_ms));
+            self.persist(&name).await;
+        }
+        if retention_due {
+            self.expire_offsets(now_ms).await;
+        }
+    }
+
+    /// Deletes the offsets of groups that have been empty longer than the
+    /// retention (and offsets committed with an explicit expiry that passed).
+    async fn expire_offsets(&self, now_ms: i64) {
+        let retention =
+            i64::try_from(self.settings.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+        // (group, offsets to delete, the group has been empty past the retention)
+        let mut doomed: Vec<(String, Vec<OffsetKey>, bool)> = Vec::new();
+        for (name, e) in self.groups.borrow().iter() {
+            let empty_long = e.group.state() == GroupState::Empty
+                && now_ms.saturating_sub(e.group.state_since_ms) >= retention;
+            let keys: Vec<OffsetKey> = e
+                .offsets
+                .iter()
+                .filter(|(_, c)| {
+                    empty_long
+                        || (c.value.expire_timestamp >= 0 && c.value.expire_timestamp <= now_ms)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if !keys.is_empty() || (empty_long && e.offsets.is_empty()) {
+                doomed.push((name.clone(), keys, empty_long));
+            }
+        }
+        for (name, keys, empty_long) in doomed {
+            let mut records: Vec<(RecordKey, Option<Bytes>)> = keys
+                .iter()
+                .map(|(t, p)| {
+                    (
+                        RecordKey::Offset {
+                            group: name.clone(),
+                            topic: t.clone(),
+                            partition: *p,
+                        },
+                        None,
+                    )
+                })
+                .collect();
+            let all_gone = self
+                .with_group(&name, false, |e| e.offsets.len() == keys.len())
+                .unwrap_or(false);
+            if empty_long && all_gone {
+                records.push((
+                    RecordKey::Group {
+                        group: name.clone(),
+                    },
+                    None,
+                ));
+            }
+            match self.write(records).await {
+                Ok(_) => {
+                    tracing::info!(group = %name, offsets = keys.len(), "expired committed offsets");
+                    let remove = self
+                        .with_group(&name, false, |e| {
+                            for k in &keys {
+                                e.offsets.remove(k);
+                            }
+                            e.offsets.is_empty() && e.group.state() == GroupState::Empty
+                        })
+                        .unwrap_or(false);
+                    if empty_long && all_gone && remove {
+                        self.groups.borrow_mut().remove(&name);
+                    }
+                }
+                Err(e) => tracing::warn!(group = %name, error = %e, "could not expire offsets"),
+            }
+        }
+    }
+}
+
+/// (topic, partition) of a committed offset.
+type OffsetKey = (String, i32);
+
+/// What a partition's records add up to while it is read from the start: the last
+/// record of each key wins, a tombstone removes the key.
+#[derive(Default)]
+struct Replay {
+    groups: HashMap<String, Option<GroupValue>>,
+    committed: HashMap<String, BTreeMap<OffsetKey, Committed>>,
+    records: u64,
+}
+
+impl Replay {
+    fn apply(&mut self, partition: i32, r: &sluice_engine::batch::StoredRecord) {
+        let Ok(at) = u64::try_from(r.offset) else {
+            return;
+        };
+        self.records += 1;
+        let skip = |e: &dyn std::fmt::Display| {
+            tracing::warn!(partition, offset = r.offset, error = %e, "__consumer_offsets record skipped");
+        };
+        let key = match r.key.as_deref().map(RecordKey::decode) {
+            Some(Ok(k)) => k,
+            Some(Err(e)) => return skip(&e),
+            None => return,
+        };
+        match key {
+            RecordKey::Offset {
+                group,
+                topic,
+                partition: p,
+            } => {
+                let slot = self.committed.entry(group).or_default();
+                match r.value.as_deref().map(OffsetValue::decode) {
+                    None => {
+                        slot.remove(&(topic, p));
+                    }
+                    Some(Ok(value)) => {
+                        slot.insert((topic, p), Committed { value, at });
+                    }
+                    Some(Err(e)) => skip(&e),
+                }
+            }
+            RecordKey::Group { group } => match r.value.as_deref().map(GroupValue::decode) {
+                None => {
+                    self.groups.insert(group, None);
+                }
+                Some(Ok(v)) => {
+                    self.groups.insert(group, Some(v));
+                }
+                Some(Err(e)) => skip(&e),
+            },
+        }
+    }
+
+    fn finish(self, now: Instant, now_ms: i64) -> HashMap<String, GroupEntry> {
+        let mut out = HashMap::new();
+        for (name, v) in &self.groups {
+            if let Some(v) = v {
+                out.insert(
+                    name.clone(),
+                    GroupEntry {
+                        group: Group::from_stored(name, v, now, now_ms),
+                        offsets: BTreeMap::new(),
+                    },
+                );
+            }
+        }
+        for (name, offs) in self.committed {
+            if offs.is_empty() {
+                continue;
+            }
+            out.entry(name.clone())
+                .or_insert_with(|| GroupEntry {
+                    group: Group::new(&name, now_ms),
+                    offsets: BTreeMap::new(),
+                })
+                .offsets = offs;
+        }
+        out
+    }
+}
+
+async fn ticker(c: Weak<Coordinator>) {
+    let mut last_retention = Instant::now();
+    loop {
+        glommio::timer::sleep(TICK).await;
+        let Some(c) = c.upgrade() else { return };
+        let current =
+            COORDINATORS.with(|m| m.borrow().get(&c.index).is_some_and(|x| Rc::ptr_eq(x, &c)));
+        if !current {
+            return;
+        }
+        let retention_due = last_retention.elapsed() >= RETENTION_CHECK;
+        if retention_due {
+            last_retention = Instant::now();
+        }
+        c.tick(retention_due).await;
+    }
+}
+
+/// The offsets topic, created (compacted, `offsets.topic.num.partitions`
+/// partitions) on first use.
+pub async fn offsets_topic(ctx: &BrokerContext) -> Result<Arc<TopicInfo>, KafkaError> {
+    if let Some(t) = ctx.topics.image().get(OFFSETS_TOPIC) {
+        return Ok(t.clone());
+    }
+    let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+    match ctx
+        .topics
+        .create(
+            OFFSETS_TOPIC,
+            ctx.settings.groups.offsets_topic_partitions,
+            configs,
+            false,
+        )
+        .await
+    {
+        Ok(t) => Ok(t),
+        Err(e) if e.code == code::TOPIC_ALREADY_EXISTS => {
+            ctx.topics.image().get(OFFSETS_TOPIC).cloned().ok_or(e)
+        }
+        Err(e) => Err(KafkaError::new(
+            code::COORDINATOR_NOT_AVAILABLE,
+            format!("cannot create {OFFSETS_TOPIC}: {e}"),
+        )),
+    }
+}
+
+/// Runs `f` on the coordinator of `__consumer_offsets` partition `index`, on the
+/// shard that owns it.
+pub async fn on_partition<O, F, Fut>(ctx: &BrokerContext, index: i32, f: F) -> Result<O, KafkaError>
+where
+    F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<O, KafkaError>> + 'static,
+    O: Send + 'static,
+{
+    let tp = TopicPartition::new(OFFSETS_TOPIC, index)
+        .map_err(|e| KafkaError::new(code::COORDINATOR_NOT_AVAILABLE, e.to_string()))?;
+    let Some(shard) = ctx.router.shard_of(&tp) else {
+        return Err(KafkaError::new(
+            code::COORDINATOR_NOT_AVAILABLE,
+            format!("{tp} has no shard"),
+        ));
+    };
+    let settings = ctx.settings.groups.clone();
+    ctx.router
+        .call(shard, move |s| async move {
+            let p = s
+                .partition(&tp)
+                .map_err(|e| KafkaError::new(code::COORDINATOR_NOT_AVAILABLE, e.to_string()))?;
+            let c = Coordinator::get(index, p, &settings).await?;
+            f(c).await
+        })
+        .await
+        .map_err(|e| KafkaError::new(code::COORDINATOR_NOT_AVAILABLE, e.to_string()))?
+}
+
+/// Runs `f` on the coordinator of `group`.
+pub async fn on_coordinator<O, F, Fut>(
+    ctx: &BrokerContext,
+    group: &str,
+    f: F,
+) -> Result<O, KafkaError>
+where
+    F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<O, KafkaError>> + 'static,
+    O: Send + 'static,
+{
+    let topic = offsets_topic(ctx).await?;
+    on_partition(ctx, partition_for(group, topic.partitions), f).await
+}

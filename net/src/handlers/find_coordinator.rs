@@ -1,0 +1,72 @@
+//! FindCoordinator (v0+, batched keys from v4): this node coordinates every group
+//! (it leads every partition of `__consumer_offsets`, which is created on first
+//! use). Transaction coordinators are not served.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::context::BrokerContext;
+use crate::group::coordinator::offsets_topic;
+use crate::kafka_error::{self as code, KafkaError};
+use crate::registry::HandlerFuture;
+
+const KEY: i16 = ApiKey::FindCoordinator as i16;
+
+/// `key_type` of a group coordinator.
+const GROUP: i8 = 0;
+
+#[allow(clippy::needless_pass_by_value)]
+pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
+    Box::pin(async move {
+        let v = header.request_api_version;
+        let req: FindCoordinatorRequest = super::decode(&mut body, KEY, v)?;
+        let keys: Vec<StrBytes> = if v >= 4 {
+            req.coordinator_keys.clone()
+        } else {
+            vec![req.key.clone()]
+        };
+        let mut coordinators = Vec::with_capacity(keys.len());
+        for key in keys {
+            let found = if req.key_type == GROUP {
+                offsets_topic(&ctx).await.map(|_| ())
+            } else {
+                Err(KafkaError::new(
+                    code::COORDINATOR_NOT_AVAILABLE,
+                    "transactions are not supported by this broker",
+                ))
+            };
+            let c = match found {
+                Ok(()) => Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(ctx.node_id()))
+                    .with_host(StrBytes::from_string(ctx.settings.advertised_host.clone()))
+                    .with_port(i32::from(ctx.settings.advertised_port)),
+                Err(e) => Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(e.code)
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+            };
+            coordinators.push(c);
+        }
+        let response = if v >= 4 {
+            FindCoordinatorResponse::default().with_coordinators(coordinators)
+        } else {
+            let c = coordinators.pop().unwrap_or_default();
+            FindCoordinatorResponse::default()
+                .with_error_code(c.error_code)
+                .with_error_message(c.error_message)
+                .with_node_id(c.node_id)
+                .with_host(c.host)
+                .with_port(c.port)
+        };
+        super::encode(&response, KEY, v)
+    })
+}
