@@ -105,7 +105,12 @@ impl Member {
                 }
                 let mine: BTreeSet<i32> = c
                     .assignment()
-                    .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+                    .map(|a| {
+                        a.elements()
+                            .iter()
+                            .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 seen.lock().unwrap().assignments.insert(n.clone(), mine);
             }
