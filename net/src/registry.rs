@@ -112,6 +112,15 @@ pub const APIS: &[Api] = &[
     // v9 is the KIP-848 consumer protocol's; classic groups use up to v8.
     api(ApiKey::OffsetCommit, 2, 8, handlers::offset_commit::handle),
     api(ApiKey::OffsetFetch, 1, 8, handlers::offset_fetch::handle),
+    api(ApiKey::ListGroups, 0, 5, handlers::list_groups::handle),
+    api(
+        ApiKey::DescribeGroups,
+        0,
+        5,
+        handlers::describe_groups::handle,
+    ),
+    api(ApiKey::DeleteGroups, 0, 2, handlers::delete_groups::handle),
+    api(ApiKey::OffsetDelete, 0, 0, handlers::offset_delete::handle),
 ];
 
 const fn api(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) -> Api {
@@ -160,6 +169,10 @@ pub fn decode_body(key: ApiKey, version: i16, body: &mut Bytes) -> Result<()> {
         ApiKey::LeaveGroup => d::<m::LeaveGroupRequest>(key, version, body),
         ApiKey::OffsetCommit => d::<m::OffsetCommitRequest>(key, version, body),
         ApiKey::OffsetFetch => d::<m::OffsetFetchRequest>(key, version, body),
+        ApiKey::ListGroups => d::<m::ListGroupsRequest>(key, version, body),
+        ApiKey::DescribeGroups => d::<m::DescribeGroupsRequest>(key, version, body),
+        ApiKey::DeleteGroups => d::<m::DeleteGroupsRequest>(key, version, body),
+        ApiKey::OffsetDelete => d::<m::OffsetDeleteRequest>(key, version, body),
         other => Err(crate::Error::UnknownApi(other as i16)),
     }
 }

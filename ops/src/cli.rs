@@ -29,7 +29,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// A failed command: what to print.
 pub type CliResult<T> = Result<T, String>;
 
-fn connect(bootstrap: &str) -> CliResult<Client> {
+pub(crate) fn connect(bootstrap: &str) -> CliResult<Client> {
     Client::connect(bootstrap, TIMEOUT).map_err(|e| e.to_string())
 }
 
@@ -38,7 +38,7 @@ fn err(e: &ClientError) -> String {
 }
 
 /// `Err` with Kafka's name for a non-zero error code.
-fn check(code: i16, what: &str, message: Option<&StrBytes>) -> CliResult<()> {
+pub(crate) fn check(code: i16, what: &str, message: Option<&StrBytes>) -> CliResult<()> {
     match ResponseError::try_from_code(code) {
         None => Ok(()),
         Some(e) => Err(match message {
@@ -48,7 +48,7 @@ fn check(code: i16, what: &str, message: Option<&StrBytes>) -> CliResult<()> {
     }
 }
 
-fn name(s: &str) -> TopicName {
+pub(crate) fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
@@ -80,7 +80,7 @@ fn metadata(client: &mut Client, topics: Option<&[&str]>) -> CliResult<MetadataR
 }
 
 /// Partition count of `topic`.
-fn partitions_of(client: &mut Client, topic: &str) -> CliResult<i32> {
+pub(crate) fn partitions_of(client: &mut Client, topic: &str) -> CliResult<i32> {
     let md = metadata(client, Some(&[topic]))?;
     let t = md
         .topics
@@ -143,7 +143,12 @@ pub fn topic_list(bootstrap: &str) -> CliResult<()> {
 }
 
 /// (earliest, latest) offsets of each partition.
-fn offsets(client: &mut Client, topic: &str, partitions: i32, ts: i64) -> CliResult<Vec<i64>> {
+pub(crate) fn offsets(
+    client: &mut Client,
+    topic: &str,
+    partitions: i32,
+    ts: i64,
+) -> CliResult<Vec<i64>> {
     let req = ListOffsetsRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
         .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()

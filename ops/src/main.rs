@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod group_cli;
 
 /// Huge blocks are reserved lazily, so a request announcing billions of elements
 /// cannot abort the broker (see `sluice_net::alloc`).
@@ -44,6 +45,12 @@ enum Command {
     Topic {
         #[command(subcommand)]
         action: TopicAction,
+    },
+    /// List, describe (members, committed offsets, lag), delete consumer groups and
+    /// reset their offsets, on any Kafka broker.
+    Group {
+        #[command(subcommand)]
+        action: GroupAction,
     },
     /// Console producer: each line of stdin becomes a record.
     Produce {
@@ -93,6 +100,47 @@ enum Command {
         /// Stop at the end of the log instead of waiting for more.
         #[arg(long, short = 'e')]
         exit_at_end: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupAction {
+    List {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    Describe {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        group: String,
+    },
+    /// Delete a group with no members, and its committed offsets.
+    Delete {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        group: String,
+    },
+    /// Move a group's committed offsets on one topic (the group must have no
+    /// active members).
+    ResetOffsets {
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        to_earliest: bool,
+        #[arg(long)]
+        to_latest: bool,
+        /// This offset on every partition (clamped to each partition's range).
+        #[arg(long)]
+        to_offset: Option<i64>,
+        /// The first offset at or after this time, in milliseconds since 1970.
+        #[arg(long)]
+        to_timestamp: Option<i64>,
+        /// Print the new offsets without committing them.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -155,6 +203,7 @@ fn main() -> ExitCode {
             listen,
         } => serve(config.as_ref(), data_dir, listen),
         Command::Topic { action } => finish(topic(action)),
+        Command::Group { action } => finish(group(action)),
         Command::Produce {
             bootstrap,
             topic,
@@ -229,6 +278,27 @@ fn topic(action: TopicAction) -> cli::CliResult<()> {
             partitions,
         ),
         TopicAction::Delete { bootstrap, topic } => cli::topic_delete(&bootstrap, &topic),
+    }
+}
+
+fn group(action: GroupAction) -> cli::CliResult<()> {
+    match action {
+        GroupAction::List { bootstrap } => group_cli::list(&bootstrap),
+        GroupAction::Describe { bootstrap, group } => group_cli::describe(&bootstrap, &group),
+        GroupAction::Delete { bootstrap, group } => group_cli::delete(&bootstrap, &group),
+        GroupAction::ResetOffsets {
+            bootstrap,
+            group,
+            topic,
+            to_earliest,
+            to_latest,
+            to_offset,
+            to_timestamp,
+            dry_run,
+        } => {
+            let to = group_cli::parse_reset(to_earliest, to_latest, to_offset, to_timestamp)?;
+            group_cli::reset_offsets(&bootstrap, &group, &topic, to, dry_run)
+        }
     }
 }
 

@@ -216,6 +216,82 @@ impl Coordinator {
             .collect()
     }
 
+    /// DeleteGroups for one group: only an empty group goes; its offsets and
+    /// metadata are deleted with tombstones.
+    pub async fn delete_group(&self, name: &str) -> i16 {
+        let keys = self.with_group(name, false, |e| {
+            (e.group.state() == GroupState::Empty || e.group.state() == GroupState::Dead)
+                .then(|| e.offsets.keys().cloned().collect::<Vec<OffsetKey>>())
+        });
+        let keys = match keys {
+            None => return code::GROUP_ID_NOT_FOUND,
+            Some(None) => return code::NON_EMPTY_GROUP,
+            Some(Some(k)) => k,
+        };
+        let mut records = tombstones(name, &keys);
+        records.push((
+            RecordKey::Group {
+                group: name.to_string(),
+            },
+            None,
+        ));
+        match self.write(records).await {
+            Ok(_) => {
+                self.forget(name);
+                tracing::info!(group = %name, "deleted group");
+                code::NONE
+            }
+            Err(e) => {
+                tracing::warn!(group = %name, error = %e, "could not delete group");
+                code::COORDINATOR_NOT_AVAILABLE
+            }
+        }
+    }
+
+    /// OffsetDelete: the group's error, and one error per (topic, partition).
+    pub async fn delete_offsets(&self, name: &str, keys: &[OffsetKey]) -> (i16, Vec<i16>) {
+        let subscribed = self.with_group(name, false, |e| {
+            if e.group.state() == GroupState::Empty {
+                Some(Vec::new())
+            } else {
+                e.group.subscribed_topics()
+            }
+        });
+        let Some(subscribed) = subscribed else {
+            return (code::GROUP_ID_NOT_FOUND, Vec::new());
+        };
+        let Some(subscribed) = subscribed else {
+            // Members whose protocol is not the consumer one: Kafka refuses.
+            return (code::NON_EMPTY_GROUP, Vec::new());
+        };
+        let errors: Vec<i16> = keys
+            .iter()
+            .map(|(t, _)| {
+                if subscribed.contains(t) {
+                    code::GROUP_SUBSCRIBED_TO_TOPIC
+                } else {
+                    code::NONE
+                }
+            })
+            .collect();
+        let doomed: Vec<OffsetKey> = keys
+            .iter()
+            .zip(&errors)
+            .filter(|(_, e)| **e == code::NONE)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if let Err(e) = self.write(tombstones(name, &doomed)).await {
+            tracing::warn!(group = %name, error = %e, "could not delete offsets");
+            return (code::COORDINATOR_NOT_AVAILABLE, Vec::new());
+        }
+        self.with_group(name, false, |e| {
+            for k in &doomed {
+                e.offsets.remove(k);
+            }
+        });
+        (code::NONE, errors)
+    }
+
     /// Removes a group (DeleteGroups, or an empty group with no offsets left).
     pub fn forget(&self, name: &str) {
         if let Some(mut e) = self.groups.borrow_mut().remove(name) {
@@ -340,19 +416,7 @@ impl Coordinator {
             }
         }
         for (name, keys, empty_long) in doomed {
-            let mut records: Vec<(RecordKey, Option<Bytes>)> = keys
-                .iter()
-                .map(|(t, p)| {
-                    (
-                        RecordKey::Offset {
-                            group: name.clone(),
-                            topic: t.clone(),
-                            partition: *p,
-                        },
-                        None,
-                    )
-                })
-                .collect();
+            let mut records = tombstones(&name, &keys);
             let all_gone = self
                 .with_group(&name, false, |e| e.offsets.len() == keys.len())
                 .unwrap_or(false);
@@ -386,7 +450,23 @@ impl Coordinator {
 }
 
 /// (topic, partition) of a committed offset.
-type OffsetKey = (String, i32);
+pub type OffsetKey = (String, i32);
+
+/// Tombstones for committed offsets of `group`.
+fn tombstones(group: &str, keys: &[OffsetKey]) -> Vec<(RecordKey, Option<Bytes>)> {
+    keys.iter()
+        .map(|(t, p)| {
+            (
+                RecordKey::Offset {
+                    group: group.to_string(),
+                    topic: t.clone(),
+                    partition: *p,
+                },
+                None,
+            )
+        })
+        .collect()
+}
 
 /// What a partition's records add up to while it is read from the start: the last
 /// record of each key wins, a tombstone removes the key.
@@ -541,6 +621,21 @@ where
         })
         .await
         .map_err(|e| KafkaError::new(code::COORDINATOR_NOT_AVAILABLE, e.to_string()))?
+}
+
+/// Runs `f` on the coordinator of every partition of `__consumer_offsets` (none if
+/// the topic does not exist yet) and returns what each gave.
+pub async fn on_every_partition<O, F, Fut>(ctx: &BrokerContext, f: F) -> Result<Vec<O>, KafkaError>
+where
+    F: Fn(Rc<Coordinator>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<O, KafkaError>> + 'static,
+    O: Send + 'static,
+{
+    let Some(topic) = ctx.topics.image().get(OFFSETS_TOPIC).cloned() else {
+        return Ok(Vec::new());
+    };
+    let all = (0..topic.partitions).map(|i| on_partition(ctx, i, f.clone()));
+    futures::future::join_all(all).await.into_iter().collect()
 }
 
 /// Runs `f` on the coordinator of `group`.
