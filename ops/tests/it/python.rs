@@ -49,7 +49,8 @@ fn python() -> PathBuf {
 #[test]
 fn python_clients_pass_their_tests() {
     let python = python();
-    let node = Node::start();
+    // Short first-rebalance delay so group tests do not wait Kafka's 3 s each time.
+    let node = Node::start_with_config("[group]\ninitial_rebalance_delay_ms = 300\n");
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
     let (status, out, err) = run(
         Command::new(&python)
