@@ -136,6 +136,13 @@ fn check_partition(
             format!("acks={acks}: use 0, 1 or -1 (all)"),
         ));
     }
+    if &*info.name == crate::group::OFFSETS_TOPIC {
+        // Only the group coordinator writes there, in its own format.
+        return Err(KafkaError::new(
+            code::INVALID_TOPIC_EXCEPTION,
+            format!("cannot append to internal topic {}", info.name),
+        ));
+    }
     if part.index < 0 || part.index >= info.partitions {
         return Err(KafkaError::new(
             code::UNKNOWN_TOPIC_OR_PARTITION,

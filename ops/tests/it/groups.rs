@@ -335,3 +335,327 @@ fn committed_offsets_survive_sigterm() {
 fn committed_offsets_survive_sigkill() {
     resume_after_restart(true);
 }
+
+mod protocol {
+    //! Group requests that must be refused, sent as raw requests with the
+    //! project's client, each answered with Kafka's error code while another
+    //! group's committed offsets stay as they were.
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::{
+        heartbeat_request::HeartbeatRequest, join_group_request, offset_commit_request,
+        produce_request, ApiKey, GroupId, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+        OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+        ProduceRequest, ProduceResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use sluice_net::client::Client;
+
+    use super::{create_topic, CONFIG};
+    use crate::node::Node;
+
+    fn s(x: &str) -> StrBytes {
+        StrBytes::from_string(x.to_string())
+    }
+
+    #[allow(clippy::too_many_arguments)] // One raw request, field by field.
+    fn commit(
+        c: &mut Client,
+        group: &str,
+        generation: i32,
+        member: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        meta: &str,
+    ) -> i16 {
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(s(member))
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(partition)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(-1)
+                            .with_committed_metadata(Some(s(meta))),
+                    ]),
+            ]);
+        let (_, r): (i16, OffsetCommitResponse) =
+            c.call(ApiKey::OffsetCommit, 8, &req).expect("OffsetCommit");
+        r.topics[0].partitions[0].error_code
+    }
+
+    fn fetch(c: &mut Client, group: &str, topic: &str) -> Vec<i64> {
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(None);
+        let (_, r): (i16, OffsetFetchResponse) =
+            c.call(ApiKey::OffsetFetch, 7, &req).expect("OffsetFetch");
+        assert_eq!(r.error_code, 0);
+        let mut out: Vec<(i32, i64)> = r
+            .topics
+            .iter()
+            .filter(|t| t.name.0.as_str() == topic)
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset))
+            })
+            .collect();
+        out.sort_unstable();
+        out.into_iter().map(|(_, o)| o).collect()
+    }
+
+    fn join(c: &mut Client, group: &str, member: &str) -> JoinGroupResponse {
+        let req = JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))]);
+        let (_, r): (i16, JoinGroupResponse) =
+            c.call(ApiKey::JoinGroup, 5, &req).expect("JoinGroup");
+        r
+    }
+
+    fn heartbeat(c: &mut Client, group: &str, generation: i32, member: &str) -> i16 {
+        let req = HeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id(generation)
+            .with_member_id(s(member));
+        let (_, r): (i16, HeartbeatResponse) =
+            c.call(ApiKey::Heartbeat, 4, &req).expect("Heartbeat");
+        r.error_code
+    }
+
+    #[test]
+    fn bad_commits_and_stale_members_get_kafkas_error_codes() {
+        let node = Node::start_with_config(CONFIG);
+        create_topic(&node.addr, "t", 2);
+        let mut c = Client::connect(&node.addr, Duration::from_secs(10)).expect("connect");
+        // Another group with committed offsets, to check nothing below touches it.
+        assert_eq!(commit(&mut c, "bystander", -1, "", "t", 0, 7, "keep"), 0);
+        assert_eq!(commit(&mut c, "bystander", -1, "", "t", 1, 9, "keep"), 0);
+
+        // Unknown topic, unknown partition, metadata over offset.metadata.max.bytes.
+        assert_eq!(commit(&mut c, "g", -1, "", "nope", 0, 1, ""), 3);
+        assert_eq!(commit(&mut c, "g", -1, "", "t", 5, 1, ""), 3);
+        assert_eq!(
+            commit(&mut c, "g", -1, "", "t", 0, 1, &"m".repeat(5000)),
+            12
+        );
+        assert_eq!(
+            commit(&mut c, "", -1, "", "t", 0, 1, ""),
+            24,
+            "empty group id"
+        );
+
+        // A real member: MEMBER_ID_REQUIRED, then generation 1 as the leader.
+        let first = join(&mut c, "g", "");
+        assert_eq!(first.error_code, 79);
+        let member = first.member_id.to_string();
+        let joined = join(&mut c, "g", &member);
+        assert_eq!(joined.error_code, 0);
+        assert_eq!(joined.leader.as_str(), member);
+        let generation = joined.generation_id;
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id(generation)
+            .with_member_id(s(&member));
+        let (_, r): (i16, SyncGroupResponse) =
+            c.call(ApiKey::SyncGroup, 3, &sync).expect("SyncGroup");
+        assert_eq!(r.error_code, 0);
+
+        assert_eq!(heartbeat(&mut c, "g", generation, &member), 0);
+        assert_eq!(
+            heartbeat(&mut c, "g", generation + 1, &member),
+            22,
+            "stale generation"
+        );
+        assert_eq!(
+            heartbeat(&mut c, "g", generation, "made-up"),
+            25,
+            "unknown member"
+        );
+        assert_eq!(
+            commit(&mut c, "g", generation - 1, &member, "t", 0, 1, ""),
+            22
+        );
+        assert_eq!(
+            commit(&mut c, "g", generation, "made-up", "t", 0, 1, ""),
+            25
+        );
+        assert_eq!(
+            commit(&mut c, "g", -1, "", "t", 0, 1, ""),
+            25,
+            "outsiders while it has members"
+        );
+        assert_eq!(commit(&mut c, "g", generation, &member, "t", 0, 3, ""), 0);
+        assert_eq!(fetch(&mut c, "g", "t"), vec![3]);
+
+        // Clients may not write the internal topic.
+        let produce = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("__consumer_offsets")))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(sluice_engine::batch::build_values_batch(
+                            &[b"x"],
+                            0,
+                            sluice_engine::batch::NO_PRODUCER,
+                        )))),
+                ])]);
+        let (_, r): (i16, ProduceResponse) = c.call(ApiKey::Produce, 9, &produce).expect("Produce");
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 17);
+
+        assert_eq!(
+            fetch(&mut c, "bystander", "t"),
+            vec![7, 9],
+            "the other group"
+        );
+        drop(c);
+        let log = node.log();
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}
+
+/// Runs `sluice group ARGS -b ADDR` and returns its stdout (asserting success).
+fn group_cli(addr: &str, args: &[&str]) -> String {
+    let (status, out, err) = crate::node::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("group")
+            .args(args)
+            .args(["-b", addr]),
+        None,
+    );
+    assert!(
+        status.success(),
+        "sluice group {args:?}: {status}\n{out}\n{err}"
+    );
+    out
+}
+
+/// Sum of the lag column of `sluice group describe` for `topic`.
+fn lag_of(describe: &str, topic: &str) -> i64 {
+    describe
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(topic))
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols[4]
+                .parse::<i64>()
+                .unwrap_or_else(|_| panic!("lag in {l:?}"))
+        })
+        .sum()
+}
+
+/// Consumes `n` records in `group` (committing each) and returns the first offset
+/// seen per partition.
+fn consume_committing(addr: &str, group: &str, topic: &str, n: usize) -> BTreeMap<i32, i64> {
+    let c = consumer(addr, group, "range", "cli-test");
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut first = BTreeMap::new();
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while got < n {
+        assert!(Instant::now() < deadline, "consumed {got} of {n}");
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.expect("message");
+            first.entry(m.partition()).or_insert(m.offset());
+            c.commit_message(&m, CommitMode::Sync).expect("commit");
+            got += 1;
+        }
+    }
+    first
+}
+
+#[test]
+fn group_cli_shows_lag_and_resets_a_group_to_the_beginning() {
+    let node = Node::start_with_config(CONFIG);
+    let topic = "lagging";
+    create_topic(&node.addr, topic, 2);
+    produce(&node.addr, topic, 0, 100);
+    consume_committing(&node.addr, "lagger", topic, 100);
+    let listed = group_cli(&node.addr, &["list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("lagger ") && l.contains("Empty")),
+        "{listed}"
+    );
+    assert_eq!(
+        lag_of(&group_cli(&node.addr, &["describe", "lagger"]), topic),
+        0
+    );
+
+    produce(&node.addr, topic, 100, 50);
+    let described = group_cli(&node.addr, &["describe", "lagger"]);
+    assert_eq!(lag_of(&described, topic), 50, "{described}");
+
+    let dry = group_cli(
+        &node.addr,
+        &[
+            "reset-offsets",
+            "lagger",
+            "--topic",
+            topic,
+            "--to-earliest",
+            "--dry-run",
+        ],
+    );
+    assert!(dry.contains("dry run"), "{dry}");
+    assert_eq!(
+        lag_of(&group_cli(&node.addr, &["describe", "lagger"]), topic),
+        50
+    );
+
+    group_cli(
+        &node.addr,
+        &["reset-offsets", "lagger", "--topic", topic, "--to-earliest"],
+    );
+    assert_eq!(
+        lag_of(&group_cli(&node.addr, &["describe", "lagger"]), topic),
+        150
+    );
+    // A consumer started now reads everything again, from offset 0.
+    let first = consume_committing(&node.addr, "lagger", topic, 150);
+    assert_eq!(first, BTreeMap::from([(0, 0), (1, 0)]));
+
+    // While a member is active, resetting is refused and nothing changes.
+    let c = consumer(&node.addr, "lagger", "range", "active");
+    c.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while c.assignment().map_or(0, |a| a.count()) == 0 {
+        assert!(Instant::now() < deadline, "no assignment");
+        let _ = c.poll(Duration::from_millis(100));
+    }
+    let (status, out, err) = crate::node::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice")).args([
+            "group",
+            "reset-offsets",
+            "lagger",
+            "--topic",
+            topic,
+            "--to-earliest",
+            "-b",
+            &node.addr,
+        ]),
+        None,
+    );
+    assert!(!status.success(), "{out}");
+    assert!(err.contains("active members"), "{err}");
+    drop(c);
+}
