@@ -142,6 +142,11 @@ impl Broker {
             });
             let server = Rc::new(ShardServer::default());
             SHARD_SERVER.with(|s| *s.borrow_mut() = Some(server.clone()));
+            let loading = ctx.clone();
+            glommio::spawn_local(async move {
+                crate::group::coordinator::load_owned(&loading).await;
+            })
+            .detach();
             glommio::spawn_local(accept_loop(listener, ctx, server)).detach();
             Ok::<SocketAddr, String>(local)
         }))

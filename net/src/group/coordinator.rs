@@ -638,6 +638,25 @@ where
     futures::future::join_all(all).await.into_iter().collect()
 }
 
+/// Loads the groups of the `__consumer_offsets` partitions this shard owns (at
+/// start, so that members stored before a restart have their sessions timed from
+/// now, and the first request does not wait for the load).
+pub async fn load_owned(ctx: &BrokerContext) {
+    let Some(topic) = ctx.topics.image().get(OFFSETS_TOPIC).cloned() else {
+        return;
+    };
+    for index in 0..topic.partitions {
+        let Ok(tp) = TopicPartition::new(OFFSETS_TOPIC, index) else {
+            continue;
+        };
+        if ctx.router.shard_of(&tp) == Some(ctx.shard) {
+            if let Err(e) = on_partition(ctx, index, |_| async { Ok(()) }).await {
+                tracing::warn!(partition = index, error = %e, "could not load consumer groups");
+            }
+        }
+    }
+}
+
 /// Runs `f` on the coordinator of `group`.
 pub async fn on_coordinator<O, F, Fut>(
     ctx: &BrokerContext,

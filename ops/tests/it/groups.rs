@@ -280,6 +280,16 @@ fn resume_after_restart(kill: bool) {
         assert!(status.success(), "SIGTERM exit: {status}\n{}", node.log());
     }
     node.restart();
+    // The coordinator loads the group at start, before any client asks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !node
+        .log()
+        .lines()
+        .any(|l| l.contains("loaded consumer groups") && l.contains("groups=1"))
+    {
+        assert!(Instant::now() < deadline, "group not loaded at start:\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let c = consumer(&node.addr, "resumers", "range", "second");
     let committed = c
