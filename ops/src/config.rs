@@ -45,6 +45,8 @@ pub struct GroupSection {
     pub offsets_retention_minutes: u64,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupSection {
@@ -59,6 +61,10 @@ impl Default for GroupSection {
             offsets_topic_partitions: g.offsets_topic_partitions,
             offsets_retention_minutes: g.offsets_retention.as_secs() / 60,
             offset_metadata_max_bytes: g.offset_metadata_max_bytes,
+            offsets_retention_check_interval_ms: u64::try_from(
+                g.offsets_retention_check.as_millis(),
+            )
+            .unwrap_or(600_000),
         }
     }
 }
@@ -302,6 +308,12 @@ impl GroupSection {
                 "must be 1 to 1048576",
             ));
         }
+        if !(100..=86_400_000).contains(&self.offsets_retention_check_interval_ms) {
+            return Err(bad(
+                "group.offsets_retention_check_interval_ms",
+                "must be 100 to 86400000 (a day)",
+            ));
+        }
         Ok(sluice_net::group::coordinator::GroupSettings {
             limits: sluice_net::group::state::GroupLimits {
                 min_session_timeout_ms: self.min_session_timeout_ms,
@@ -312,6 +324,9 @@ impl GroupSection {
             offsets_topic_partitions: self.offsets_topic_partitions,
             offsets_retention: Duration::from_secs(self.offsets_retention_minutes * 60),
             offset_metadata_max_bytes: self.offset_metadata_max_bytes,
+            offsets_retention_check: Duration::from_millis(
+                self.offsets_retention_check_interval_ms,
+            ),
         })
     }
 }

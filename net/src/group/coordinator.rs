@@ -38,6 +38,8 @@ pub struct GroupSettings {
     pub offsets_retention: Duration,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check: Duration,
 }
 
 impl Default for GroupSettings {
@@ -47,14 +49,13 @@ impl Default for GroupSettings {
             offsets_topic_partitions: super::OFFSETS_TOPIC_PARTITIONS,
             offsets_retention: Duration::from_hours(7 * 24),
             offset_metadata_max_bytes: 4096,
+            offsets_retention_check: Duration::from_mins(10),
         }
     }
 }
 
 /// How often the ticker looks at sessions and rebalance deadlines.
 const TICK: Duration = Duration::from_millis(100);
-/// How often offsets retention is checked.
-const RETENTION_CHECK: Duration = Duration::from_mins(1);
 /// Bytes read per step while loading a partition.
 const LOAD_STEP_BYTES: usize = 1 << 20;
 
@@ -558,7 +559,7 @@ async fn ticker(c: Weak<Coordinator>) {
         if !current {
             return;
         }
-        let retention_due = last_retention.elapsed() >= RETENTION_CHECK;
+        let retention_due = last_retention.elapsed() >= c.settings.offsets_retention_check;
         if retention_due {
             last_retention = Instant::now();
         }

@@ -287,7 +287,11 @@ fn resume_after_restart(kill: bool) {
         .lines()
         .any(|l| l.contains("loaded consumer groups") && l.contains("groups=1"))
     {
-        assert!(Instant::now() < deadline, "group not loaded at start:\n{}", node.log());
+        assert!(
+            Instant::now() < deadline,
+            "group not loaded at start:\n{}",
+            node.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -668,4 +672,72 @@ fn group_cli_shows_lag_and_resets_a_group_to_the_beginning() {
     assert!(!status.success(), "{out}");
     assert!(err.contains("active members"), "{err}");
     drop(c);
+}
+
+/// Offsets of a group that stays empty longer than `offsets.retention.minutes` are
+/// deleted (and stay deleted across a restart); a group with a member keeps its
+/// offsets. Takes a little over a minute: the retention is at least one minute.
+#[test]
+fn offsets_of_a_group_empty_past_the_retention_are_deleted() {
+    let mut node = Node::start_with_config(
+        "[group]\ninitial_rebalance_delay_ms = 200\noffsets_retention_minutes = 1\n\
+         offsets_retention_check_interval_ms = 500\n",
+    );
+    let topic = "retained";
+    create_topic(&node.addr, topic, 2);
+    produce(&node.addr, topic, 0, 20);
+    let committed = |group: &str, addr: &str| -> Vec<rdkafka::Offset> {
+        let c = consumer(addr, group, "range", "probe");
+        let mut t = TopicPartitionList::new();
+        t.add_partition(topic, 0);
+        t.add_partition(topic, 1);
+        let r = c
+            .committed_offsets(t, Duration::from_secs(30))
+            .expect("committed");
+        r.elements()
+            .iter()
+            .map(rdkafka::topic_partition_list::TopicPartitionListElem::offset)
+            .collect()
+    };
+    // "idle": commits and leaves. "busy": keeps a member the whole time.
+    let c = consumer(&node.addr, "idle", "range", "idle");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Offset(5))
+        .expect("tpl");
+    c.commit(&tpl, CommitMode::Sync).expect("commit");
+    drop(c);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let busy = Member::start(&node.addr, topic, "busy", "range", "busy", &seen);
+    wait_for_all_consumed(&seen, 20);
+    assert_eq!(committed("idle", &node.addr)[0], rdkafka::Offset::Offset(5));
+
+    let deadline = Instant::now() + Duration::from_secs(100);
+    while committed("idle", &node.addr)[0] != rdkafka::Offset::Invalid {
+        assert!(
+            Instant::now() < deadline,
+            "idle group's offsets never expired:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        node.log().contains("expired committed offsets"),
+        "{}",
+        node.log()
+    );
+    // The member's group keeps its offsets.
+    let kept = committed("busy", &node.addr);
+    assert!(
+        kept.iter().all(|o| matches!(o, rdkafka::Offset::Offset(_))),
+        "{kept:?}"
+    );
+    drop(busy);
+
+    node.kill();
+    node.restart();
+    assert_eq!(
+        committed("idle", &node.addr)[0],
+        rdkafka::Offset::Invalid,
+        "back after a restart"
+    );
 }
