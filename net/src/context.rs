@@ -48,9 +48,23 @@ pub struct BrokerContext {
     pub topics: Arc<TopicStore>,
     /// Id of the shard this context serves.
     pub shard: usize,
+    /// The client's address, in a connection's own context (Kafka's client host).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl BrokerContext {
+    /// This context for one connection from `peer`.
+    #[must_use]
+    pub fn for_peer(&self, peer: Option<std::net::IpAddr>) -> BrokerContext {
+        BrokerContext {
+            settings: self.settings.clone(),
+            router: self.router.clone(),
+            topics: self.topics.clone(),
+            shard: self.shard,
+            peer,
+        }
+    }
+
     pub fn node_id(&self) -> i32 {
         self.settings.node_id
     }

@@ -139,6 +139,7 @@ impl Broker {
                 router,
                 topics,
                 shard,
+                peer: None,
             });
             let server = Rc::new(ShardServer::default());
             SHARD_SERVER.with(|s| *s.borrow_mut() = Some(server.clone()));
@@ -167,6 +168,8 @@ impl Broker {
                     };
                     server.stopping.set(true);
                     server.stop.notify_all();
+                    // Members waiting in JoinGroup or SyncGroup are answered now.
+                    crate::group::coordinator::unload_local();
                     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
                     while server.open.get() > 0 && std::time::Instant::now() < deadline {
                         let closed = server.closed.notified();
@@ -305,12 +308,11 @@ async fn accept_loop(
                 None
             }
         };
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        let addr = stream.peer_addr().ok();
+        let peer = addr.map_or_else(|| "?".to_string(), |a| a.to_string());
         tracing::debug!(%peer, shard = ctx.shard, "connection accepted");
         server.open.set(server.open.get() + 1);
-        let (srv, c) = (server.clone(), ctx.clone());
+        let (srv, c) = (server.clone(), Rc::new(ctx.for_peer(addr.map(|a| a.ip()))));
         glommio::spawn_local(async move {
             let stop_srv = srv.clone();
             let stop = async move {

@@ -639,6 +639,16 @@ where
     futures::future::join_all(all).await.into_iter().collect()
 }
 
+/// Shutdown: every group coordinated on this shard answers its waiting members
+/// `NOT_COORDINATOR` (they find the coordinator again once the node is back).
+pub fn unload_local() {
+    let all: Vec<Rc<Coordinator>> =
+        COORDINATORS.with(|m| m.borrow_mut().drain().map(|(_, c)| c).collect());
+    for c in all {
+        c.shut(code::NOT_COORDINATOR);
+    }
+}
+
 /// Loads the groups of the `__consumer_offsets` partitions this shard owns (at
 /// start, so that members stored before a restart have their sessions timed from
 /// now, and the first request does not wait for the load).

@@ -43,7 +43,8 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            client_host: String::new(),
+            // Kafka shows the address as Java prints an InetAddress.
+            client_host: ctx.peer.map(|ip| format!("/{ip}")).unwrap_or_default(),
             session_timeout_ms: req.session_timeout_ms,
             rebalance_timeout_ms: if v >= 1 {
                 req.rebalance_timeout_ms

@@ -427,10 +427,19 @@ mod protocol {
     }
 
     fn join(c: &mut Client, group: &str, member: &str) -> JoinGroupResponse {
+        join_with_timeout(c, group, member, 10_000)
+    }
+
+    fn join_with_timeout(
+        c: &mut Client,
+        group: &str,
+        member: &str,
+        rebalance_ms: i32,
+    ) -> JoinGroupResponse {
         let req = JoinGroupRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_session_timeout_ms(10_000)
-            .with_rebalance_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(rebalance_ms)
             .with_member_id(s(member))
             .with_protocol_type(s("consumer"))
             .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
@@ -543,6 +552,45 @@ mod protocol {
         drop(c);
         let log = node.log();
         assert!(!log.contains("panicked"), "{log}");
+    }
+
+    /// SIGTERM while a member waits in JoinGroup: it is answered NOT_COORDINATOR
+    /// (so it looks for the coordinator again) instead of hanging until the drain
+    /// timeout, and the node exits cleanly.
+    #[test]
+    fn a_member_waiting_in_join_is_answered_when_the_node_stops() {
+        let mut node = Node::start_with_config(CONFIG);
+        let mut a = Client::connect(&node.addr, Duration::from_secs(10)).expect("connect");
+        let id = join_with_timeout(&mut a, "w", "", 60_000)
+            .member_id
+            .to_string();
+        let joined = join_with_timeout(&mut a, "w", &id, 60_000);
+        assert_eq!(joined.error_code, 0);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(s("w")))
+            .with_generation_id(joined.generation_id)
+            .with_member_id(s(&id));
+        let (_, r): (i16, SyncGroupResponse) =
+            a.call(ApiKey::SyncGroup, 3, &sync).expect("SyncGroup");
+        assert_eq!(r.error_code, 0);
+        // A second member: its join waits for the first to rejoin, which it never does.
+        let addr = node.addr.clone();
+        let waiting = std::thread::spawn(move || {
+            let mut b = Client::connect(&addr, Duration::from_mins(2)).expect("connect");
+            let id = join_with_timeout(&mut b, "w", "", 60_000)
+                .member_id
+                .to_string();
+            join_with_timeout(&mut b, "w", &id, 60_000)
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while heartbeat(&mut a, "w", joined.generation_id, &id) != 27 {
+            assert!(std::time::Instant::now() < deadline, "no rebalance began");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = node.stop();
+        assert!(status.success(), "{status}\n{}", node.log());
+        let answer = waiting.join().expect("joiner thread");
+        assert_eq!(answer.error_code, 16, "NOT_COORDINATOR");
     }
 }
 

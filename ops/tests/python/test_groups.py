@@ -195,6 +195,7 @@ def test_admin_clients_list_and_describe_groups(bootstrap, topic_name):
             assert described["group_state"] == "Stable", described
             assert described["protocol_data"] == "range", described
             assert [m["client_id"] for m in described["members"]] == ["confluent-member"], described
+            assert [m["client_host"] for m in described["members"]] == ["/127.0.0.1"], described
         finally:
             admin.close()
         ca = AdminClient({"bootstrap.servers": bootstrap})
