@@ -568,9 +568,17 @@ impl Group {
                     self.leader = Some(new_id.clone());
                 }
                 self.persist = true;
-                if stable && unchanged && !was_leader {
+                if stable && unchanged {
                     // Kafka's static rejoin: no rebalance, the assignment stays.
-                    return Join::Done(self.join_response(&new_id));
+                    // The answer names the old id as the leader, so that a
+                    // returning leader does not compute an assignment a Stable
+                    // group would never hand out (as Kafka does).
+                    let mut r = self.join_response(&new_id);
+                    if was_leader {
+                        r.leader.clone_from(&old);
+                        r.members.clear();
+                    }
+                    return Join::Done(r);
                 }
                 return self.join_and_wait(&new_id, now, now_ms, limits);
             }

@@ -789,3 +789,100 @@ fn offsets_of_a_group_empty_past_the_retention_are_deleted() {
         "back after a restart"
     );
 }
+
+/// Counts the rebalances a consumer goes through.
+struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl rdkafka::client::ClientContext for Counting {}
+
+impl rdkafka::consumer::ConsumerContext for Counting {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &rdkafka::consumer::Rebalance<'_>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn static_member(
+    addr: &str,
+    instance: &str,
+    count: &Arc<std::sync::atomic::AtomicUsize>,
+) -> BaseConsumer<Counting> {
+    let c: BaseConsumer<Counting> = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "statics")
+        .set("group.instance.id", instance)
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "500")
+        .set("enable.auto.commit", "false")
+        .create_with_context(Counting(count.clone()))
+        .expect("consumer");
+    c.subscribe(&["static-topic"]).expect("subscribe");
+    c
+}
+
+fn assigned<C: rdkafka::consumer::ConsumerContext>(c: &BaseConsumer<C>) -> BTreeSet<i32> {
+    c.assignment()
+        .map(|a| {
+            a.elements()
+                .iter()
+                .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A static member (`group.instance.id`) that restarts within its session gets
+/// its partitions back without a rebalance: the other member sees none.
+#[test]
+fn a_static_member_restarting_within_its_session_causes_no_rebalance() {
+    let node = Node::start_with_config(CONFIG);
+    create_topic(&node.addr, "static-topic", 4);
+    let (ca, cb) = (
+        Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    );
+    let a = static_member(&node.addr, "instance-a", &ca);
+    let b = static_member(&node.addr, "instance-b", &cb);
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !(assigned(&a).len() == 2 && assigned(&b).len() == 2) {
+        assert!(
+            Instant::now() < deadline,
+            "a {:?} b {:?}",
+            assigned(&a),
+            assigned(&b)
+        );
+        let _ = a.poll(Duration::from_millis(50));
+        let _ = b.poll(Duration::from_millis(50));
+    }
+    let (a_parts, b_parts) = (assigned(&a), assigned(&b));
+    // Let any rebalance still in flight settle, then count from here.
+    for _ in 0..20 {
+        let _ = a.poll(Duration::from_millis(50));
+        let _ = b.poll(Duration::from_millis(50));
+    }
+    let b_before = cb.load(Ordering::Relaxed);
+    // Static members do not send LeaveGroup when they close.
+    drop(a);
+    let again = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a2 = static_member(&node.addr, "instance-a", &again);
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while assigned(&a2).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted static member got nothing"
+        );
+        let _ = a2.poll(Duration::from_millis(50));
+        let _ = b.poll(Duration::from_millis(50));
+    }
+    for _ in 0..40 {
+        let _ = a2.poll(Duration::from_millis(50));
+        let _ = b.poll(Duration::from_millis(50));
+    }
+    assert_eq!(assigned(&a2), a_parts, "the same partitions come back");
+    assert_eq!(assigned(&b), b_parts);
+    assert_eq!(
+        cb.load(Ordering::Relaxed),
+        b_before,
+        "the other member saw a rebalance"
+    );
+}
