@@ -105,7 +105,8 @@ pub struct JoinResponse {
 }
 
 impl JoinResponse {
-    fn error(error: i16, member_id: &str) -> Self {
+    /// An answer carrying only an error (and the member id, for MEMBER_ID_REQUIRED).
+    pub fn error(error: i16, member_id: &str) -> Self {
         JoinResponse {
             error,
             generation: -1,
@@ -145,7 +146,8 @@ pub struct SyncResponse {
 }
 
 impl SyncResponse {
-    fn error(error: i16) -> Self {
+    /// An answer carrying only an error.
+    pub fn error(error: i16) -> Self {
         SyncResponse {
             error,
             protocol_type: None,

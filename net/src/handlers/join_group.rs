@@ -17,18 +17,6 @@ use crate::registry::HandlerFuture;
 
 const KEY: i16 = ApiKey::JoinGroup as i16;
 
-fn error(e: i16, member_id: &str) -> JoinResponse {
-    JoinResponse {
-        error: e,
-        generation: -1,
-        protocol_type: None,
-        protocol: None,
-        leader: String::new(),
-        member_id: member_id.to_string(),
-        members: Vec::new(),
-    }
-}
-
 #[allow(clippy::needless_pass_by_value)]
 pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
     Box::pin(async move {
@@ -61,7 +49,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         };
         let member_id = join.member_id.clone();
         let r = if group.is_empty() {
-            error(code::INVALID_GROUP_ID, &member_id)
+            JoinResponse::error(code::INVALID_GROUP_ID, &member_id)
         } else {
             let g = group.clone();
             let outcome = on_coordinator(&ctx, &group, move |c| async move {
@@ -76,13 +64,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 c.persist(&g).await;
                 Ok(match join {
                     Join::Done(r) => r,
-                    Join::Wait(rx) => rx
-                        .await
-                        .unwrap_or_else(|_| error(code::COORDINATOR_NOT_AVAILABLE, "")),
+                    Join::Wait(rx) => rx.await.unwrap_or_else(|_| {
+                        JoinResponse::error(code::COORDINATOR_NOT_AVAILABLE, "")
+                    }),
                 })
             })
             .await;
-            outcome.unwrap_or_else(|e| error(e.code, &member_id))
+            outcome.unwrap_or_else(|e| JoinResponse::error(e.code, &member_id))
         };
         let s = |x: &str| StrBytes::from_string(x.to_string());
         let members = r

@@ -16,15 +16,6 @@ use crate::registry::HandlerFuture;
 
 const KEY: i16 = ApiKey::SyncGroup as i16;
 
-fn error(e: i16) -> SyncResponse {
-    SyncResponse {
-        error: e,
-        protocol_type: None,
-        protocol: None,
-        assignment: Bytes::new(),
-    }
-}
-
 #[allow(clippy::needless_pass_by_value)]
 pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
     Box::pin(async move {
@@ -44,13 +35,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 .collect(),
         };
         let r = if group.is_empty() {
-            error(code::INVALID_GROUP_ID)
+            SyncResponse::error(code::INVALID_GROUP_ID)
         } else {
             let g = group.clone();
             on_coordinator(&ctx, &group, move |c| async move {
                 let Some(outcome) = c.with_group(&g, false, |e| e.group.sync(sync, Instant::now()))
                 else {
-                    return Ok(error(code::UNKNOWN_MEMBER_ID));
+                    return Ok(SyncResponse::error(code::UNKNOWN_MEMBER_ID));
                 };
                 let rx = match outcome {
                     Sync::Done(r) => return Ok(r),
@@ -74,11 +65,11 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 };
                 Ok::<_, KafkaError>(
                     rx.await
-                        .unwrap_or_else(|_| error(code::COORDINATOR_NOT_AVAILABLE)),
+                        .unwrap_or_else(|_| SyncResponse::error(code::COORDINATOR_NOT_AVAILABLE)),
                 )
             })
             .await
-            .unwrap_or_else(|e| error(e.code))
+            .unwrap_or_else(|e| SyncResponse::error(e.code))
         };
         let s = |x: &str| StrBytes::from_string(x.to_string());
         let response = SyncGroupResponse::default()
