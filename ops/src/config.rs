@@ -3,16 +3,17 @@
 //! refused by the parser with the key's name; values out of range are refused by
 //! [`Config::check`] with the key's name.
 
+use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sluice_engine::{EngineConfig, LogConfig};
 use sluice_net::BrokerSettings;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where partitions and the topic registry live.
@@ -27,7 +28,7 @@ pub struct Config {
     pub group: GroupSection,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GroupSection {
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
@@ -69,7 +70,7 @@ impl Default for GroupSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSection {
     /// Address the Kafka listener binds (`host:port`).
@@ -88,7 +89,7 @@ pub struct KafkaSection {
     pub fetch_wait_max_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
     /// Shards (one pinned thread per core); default: one per CPU this process may use.
@@ -99,7 +100,7 @@ pub struct StorageSection {
     pub writeback_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     /// `log.retention.ms`; -1 keeps data forever.
@@ -189,12 +190,288 @@ pub struct Resolved {
     pub broker: BrokerSettings,
 }
 
+/// Every key of the file: (section, key, what it means). The reference for
+/// `sluice config defaults`, the `SLUICE_*` environment variables and `--set`.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    (
+        "",
+        "data_dir",
+        "where partitions, topics.json and __consumer_offsets live",
+    ),
+    ("", "node_id", "Kafka's node.id"),
+    (
+        "kafka",
+        "listen",
+        "address the Kafka listener binds (host:port)",
+    ),
+    (
+        "kafka",
+        "advertised_host",
+        "host clients are told to connect to (default: the listen host)",
+    ),
+    (
+        "kafka",
+        "advertised_port",
+        "port clients are told to connect to (default: the listen port)",
+    ),
+    ("kafka", "auto_create_topics", "auto.create.topics.enable"),
+    (
+        "kafka",
+        "num_partitions",
+        "num.partitions of auto-created topics (1 to 100000)",
+    ),
+    (
+        "kafka",
+        "request_max_bytes",
+        "socket.request.max.bytes (1 KiB to 1 GiB)",
+    ),
+    (
+        "kafka",
+        "fetch_wait_max_ms",
+        "longest a Fetch may long-poll, in milliseconds",
+    ),
+    (
+        "storage",
+        "shards",
+        "shards, one pinned thread per core (default: one per CPU this process may use)",
+    ),
+    (
+        "storage",
+        "cache_mib_per_shard",
+        "recent batches each shard keeps in memory for consumers, MiB",
+    ),
+    (
+        "storage",
+        "writeback_interval_ms",
+        "how often acks=1 data still in memory is written, ms",
+    ),
+    (
+        "log",
+        "retention_ms",
+        "log.retention.ms; -1 keeps data forever",
+    ),
+    (
+        "log",
+        "retention_bytes",
+        "log.retention.bytes; -1 for no size limit",
+    ),
+    ("log", "segment_bytes", "log.segment.bytes"),
+    ("log", "segment_ms", "log.roll.ms"),
+    ("log", "max_message_bytes", "message.max.bytes"),
+    (
+        "group",
+        "initial_rebalance_delay_ms",
+        "group.initial.rebalance.delay.ms (at most 300000)",
+    ),
+    (
+        "group",
+        "min_session_timeout_ms",
+        "group.min.session.timeout.ms",
+    ),
+    (
+        "group",
+        "max_session_timeout_ms",
+        "group.max.session.timeout.ms",
+    ),
+    ("group", "max_size", "group.max.size (default: no limit)"),
+    (
+        "group",
+        "offsets_topic_partitions",
+        "offsets.topic.num.partitions, when __consumer_offsets is created (1 to 1000)",
+    ),
+    (
+        "group",
+        "offsets_retention_minutes",
+        "offsets.retention.minutes",
+    ),
+    (
+        "group",
+        "offsets_retention_check_interval_ms",
+        "offsets.retention.check.interval.ms",
+    ),
+    (
+        "group",
+        "offset_metadata_max_bytes",
+        "offset.metadata.max.bytes",
+    ),
+];
+
+/// Checks that the data directory can be used without changing anything in it:
+/// an existing one must be a directory this process can create files in; a
+/// missing one must have an existing ancestor directory it can create it under.
+pub fn check_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    let mut probe_in = dir.to_path_buf();
+    loop {
+        match std::fs::metadata(&probe_in) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(bad(
+                    "data_dir",
+                    format!(
+                        "{}: {} is not a directory",
+                        dir.display(),
+                        probe_in.display()
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(parent) = probe_in.parent().filter(|p| !p.as_os_str().is_empty()) else {
+                    probe_in = PathBuf::from(".");
+                    break;
+                };
+                probe_in = parent.to_path_buf();
+            }
+            Err(e) if probe_in == dir => {
+                return Err(bad("data_dir", format!("{}: {e}", dir.display())));
+            }
+            Err(e) => {
+                return Err(bad(
+                    "data_dir",
+                    format!("{}: {}: {e}", dir.display(), probe_in.display()),
+                ))
+            }
+        }
+    }
+    // A file of our own, created and removed: nothing that was there is touched.
+    let probe = probe_in.join(format!(".sluice-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(bad(
+            "data_dir",
+            format!(
+                "{}: cannot write in {}: {e}",
+                dir.display(),
+                probe_in.display()
+            ),
+        )),
+    }
+}
+
+/// `section.key` (or `key` at the top).
+fn dotted(section: &str, key: &str) -> String {
+    if section.is_empty() {
+        key.to_string()
+    } else {
+        format!("{section}.{key}")
+    }
+}
+
+/// The environment variable that overrides a key: `SLUICE_KAFKA_LISTEN`.
+pub fn env_name(section: &str, key: &str) -> String {
+    format!(
+        "SLUICE_{}",
+        dotted(section, key).replace('.', "_").to_ascii_uppercase()
+    )
+}
+
+/// A value given outside the file: TOML if it parses as a TOML value (`5`, `true`,
+/// `"x"`), else the text as a string.
+fn override_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
 impl Config {
-    /// Reads and parses a file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    /// The configuration from a file (or the defaults), then the `SLUICE_*`
+    /// variables among `env`, then `--set section.key=value` pairs, later ones
+    /// winning. Unknown keys and wrong types are refused naming the key and where it
+    /// came from.
+    pub fn assemble(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> Result<Config, ConfigError> {
+        let (text, source) = match file {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "defaults".to_string()),
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError(format!("{source}: {e}")))?;
+        // Check the file alone first, so its errors point into it.
+        toml::from_str::<Config>(&text).map_err(|e| ConfigError(format!("{source}: {e}")))?;
+        let mut overrides = Vec::new();
+        for (name, raw) in env {
+            if let Some((sec, key, _)) = KEYS.iter().find(|(s, k, _)| env_name(s, k) == name) {
+                overrides.push((format!("environment {name}"), *sec, *key, raw));
+            }
+        }
+        for set in sets {
+            let (path, raw) = set
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("--set {set}: use section.key=value")))?;
+            let (sec, key) = path.rsplit_once('.').unwrap_or(("", path));
+            let Some((sec, key, _)) = KEYS.iter().find(|(s, k, _)| *s == sec && *k == key) else {
+                return Err(ConfigError(format!(
+                    "--set {set}: unknown config key `{path}`"
+                )));
+            };
+            overrides.push((format!("--set {path}"), *sec, *key, raw.to_string()));
+        }
+        for (from, sec, key, raw) in overrides {
+            let value = override_value(&raw);
+            let slot = if sec.is_empty() {
+                &mut table
+            } else {
+                let entry = table
+                    .entry(sec.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                entry.as_table_mut().ok_or_else(|| {
+                    ConfigError(format!("invalid config `{sec}`: must be a table"))
+                })?
+            };
+            slot.insert(key.to_string(), value);
+            // Each override is checked as it lands, so the error says which one.
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| bad(&dotted(sec, key), format!("from {from}: {}", e.message())))?;
+        }
+        toml::Value::Table(table)
+            .try_into::<Config>()
+            .map_err(|e| ConfigError(format!("{source}: {e}")))
+    }
+
+    /// A complete configuration file with every key at its default, each with a
+    /// comment saying what it means (`sluice config defaults`).
+    pub fn defaults_file() -> String {
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        let mut out = String::from(
+            "# sluice serve configuration: every key with its default.\n\
+             # Each key can also be set with an environment variable SLUICE_<SECTION>_<KEY>\n\
+             # (for example SLUICE_KAFKA_LISTEN) or `sluice serve --set section.key=value`.\n",
+        );
+        let mut section = None;
+        for (sec, key, doc) in KEYS {
+            if section != Some(*sec) {
+                section = Some(*sec);
+                if !sec.is_empty() {
+                    let _ = write!(out, "\n[{sec}]\n");
+                }
+            }
+            let value = if sec.is_empty() {
+                defaults.get(*key)
+            } else {
+                defaults.get(*sec).and_then(|t| t.get(*key))
+            };
+            let _ = writeln!(out, "# {doc}");
+            let _ = match value {
+                Some(v) => writeln!(out, "{key} = {v}"),
+                None => writeln!(out, "# {key} ="),
+            };
+        }
+        out
     }
 
     /// Checks every value and builds the engine and broker settings.
@@ -352,6 +629,72 @@ mod tests {
             r.broker.groups.limits.initial_rebalance_delay,
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn the_defaults_file_names_every_key_and_reads_back_as_the_defaults() {
+        let text = Config::defaults_file();
+        let back: Config = toml::from_str(&text).expect("the defaults file parses");
+        assert_eq!(
+            toml::Table::try_from(&back).unwrap(),
+            toml::Table::try_from(Config::default()).unwrap()
+        );
+        // Every field of the config, optional ones set, is in KEYS and in the file.
+        let mut full = Config::default();
+        full.kafka.advertised_host = Some("h".into());
+        full.kafka.advertised_port = Some(1);
+        full.storage.shards = Some(1);
+        full.group.max_size = Some(1);
+        let table = toml::Table::try_from(full).unwrap();
+        let mut fields = Vec::new();
+        for (k, v) in &table {
+            match v.as_table() {
+                Some(t) => fields.extend(t.keys().map(|x| format!("{k}.{x}"))),
+                None => fields.push(k.clone()),
+            }
+        }
+        let mut keys: Vec<String> = KEYS.iter().map(|(s, k, _)| dotted(s, k)).collect();
+        fields.sort();
+        keys.sort();
+        assert_eq!(fields, keys);
+        for (_, k, _) in KEYS {
+            assert!(
+                text.contains(&format!("{k} =")),
+                "{k} missing from the defaults file"
+            );
+        }
+    }
+
+    #[test]
+    fn environment_and_set_override_the_file_in_order() {
+        let env = vec![
+            ("SLUICE_KAFKA_NUM_PARTITIONS".to_string(), "3".to_string()),
+            ("SLUICE_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("SLUICE_UNRELATED".to_string(), "ignored".to_string()),
+        ];
+        let c = Config::assemble(
+            None,
+            env.clone().into_iter(),
+            &["kafka.num_partitions=4".into()],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.num_partitions, 4, "--set wins over the environment");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        let c = Config::assemble(None, env.into_iter(), &[]).unwrap();
+        assert_eq!(c.kafka.num_partitions, 3);
+        let e = Config::assemble(
+            None,
+            vec![("SLUICE_GROUP_MAX_SIZE".to_string(), "many".to_string())].into_iter(),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("group.max_size") && e.contains("SLUICE_GROUP_MAX_SIZE"),
+            "{e}"
+        );
+        let e = Config::assemble(None, std::iter::empty(), &["nope=1".into()]).unwrap_err();
+        assert!(e.to_string().contains("`nope`"), "{e}");
     }
 
     #[test]

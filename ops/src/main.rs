@@ -40,6 +40,15 @@ enum Command {
         /// Kafka listener `host:port` (overrides `kafka.listen`).
         #[arg(long)]
         listen: Option<String>,
+        /// Set any key, `section.key=value` (repeatable; wins over the file and
+        /// the `SLUICE_*` environment variables).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Check a configuration file, or print the defaults.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Create, list, describe, alter and delete topics on any Kafka broker.
     Topic {
@@ -101,6 +110,20 @@ enum Command {
         #[arg(long, short = 'e')]
         exit_at_end: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Check a file (with the `SLUICE_*` environment variables and `--set` pairs
+    /// applied, as `sluice serve` would) without starting anything; exit 0 if it
+    /// is good, else print what is wrong, naming the key, and exit 2.
+    Check {
+        file: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Print a complete configuration file with every key at its default.
+    Defaults,
 }
 
 #[derive(Subcommand)]
@@ -201,7 +224,28 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
-        } => serve(config.as_ref(), data_dir, listen),
+            sets,
+        } => serve(config.as_ref(), data_dir, listen, &sets),
+        Command::Config { action } => match action {
+            ConfigAction::Defaults => {
+                print!("{}", config::Config::defaults_file());
+                ExitCode::SUCCESS
+            }
+            ConfigAction::Check { file, sets } => match resolve(file.as_ref(), None, None, &sets) {
+                Ok(r) => {
+                    println!(
+                        "configuration is valid: data_dir {}, Kafka on {}",
+                        r.engine.data_dir.display(),
+                        r.listen
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    ExitCode::from(2)
+                }
+            },
+        },
         Command::Topic { action } => finish(topic(action)),
         Command::Group { action } => finish(group(action)),
         Command::Produce {
@@ -313,24 +357,33 @@ fn finish(r: cli::CliResult<()>) -> ExitCode {
     }
 }
 
-fn serve(file: Option<&PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> ExitCode {
-    let mut cfg = match file {
-        Some(path) => match config::Config::load(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("sluice: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => config::Config::default(),
-    };
+/// The file, the environment, `--set` pairs and the two flags, checked, with the
+/// data directory checked too.
+fn resolve(
+    file: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    sets: &[String],
+) -> Result<config::Resolved, config::ConfigError> {
+    let mut cfg = config::Config::assemble(file.map(PathBuf::as_path), std::env::vars(), sets)?;
     if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
     if let Some(l) = listen {
         cfg.kafka.listen = l;
     }
-    let resolved = match cfg.check() {
+    let resolved = cfg.check()?;
+    config::check_data_dir(&resolved.engine.data_dir)?;
+    Ok(resolved)
+}
+
+fn serve(
+    file: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    sets: &[String],
+) -> ExitCode {
+    let resolved = match resolve(file, data_dir, listen, sets) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sluice: {e}");

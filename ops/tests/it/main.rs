@@ -11,6 +11,7 @@
 
 mod bad_input;
 mod cli;
+mod config;
 mod groups;
 mod kcat;
 mod librdkafka;
