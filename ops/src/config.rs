@@ -26,6 +26,23 @@ pub struct Config {
     pub log: LogSection,
     /// Consumer groups and committed offsets (Kafka's `group.*` and `offsets.*`).
     pub group: GroupSection,
+    /// The admin HTTP endpoint (health checks, node information).
+    pub admin: AdminSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Address of the admin HTTP endpoint (`host:port`).
+    pub listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: "127.0.0.1:9644".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -124,6 +141,7 @@ impl Default for Config {
             storage: StorageSection::default(),
             log: LogSection::default(),
             group: GroupSection::default(),
+            admin: AdminSection::default(),
         }
     }
 }
@@ -187,6 +205,8 @@ fn bad(key: &str, reason: impl std::fmt::Display) -> ConfigError {
 pub struct Resolved {
     pub engine: EngineConfig,
     pub listen: SocketAddr,
+    /// The admin HTTP endpoint.
+    pub admin: SocketAddr,
     pub broker: BrokerSettings,
 }
 
@@ -293,6 +313,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "group",
         "offset_metadata_max_bytes",
         "offset.metadata.max.bytes",
+    ),
+    (
+        "admin",
+        "listen",
+        "address of the admin HTTP endpoint: /v1/health/live, /v1/health/ready, /v1/node",
     ),
 ];
 
@@ -542,9 +567,17 @@ impl Config {
             fetch_wait_max_ms: self.kafka.fetch_wait_max_ms,
             groups: self.group.check()?,
         };
+        let admin = self
+            .admin
+            .listen
+            .to_socket_addrs()
+            .map_err(|e| bad("admin.listen", format!("`{}`: {e}", self.admin.listen)))?
+            .next()
+            .ok_or_else(|| bad("admin.listen", "resolves to no address"))?;
         Ok(Resolved {
             engine,
             listen,
+            admin,
             broker,
         })
     }

@@ -1,5 +1,6 @@
 //! The `sluice` command: `sluice serve` runs a node; more subcommands follow.
 
+mod admin;
 mod cli;
 mod config;
 mod group_cli;
@@ -404,15 +405,42 @@ fn serve(
         listen = %resolved.listen,
         "starting"
     );
+    let admin = match admin::Admin::start(
+        resolved.admin,
+        resolved.broker.node_id,
+        resolved.engine.data_dir.clone(),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "sluice: invalid config `admin.listen`: cannot listen on {}: {e}",
+                resolved.admin
+            );
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(addr = %admin.state.admin, "admin endpoint open");
     let broker = match sluice_net::Broker::start(resolved.engine, resolved.listen, &resolved.broker)
     {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("sluice: {e}");
+            admin
+                .state
+                .set_ready(false, &format!("failed to start: {e}"));
+            admin.stop();
             return ExitCode::FAILURE;
         }
     };
+    admin.state.shards.store(
+        broker.router().shard_count(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    if let Ok(mut k) = admin.state.kafka.lock() {
+        *k = Some(broker.local_addr());
+    }
+    admin.state.set_ready(true, "");
     tracing::info!(addr = %broker.local_addr(), "serving Kafka clients");
     let signal = match signals.wait() {
         Ok(s) => s,
@@ -422,7 +450,10 @@ fn serve(
         }
     };
     tracing::info!(signal = %signal, "stopping: finishing requests and flushing logs");
-    match broker.shutdown() {
+    admin.state.set_ready(false, "stopping");
+    let stopped = broker.shutdown();
+    admin.stop();
+    match stopped {
         Ok(()) => {
             tracing::info!("stopped cleanly");
             ExitCode::SUCCESS

@@ -9,6 +9,7 @@
     clippy::cast_sign_loss
 )]
 
+mod admin;
 mod bad_input;
 mod cli;
 mod config;

@@ -71,6 +71,8 @@ impl Node {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(&self.addr)
+            // Any free port: tests run in parallel.
+            .args(["--set", "admin.listen=127.0.0.1:0"])
             .env("SLUICE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,243 @@
+//! The admin HTTP endpoint (`[admin] listen`, default 127.0.0.1:9644): health checks
+//! for load balancers and supervisors, and what the node is.
+//!
+//! - `GET /v1/health/live`: 200 while the process runs.
+//! - `GET /v1/health/ready`: 200 only while the node serves Kafka clients; 503 with a
+//!   JSON reason while starting or stopping.
+//! - `GET /v1/node`: id, version, shards, listeners, data directory and its usage.
+//!
+//! It runs on one plain thread, away from the shards, one connection at a time: a
+//! request (line and headers) may be at most 8 KiB and must arrive within 2 s;
+//! anything else is answered 400, 404, 405 or 431 and the connection closed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Longest request head accepted.
+const HEAD_MAX: usize = 8 * 1024;
+/// How long a client may take to send its request or read the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the endpoint reports; shared with `sluice serve`.
+pub struct AdminState {
+    pub node_id: i32,
+    pub shards: AtomicUsize,
+    pub data_dir: PathBuf,
+    pub kafka: Mutex<Option<SocketAddr>>,
+    pub admin: SocketAddr,
+    /// Serving Kafka clients.
+    pub ready: AtomicBool,
+    /// Why not ready (starting, stopping).
+    pub reason: Mutex<String>,
+    stop: AtomicBool,
+}
+
+impl AdminState {
+    pub fn set_ready(&self, ready: bool, reason: &str) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = reason.to_string();
+        }
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+/// The running endpoint.
+pub struct Admin {
+    pub state: Arc<AdminState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Admin {
+    /// Binds `addr` and starts answering; not ready until told.
+    pub fn start(addr: SocketAddr, node_id: i32, data_dir: PathBuf) -> std::io::Result<Admin> {
+        let listener = TcpListener::bind(addr)?;
+        let state = Arc::new(AdminState {
+            node_id,
+            shards: AtomicUsize::new(0),
+            data_dir,
+            kafka: Mutex::new(None),
+            admin: listener.local_addr()?,
+            ready: AtomicBool::new(false),
+            reason: Mutex::new("starting: recovering partitions".into()),
+            stop: AtomicBool::new(false),
+        });
+        let s = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("admin-http".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if s.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match conn {
+                        Ok(stream) => {
+                            if let Err(e) = answer(stream, &s) {
+                                tracing::debug!(error = %e, "admin connection");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "admin accept failed"),
+                    }
+                }
+            })?;
+        Ok(Admin {
+            state,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops answering (readiness should have gone 503 before).
+    pub fn stop(mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.state.admin, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let end = loop {
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break Some(i + 4);
+        }
+        if head.len() > HEAD_MAX {
+            break None;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    };
+    let head_only = head.starts_with(b"HEAD ");
+    let (status, body, allow) = match end {
+        Some(end) if end <= HEAD_MAX => route(&head[..end], state),
+        _ => (431, error_json("request head over 8 KiB"), false),
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if allow {
+        out.push_str("Allow: GET\r\n");
+    }
+    out.push_str("\r\n");
+    if !head_only {
+        out.push_str(&body);
+    }
+    stream.write_all(out.as_bytes())?;
+    stream.flush()
+}
+
+fn error_json(reason: &str) -> String {
+    serde_json::json!({ "error": reason }).to_string()
+}
+
+/// (status, JSON body, whether to send `Allow: GET`).
+fn route(head: &[u8], state: &AdminState) -> (u16, String, bool) {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end().split(' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return (400, error_json("malformed request line"), false);
+    };
+    if !version.starts_with("HTTP/1.") || parts.next().is_some() {
+        return (400, error_json("malformed request line"), false);
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    let known = matches!(path, "/v1/health/live" | "/v1/health/ready" | "/v1/node");
+    if !known {
+        return (404, error_json("no such endpoint"), false);
+    }
+    if method != "GET" && method != "HEAD" {
+        return (405, error_json("only GET"), true);
+    }
+    match path {
+        "/v1/health/live" => (
+            200,
+            serde_json::json!({ "status": "live" }).to_string(),
+            false,
+        ),
+        "/v1/health/ready" => {
+            if state.ready.load(Ordering::SeqCst) {
+                (
+                    200,
+                    serde_json::json!({ "status": "ready" }).to_string(),
+                    false,
+                )
+            } else {
+                let reason = state.reason.lock().map(|r| r.clone()).unwrap_or_default();
+                (
+                    503,
+                    serde_json::json!({ "status": "not ready", "reason": reason }).to_string(),
+                    false,
+                )
+            }
+        }
+        _ => (200, node_json(state), false),
+    }
+}
+
+fn node_json(state: &AdminState) -> String {
+    let kafka = state
+        .kafka
+        .lock()
+        .ok()
+        .and_then(|k| *k)
+        .map(|a| a.to_string());
+    let (total, free) = nix::sys::statvfs::statvfs(&state.data_dir).map_or((None, None), |s| {
+        let f = s.fragment_size();
+        (
+            Some(s.blocks().saturating_mul(f)),
+            Some(s.blocks_available().saturating_mul(f)),
+        )
+    });
+    serde_json::json!({
+        "node_id": state.node_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "shards": state.shards.load(Ordering::SeqCst),
+        "listeners": { "kafka": kafka, "admin": state.admin.to_string() },
+        "data_dir": state.data_dir.display().to_string(),
+        "data_dir_bytes_used": dir_bytes(&state.data_dir),
+        "filesystem_bytes_total": total,
+        "filesystem_bytes_free": free,
+    })
+    .to_string()
+}
+
+/// Bytes of the files under `dir` (their sizes).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total = total.saturating_add(m.len()),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
