@@ -312,7 +312,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "group",
         "offset_metadata_max_bytes",
-        "offset.metadata.max.bytes",
+        "offset.metadata.max.bytes (at most 32767: the record stores it with an i16 length)",
     ),
     (
         "admin",
@@ -612,11 +612,9 @@ impl GroupSection {
                 "must be 1 to 52560000 (100 years)",
             ));
         }
-        if !(1..=(1 << 20)).contains(&self.offset_metadata_max_bytes) {
-            return Err(bad(
-                "group.offset_metadata_max_bytes",
-                "must be 1 to 1048576",
-            ));
+        // The __consumer_offsets record stores metadata with an i16 length.
+        if !(1..=32_767).contains(&self.offset_metadata_max_bytes) {
+            return Err(bad("group.offset_metadata_max_bytes", "must be 1 to 32767"));
         }
         if !(100..=86_400_000).contains(&self.offsets_retention_check_interval_ms) {
             return Err(bad(
@@ -748,6 +746,10 @@ mod tests {
             (
                 "[group]\noffsets_topic_partitions = 0",
                 "group.offsets_topic_partitions",
+            ),
+            (
+                "[group]\noffset_metadata_max_bytes = 40000",
+                "group.offset_metadata_max_bytes",
             ),
             (
                 "[group]\ninitial_rebalance_delay_ms = \"soon\"",

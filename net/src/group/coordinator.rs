@@ -679,6 +679,16 @@ where
     Fut: Future<Output = Result<O, KafkaError>> + 'static,
     O: Send + 'static,
 {
+    if group.len() > super::records::STRING_MAX {
+        return Err(KafkaError::new(
+            code::INVALID_GROUP_ID,
+            format!(
+                "group id of {} bytes: at most {}",
+                group.len(),
+                super::records::STRING_MAX
+            ),
+        ));
+    }
     let topic = offsets_topic(ctx).await?;
     on_partition(ctx, partition_for(group, topic.partitions), f).await
 }

@@ -81,11 +81,19 @@ pub struct GroupValue {
 // ---------------------------------------------------------------------------
 // Writing
 
+/// Longest string the record format holds (an `i16` length).
+pub const STRING_MAX: usize = i16::MAX as usize;
+
 fn put_str(out: &mut BytesMut, s: &str) {
-    let b = s.as_bytes();
-    // Kafka strings are at most i16::MAX bytes; callers check lengths before this.
-    out.put_i16(i16::try_from(b.len()).unwrap_or(i16::MAX));
-    out.put_slice(&b[..b.len().min(i16::MAX as usize)]);
+    // Group ids and offset metadata are refused above STRING_MAX before they get
+    // here. Anything else longer (a client-made id) is cut at a character
+    // boundary, so the record still reads back.
+    let mut end = s.len().min(STRING_MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.put_i16(i16::try_from(end).unwrap_or(i16::MAX));
+    out.put_slice(&s.as_bytes()[..end]);
 }
 
 fn put_nullable_str(out: &mut BytesMut, s: Option<&str>) {
@@ -437,6 +445,17 @@ mod tests {
         assert_eq!(got.members[0].session_timeout_ms, 10_000);
         assert_eq!(got.members[0].rebalance_timeout_ms, 10_000);
         assert_eq!(got.members[0].group_instance_id, None);
+    }
+
+    #[test]
+    fn an_overlong_string_is_cut_at_a_character_boundary_and_reads_back() {
+        let long = "é".repeat(STRING_MAX);
+        let k = RecordKey::Group { group: long };
+        let RecordKey::Group { group } = RecordKey::decode(&k.encode()).unwrap() else {
+            panic!("a group key");
+        };
+        assert_eq!(group.len(), STRING_MAX - 1);
+        assert!(group.chars().all(|c| c == 'é'));
     }
 
     #[test]

@@ -482,6 +482,12 @@ mod protocol {
             24,
             "empty group id"
         );
+        let huge_group = "g".repeat(40_000);
+        assert_eq!(
+            commit(&mut c, &huge_group, -1, "", "t", 0, 1, ""),
+            24,
+            "a group id over 32767 bytes"
+        );
 
         // A real member: MEMBER_ID_REQUIRED, then generation 1 as the leader.
         let first = join(&mut c, "g", "");
