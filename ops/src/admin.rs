@@ -105,6 +105,9 @@ fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
+    // The whole request within IO_TIMEOUT, not each read: a client trickling a
+    // byte at a time must not hold the endpoint.
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
     let end = loop {
         if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
             break Some(i + 4);
@@ -112,6 +115,11 @@ fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         if head.len() > HEAD_MAX {
             break None;
         }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Ok(());

@@ -97,5 +97,19 @@ fn health_node_and_refusals() {
     let idle = TcpStream::connect(&addr).expect("connect");
     assert_eq!(get(&addr, "/v1/health/live").0, 200);
     drop(idle);
+    // Nor does one that trickles its request a byte at a time.
+    let a2 = addr.clone();
+    let trickler = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&a2).expect("connect");
+        for b in b"GET /v1/health/live HTTP/1.1\r\nX: y\r\n" {
+            if s.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(get(&addr, "/v1/health/live").0, 200);
+    trickler.join().expect("trickler");
     assert!(!node.log().contains("panicked"));
 }
