@@ -1,10 +1,11 @@
 //! The group coordinators of one shard: one per partition of `__consumer_offsets`
 //! that the shard owns, created on first use. A coordinator loads its partition's
-//! groups and offsets from the log before it answers anything, writes every change
+//! groups and offsets from the log before it answers anything and writes every change
 //! (committed offsets, group metadata after a rebalance, tombstones) to that
-//! partition with acks=all durability before it answers, and runs a ticker that
-//! expires sessions, completes timed-out rebalances, and drops the offsets of
-//! groups that stayed empty longer than `offsets.retention.minutes`.
+//! partition before it answers (offsets and tombstones fdatasync'ed, group metadata
+//! not waited for). One ticker per shard expires sessions, completes timed-out
+//! rebalances, and drops the offsets of groups that stayed empty longer than
+//! `offsets.retention.minutes`, for every coordinator of the shard.
 //!
 //! Requests reach the coordinator of their group with one hop to the owning shard
 //! ([`on_coordinator`]); everything else about a group happens on that shard.
@@ -12,7 +13,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,10 +81,14 @@ pub struct Coordinator {
     groups: RefCell<HashMap<String, GroupEntry>>,
     loaded: Cell<bool>,
     load_lock: futures::lock::Mutex<()>,
+    /// When offsets retention was last checked.
+    retention_checked: Cell<Instant>,
 }
 
 thread_local! {
     static COORDINATORS: RefCell<HashMap<i32, Rc<Coordinator>>> = RefCell::new(HashMap::new());
+    /// The shard's ticker runs (while it has coordinators).
+    static TICKING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Wall-clock milliseconds.
@@ -110,11 +115,14 @@ impl Coordinator {
                     groups: RefCell::new(HashMap::new()),
                     loaded: Cell::new(false),
                     load_lock: futures::lock::Mutex::new(()),
+                    retention_checked: Cell::new(Instant::now()),
                 });
                 if let Some(old) = COORDINATORS.with(|m| m.borrow_mut().insert(index, c.clone())) {
                     old.shut(code::NOT_COORDINATOR);
                 }
-                glommio::spawn_local(ticker(Rc::downgrade(&c))).detach();
+                if !TICKING.with(|t| t.replace(true)) {
+                    glommio::spawn_local(ticker()).detach();
+                }
                 c
             }
         };
@@ -380,7 +388,12 @@ impl Coordinator {
     }
 
     /// One pass of the ticker: sessions, rebalance deadlines, retention.
-    async fn tick(&self, retention_due: bool) {
+    async fn tick(&self) {
+        let retention_due =
+            self.retention_checked.get().elapsed() >= self.settings.offsets_retention_check;
+        if retention_due {
+            self.retention_checked.set(Instant::now());
+        }
         let now = Instant::now();
         let now_ms = now_ms();
         let names: Vec<String> = self.groups.borrow().keys().cloned().collect();
@@ -549,21 +562,25 @@ impl Replay {
     }
 }
 
-async fn ticker(c: Weak<Coordinator>) {
-    let mut last_retention = Instant::now();
+/// The shard's ticker: every coordinator of the shard, every `TICK`; it ends when
+/// the shard has none left (shutdown) and starts again with the next one.
+async fn ticker() {
     loop {
         glommio::timer::sleep(TICK).await;
-        let Some(c) = c.upgrade() else { return };
-        let current =
-            COORDINATORS.with(|m| m.borrow().get(&c.index).is_some_and(|x| Rc::ptr_eq(x, &c)));
-        if !current {
+        let all: Vec<Rc<Coordinator>> =
+            COORDINATORS.with(|m| m.borrow().values().cloned().collect());
+        if all.is_empty() {
+            TICKING.with(|t| t.set(false));
             return;
         }
-        let retention_due = last_retention.elapsed() >= c.settings.offsets_retention_check;
-        if retention_due {
-            last_retention = Instant::now();
+        for c in all {
+            // Replaced or unloaded meanwhile: nothing of it to tick.
+            let current =
+                COORDINATORS.with(|m| m.borrow().get(&c.index).is_some_and(|x| Rc::ptr_eq(x, &c)));
+            if current {
+                c.tick().await;
+            }
         }
-        c.tick(retention_due).await;
     }
 }
 
