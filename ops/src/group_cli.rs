@@ -38,55 +38,24 @@ pub fn list(bootstrap: &str) -> CliResult<()> {
     Ok(())
 }
 
-/// The (topic, partitions) of a consumer-protocol assignment; empty if it does not
-/// parse (another protocol).
-fn assignment_partitions(b: &[u8]) -> Vec<(String, Vec<i32>)> {
-    let mut at = 2usize;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let s = b.get(at..at.checked_add(n)?)?;
-        at += n;
-        Some(s)
-    };
-    let mut out = Vec::new();
-    let Some(count) = take(4)
-        .and_then(|s| s.try_into().ok())
-        .map(i32::from_be_bytes)
-    else {
-        return out;
-    };
-    for _ in 0..count.max(0) {
-        let Some(len) = take(2)
-            .and_then(|s| s.try_into().ok())
-            .map(i16::from_be_bytes)
-        else {
-            return out;
-        };
-        let Some(topic) = usize::try_from(len)
-            .ok()
-            .and_then(&mut take)
-            .map(|t| String::from_utf8_lossy(t).into_owned())
-        else {
-            return out;
-        };
-        let Some(n) = take(4)
-            .and_then(|s| s.try_into().ok())
-            .map(i32::from_be_bytes)
-        else {
-            return out;
-        };
-        let mut parts = Vec::new();
-        for _ in 0..n.max(0) {
-            match take(4)
-                .and_then(|s| s.try_into().ok())
-                .map(i32::from_be_bytes)
-            {
-                Some(p) => parts.push(p),
-                None => return out,
-            }
-        }
-        out.push((topic, parts));
+/// The (topic, partitions) of a consumer-protocol assignment (its version first,
+/// then the body); empty if it does not decode (another protocol).
+fn assignment_partitions(b: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
+    use kafka_protocol::protocol::Decodable;
+    let mut buf = b.clone();
+    if buf.len() < 2 {
+        return Vec::new();
     }
-    out
+    let version = i16::from_be_bytes([buf[0], buf[1]]).clamp(0, 3);
+    bytes::Buf::advance(&mut buf, 2);
+    kafka_protocol::messages::ConsumerProtocolAssignment::decode(&mut buf, version)
+        .map(|a| {
+            a.assigned_partitions
+                .into_iter()
+                .map(|tp| (tp.topic.0.to_string(), tp.partitions))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Committed offsets of a group: (topic, partition) -> offset.
