@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod failpoint;
 pub mod log;
+pub mod metrics;
 pub mod preflight;
 pub mod shard;
 pub mod sync;

@@ -106,7 +106,21 @@ where
                 reason: format!("a {}-byte request has no header", frame.len()),
             });
         };
-        let answer = start(ctx, prefix, &mut frame)?;
+        let (key, version) = (prefix.api_key, prefix.api_version);
+        let answer = match start(ctx, prefix, &mut frame) {
+            Ok(a) => a,
+            Err(e) => {
+                // Not answered: the connection closes.
+                sluice_engine::metrics::request_started(key, version);
+                sluice_engine::metrics::request_finished(
+                    key,
+                    version,
+                    std::time::Duration::ZERO,
+                    false,
+                );
+                return Err(e);
+            }
+        };
         if tx.send(answer).await.is_err() {
             // The writer stopped (the socket failed); nothing more to do.
             return Ok(());
@@ -209,10 +223,19 @@ fn start(
                 reason: format!("request header: {e}"),
             }
         })?;
-    let handler = (api.handler)(ctx.clone(), header, frame.clone());
+    let key = prefix.api_key;
+    sluice_engine::metrics::request_started(key, version);
+    let started = std::time::Instant::now();
+    let handler = sluice_engine::metrics::InRequest::new(
+        key,
+        version,
+        (api.handler)(ctx.clone(), header, frame.clone()),
+    );
     let header_version = api.key.response_header_version(version);
     Ok(Box::pin(async move {
-        let body = handler.await?;
+        let body = handler.await;
+        sluice_engine::metrics::request_finished(key, version, started.elapsed(), body.is_ok());
+        let body = body?;
         Ok(Answer {
             correlation_id,
             header_version,

@@ -22,6 +22,7 @@ pub mod handlers;
 pub mod kafka_error;
 pub mod registry;
 pub mod server;
+pub mod stats;
 pub mod topic_config;
 pub mod topics;
 

@@ -312,6 +312,7 @@ async fn accept_loop(
         let peer = addr.map_or_else(|| "?".to_string(), |a| a.to_string());
         tracing::debug!(%peer, shard = ctx.shard, "connection accepted");
         server.open.set(server.open.get() + 1);
+        sluice_engine::metrics::connection_opened();
         let (srv, c) = (server.clone(), Rc::new(ctx.for_peer(addr.map(|a| a.ip()))));
         glommio::spawn_local(async move {
             let stop_srv = srv.clone();
@@ -322,6 +323,7 @@ async fn accept_loop(
             };
             crate::connection::serve(stream, socket, peer, c, stop).await;
             srv.open.set(srv.open.get() - 1);
+            sluice_engine::metrics::connection_closed();
             srv.closed.notify_all();
         })
         .detach();

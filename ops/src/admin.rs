@@ -5,6 +5,10 @@
 //! - `GET /v1/health/ready`: 200 only while the node serves Kafka clients; 503 with a
 //!   JSON reason while starting or stopping.
 //! - `GET /v1/node`: id, version, shards, listeners, data directory and its usage.
+//! - `GET /v1/partitions`: every partition with its shard, offsets, size, segments
+//!   and leader epoch.
+//! - `GET /metrics`: Prometheus metrics ([`crate::metrics`]); OpenMetrics when the
+//!   `Accept` header asks for `application/openmetrics-text`.
 //!
 //! It runs on one plain thread, away from the shards, one connection at a time: a
 //! request (line and headers) may be at most 8 KiB and must arrive within 2 s;
@@ -33,6 +37,10 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// Why not ready (starting, stopping).
     pub reason: Mutex<String>,
+    /// The shards, once the broker runs (metrics and partitions come from them).
+    pub router: std::sync::OnceLock<sluice_engine::ShardRouter>,
+    /// Seconds since 1970 when the process started.
+    pub started: f64,
     stop: AtomicBool,
 }
 
@@ -63,6 +71,10 @@ impl Admin {
             admin: listener.local_addr()?,
             ready: AtomicBool::new(false),
             reason: Mutex::new("starting: recovering partitions".into()),
+            router: std::sync::OnceLock::new(),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
             stop: AtomicBool::new(false),
         });
         let s = state.clone();
@@ -127,10 +139,16 @@ fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         head.extend_from_slice(&buf[..n]);
     };
     let head_only = head.starts_with(b"HEAD ");
-    let (status, body, allow) = match end {
+    let reply = match end {
         Some(end) if end <= HEAD_MAX => route(&head[..end], state),
-        _ => (431, error_json("request head over 8 KiB"), false),
+        _ => Reply::json(431, error_json("request head over 8 KiB")),
     };
+    let Reply {
+        status,
+        body,
+        allow,
+        content_type,
+    } = reply;
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -140,7 +158,7 @@ fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         _ => "Service Unavailable",
     };
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     if allow {
@@ -158,50 +176,147 @@ fn error_json(reason: &str) -> String {
     serde_json::json!({ "error": reason }).to_string()
 }
 
-/// (status, JSON body, whether to send `Allow: GET`).
-fn route(head: &[u8], state: &AdminState) -> (u16, String, bool) {
+/// An answer.
+struct Reply {
+    status: u16,
+    body: String,
+    /// Send `Allow: GET` (405).
+    allow: bool,
+    content_type: &'static str,
+}
+
+impl Reply {
+    fn json(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            body,
+            allow: false,
+            content_type: "application/json",
+        }
+    }
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn route(head: &[u8], state: &AdminState) -> Reply {
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.trim_end().split(' ');
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
-        return (400, error_json("malformed request line"), false);
+        return Reply::json(400, error_json("malformed request line"));
     };
     if !version.starts_with("HTTP/1.") || parts.next().is_some() {
-        return (400, error_json("malformed request line"), false);
+        return Reply::json(400, error_json("malformed request line"));
     }
     let path = target.split('?').next().unwrap_or_default();
-    let known = matches!(path, "/v1/health/live" | "/v1/health/ready" | "/v1/node");
+    let known = matches!(
+        path,
+        "/v1/health/live" | "/v1/health/ready" | "/v1/node" | "/v1/partitions" | "/metrics"
+    );
     if !known {
-        return (404, error_json("no such endpoint"), false);
+        return Reply::json(404, error_json("no such endpoint"));
     }
     if method != "GET" && method != "HEAD" {
-        return (405, error_json("only GET"), true);
+        let mut r = Reply::json(405, error_json("only GET"));
+        r.allow = true;
+        return r;
     }
     match path {
-        "/v1/health/live" => (
-            200,
-            serde_json::json!({ "status": "live" }).to_string(),
-            false,
-        ),
+        "/v1/health/live" => Reply::json(200, serde_json::json!({ "status": "live" }).to_string()),
         "/v1/health/ready" => {
             if state.ready.load(Ordering::SeqCst) {
-                (
-                    200,
-                    serde_json::json!({ "status": "ready" }).to_string(),
-                    false,
-                )
+                Reply::json(200, serde_json::json!({ "status": "ready" }).to_string())
             } else {
                 let reason = state.reason.lock().map(|r| r.clone()).unwrap_or_default();
-                (
+                Reply::json(
                     503,
                     serde_json::json!({ "status": "not ready", "reason": reason }).to_string(),
-                    false,
                 )
             }
         }
-        _ => (200, node_json(state), false),
+        "/metrics" => {
+            let openmetrics = accepts_openmetrics(head);
+            let reports = state.router.get().map_or_else(Vec::new, |r| {
+                crate::metrics::collect(r, crate::metrics::SHARD_TIMEOUT)
+            });
+            let process = crate::metrics::Process {
+                start_time_seconds: state.started,
+                data_dir: state.data_dir.clone(),
+            };
+            Reply {
+                status: 200,
+                body: crate::metrics::render(&reports, &process, openmetrics),
+                allow: false,
+                content_type: if openmetrics {
+                    OPENMETRICS
+                } else {
+                    PROMETHEUS_TEXT
+                },
+            }
+        }
+        "/v1/partitions" => partitions_json(state),
+        _ => Reply::json(200, node_json(state)),
     }
+}
+
+/// Whether the request's `Accept` header names OpenMetrics.
+fn accepts_openmetrics(head: &[u8]) -> bool {
+    String::from_utf8_lossy(head).lines().any(|line| {
+        line.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("accept")
+                && v.to_ascii_lowercase()
+                    .contains("application/openmetrics-text")
+        })
+    })
+}
+
+fn partitions_json(state: &AdminState) -> Reply {
+    let Some(router) = state.router.get() else {
+        return Reply::json(503, error_json("not serving yet"));
+    };
+    let reports = crate::metrics::collect(router, crate::metrics::SHARD_TIMEOUT);
+    let missing: Vec<usize> = reports
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_none())
+        .map(|(s, _)| s)
+        .collect();
+    if !missing.is_empty() {
+        return Reply::json(
+            503,
+            serde_json::json!({
+                "error": "shards did not answer in time",
+                "shards": missing,
+            })
+            .to_string(),
+        );
+    }
+    let mut parts: Vec<&sluice_net::stats::PartitionStats> = reports
+        .iter()
+        .flatten()
+        .flat_map(|r| r.partitions.iter())
+        .collect();
+    parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let list: Vec<serde_json::Value> = parts
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "topic": p.topic,
+                "partition": p.partition,
+                "shard": p.shard,
+                "log_start_offset": p.log_start_offset,
+                "high_watermark": p.high_watermark,
+                "log_end_offset": p.log_end_offset,
+                "size_bytes": p.size_bytes,
+                "segments": p.segments,
+                "leader_epoch": p.leader_epoch,
+                "offline": p.offline,
+            })
+        })
+        .collect();
+    Reply::json(200, serde_json::json!({ "partitions": list }).to_string())
 }
 
 fn node_json(state: &AdminState) -> String {

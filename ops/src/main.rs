@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod config;
 mod group_cli;
+mod metrics;
 
 /// Huge blocks are reserved lazily, so a request announcing billions of elements
 /// cannot abort the broker (see `sluice_net::alloc`).
@@ -437,6 +438,7 @@ fn serve(
         broker.router().shard_count(),
         std::sync::atomic::Ordering::SeqCst,
     );
+    let _ = admin.state.router.set(broker.router());
     if let Ok(mut k) = admin.state.kafka.lock() {
         *k = Some(broker.local_addr());
     }

@@ -410,9 +410,13 @@ pub(crate) async fn write_buf(
 
 pub(crate) async fn fdatasync(file: &DmaFile, path: &Path) -> Result<()> {
     failpoint::check("segment.flush", path).map_err(|e| Error::io("fdatasync", path, e))?;
-    file.fdatasync()
+    let t0 = std::time::Instant::now();
+    let r = file
+        .fdatasync()
         .await
-        .map_err(|e| Error::io("fdatasync", path, e))
+        .map_err(|e| Error::io("fdatasync", path, e));
+    crate::metrics::fdatasync_done(t0.elapsed());
+    r
 }
 
 pub(crate) async fn truncate(file: &DmaFile, path: &Path, size: u64) -> Result<()> {

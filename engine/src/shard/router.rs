@@ -109,6 +109,7 @@ impl ShardRouter {
         self.inner
             .hops
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::hop_sent();
         inbox
             .clone()
             .send(Message::Job(job))

@@ -91,6 +91,26 @@ thread_local! {
     static TICKING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The committed offsets of every group this shard coordinates (for metrics).
+pub fn committed_offsets() -> Vec<crate::stats::CommittedOffset> {
+    let coordinators: Vec<Rc<Coordinator>> =
+        COORDINATORS.with(|m| m.borrow().values().cloned().collect());
+    let mut out = Vec::new();
+    for c in coordinators {
+        for (group, entry) in c.groups.borrow().iter() {
+            for ((topic, partition), committed) in &entry.offsets {
+                out.push(crate::stats::CommittedOffset {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: committed.value.offset,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Wall-clock milliseconds.
 pub fn now_ms() -> i64 {
     sluice_engine::now_ms()

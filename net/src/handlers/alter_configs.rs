@@ -55,7 +55,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 .with_resource_name(r.resource_name.clone());
             if let Err(e) = result {
                 out = out
-                    .with_error_code(e.code)
+                    .with_error_code(sluice_engine::metrics::tally(e.code))
                     .with_error_message(Some(StrBytes::from_string(e.message)));
             }
             responses.push(out);
@@ -103,7 +103,7 @@ pub fn handle_incremental(
                     .with_resource_name(r.resource_name.clone());
             if let Err(e) = result {
                 out = out
-                    .with_error_code(e.code)
+                    .with_error_code(sluice_engine::metrics::tally(e.code))
                     .with_error_message(Some(StrBytes::from_string(e.message)));
             }
             responses.push(out);

@@ -66,7 +66,7 @@ pub fn unsupported_version_answer() -> Result<Vec<crate::body::Part>> {
 
 fn response(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
-        .with_error_code(error_code)
+        .with_error_code(sluice_engine::metrics::tally(error_code))
         .with_api_keys(
             APIS.iter()
                 .map(|a| {

@@ -30,7 +30,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             if let Err(e) = r {
                 tracing::info!(topic = %t.name.as_str(), error = %e, "partitions not added");
                 out = out
-                    .with_error_code(e.code)
+                    .with_error_code(sluice_engine::metrics::tally(e.code))
                     .with_error_message(Some(StrBytes::from_string(e.message)));
             }
             results.push(out);

@@ -57,7 +57,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 }
                 Err(e) => {
                     tracing::info!(topic = %name, error = %e, "topic not created");
-                    result = result.with_error_code(e.code);
+                    result = result.with_error_code(sluice_engine::metrics::tally(e.code));
                     if v >= 1 {
                         result = result.with_error_message(Some(StrBytes::from_string(e.message)));
                     }

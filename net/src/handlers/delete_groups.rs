@@ -37,7 +37,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             results.push(
                 DeletableGroupResult::default()
                     .with_group_id(gid.clone())
-                    .with_error_code(error),
+                    .with_error_code(sluice_engine::metrics::tally(error)),
             );
         }
         super::encode(

@@ -67,7 +67,9 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                                     .with_partition_index(p.partition_index);
                                 match r {
                                     Ok(low) => out.with_low_watermark(low),
-                                    Err(e) => out.with_error_code(e.code).with_low_watermark(-1),
+                                    Err(e) => out
+                                        .with_error_code(sluice_engine::metrics::tally(e.code))
+                                        .with_low_watermark(-1),
                                 }
                             })
                             .collect(),

@@ -59,7 +59,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 Err(e) => {
                     r = r
                         .with_name(name.map(IntoTopicName::into_topic_name))
-                        .with_error_code(e.code);
+                        .with_error_code(sluice_engine::metrics::tally(e.code));
                     if v >= 5 {
                         r = r.with_error_message(Some(StrBytes::from_string(e.message)));
                     }

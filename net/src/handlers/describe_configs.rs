@@ -86,7 +86,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                         .collect(),
                 ),
                 Err(e) => out
-                    .with_error_code(e.code)
+                    .with_error_code(sluice_engine::metrics::tally(e.code))
                     .with_error_message(Some(StrBytes::from_string(e.message))),
             };
             results.push(out);

@@ -74,7 +74,9 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                             .collect(),
                     ),
                 Ok(None) => group.with_group_state(s("Dead")),
-                Err(e) => group.with_error_code(e.code).with_group_state(s("Dead")),
+                Err(e) => group
+                    .with_error_code(sluice_engine::metrics::tally(e.code))
+                    .with_group_state(s("Dead")),
             };
             out.push(group);
         }

@@ -74,7 +74,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             Ok(plan) => plan,
             Err(e) => {
                 let response = FetchResponse::default()
-                    .with_error_code(e.code)
+                    .with_error_code(sluice_engine::metrics::tally(e.code))
                     .with_session_id(0);
                 return super::encode(&response, KEY, v);
             }
@@ -145,6 +145,12 @@ fn respond(
     for (i, a) in plan.asked.iter().enumerate() {
         if !include.get(i).copied().unwrap_or(true) {
             continue;
+        }
+        if let Some(Ok(read)) = &results[i] {
+            let n = read.len();
+            if n > 0 {
+                sluice_engine::metrics::fetched(&a.topic.0, n as u64);
+            }
         }
         let part = answer(a.partition, results[i].take(), isolation, v);
         match out.last_mut() {
@@ -246,7 +252,7 @@ fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16
         },
         Some(Err(e)) => PartitionOut {
             index,
-            error_code: e.code,
+            error_code: sluice_engine::metrics::tally(e.code),
             high_watermark: -1,
             last_stable_offset: -1,
             log_start_offset: -1,
@@ -255,7 +261,7 @@ fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16
         },
         None => PartitionOut {
             index,
-            error_code: code::UNKNOWN_SERVER_ERROR,
+            error_code: sluice_engine::metrics::tally(code::UNKNOWN_SERVER_ERROR),
             high_watermark: 0,
             last_stable_offset: -1,
             log_start_offset: -1,

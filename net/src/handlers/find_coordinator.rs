@@ -51,7 +51,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                     .with_key(key)
                     .with_node_id(BrokerId(-1))
                     .with_port(-1)
-                    .with_error_code(e.code)
+                    .with_error_code(sluice_engine::metrics::tally(e.code))
                     .with_error_message(Some(StrBytes::from_string(e.message))),
             };
             coordinators.push(c);
@@ -61,7 +61,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         } else {
             let c = coordinators.pop().unwrap_or_default();
             FindCoordinatorResponse::default()
-                .with_error_code(c.error_code)
+                .with_error_code(sluice_engine::metrics::tally(c.error_code))
                 .with_error_message(c.error_message)
                 .with_node_id(c.node_id)
                 .with_host(c.host)

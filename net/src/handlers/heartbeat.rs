@@ -37,6 +37,10 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             .await
             .unwrap_or_else(|e| e.code)
         };
-        super::encode(&HeartbeatResponse::default().with_error_code(error), KEY, v)
+        super::encode(
+            &HeartbeatResponse::default().with_error_code(sluice_engine::metrics::tally(error)),
+            KEY,
+            v,
+        )
     })
 }

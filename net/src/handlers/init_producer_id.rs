@@ -27,7 +27,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let response = if req.transactional_id.is_some() {
             tracing::info!("InitProducerId with a transactional id refused: transactions are not supported yet");
             InitProducerIdResponse::default()
-                .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                .with_error_code(sluice_engine::metrics::tally(COORDINATOR_NOT_AVAILABLE))
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
         } else {
@@ -38,11 +38,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot hand out a producer id");
                     InitProducerIdResponse::default()
-                        .with_error_code(if e.code == code::KAFKA_STORAGE_ERROR {
-                            code::KAFKA_STORAGE_ERROR
-                        } else {
-                            code::UNKNOWN_SERVER_ERROR
-                        })
+                        .with_error_code(sluice_engine::metrics::tally(
+                            if e.code == code::KAFKA_STORAGE_ERROR {
+                                code::KAFKA_STORAGE_ERROR
+                            } else {
+                                code::UNKNOWN_SERVER_ERROR
+                            },
+                        ))
                         .with_producer_id(ProducerId(-1))
                         .with_producer_epoch(-1)
                 }

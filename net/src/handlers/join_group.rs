@@ -90,7 +90,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             (None, false) => Some(s("")),
         };
         let response = JoinGroupResponse::default()
-            .with_error_code(r.error)
+            .with_error_code(sluice_engine::metrics::tally(r.error))
             .with_generation_id(r.generation)
             .with_protocol_type(r.protocol_type.as_deref().map(s))
             .with_protocol_name(protocol)

@@ -59,7 +59,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let response = if v >= 3 {
             let s = |x: &str| StrBytes::from_string(x.to_string());
             LeaveGroupResponse::default()
-                .with_error_code(top)
+                .with_error_code(sluice_engine::metrics::tally(top))
                 .with_members(
                     asked
                         .iter()
@@ -68,13 +68,15 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                             MemberResponse::default()
                                 .with_member_id(s(m))
                                 .with_group_instance_id(i.as_deref().map(s))
-                                .with_error_code(e)
+                                .with_error_code(sluice_engine::metrics::tally(e))
                         })
                         .collect(),
                 )
         } else {
             let e = each.first().copied().unwrap_or(top);
-            LeaveGroupResponse::default().with_error_code(if top == code::NONE { e } else { top })
+            LeaveGroupResponse::default().with_error_code(sluice_engine::metrics::tally(
+                if top == code::NONE { e } else { top },
+            ))
         };
         super::encode(&response, KEY, v)
     })

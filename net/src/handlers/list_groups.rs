@@ -55,7 +55,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             .collect();
         groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
         let response = ListGroupsResponse::default()
-            .with_error_code(error)
+            .with_error_code(sluice_engine::metrics::tally(error))
             .with_groups(groups);
         super::encode(&response, KEY, v)
     })

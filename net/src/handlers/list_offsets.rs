@@ -108,10 +108,12 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                                         .with_offset(offset)
                                         .with_leader_epoch(if v >= 4 { 0 } else { -1 }),
                                     Some(Err(e)) => base
-                                        .with_error_code(e.code)
+                                        .with_error_code(sluice_engine::metrics::tally(e.code))
                                         .with_timestamp(-1)
                                         .with_offset(-1),
-                                    None => base.with_error_code(code::UNKNOWN_SERVER_ERROR),
+                                    None => base.with_error_code(sluice_engine::metrics::tally(
+                                        code::UNKNOWN_SERVER_ERROR,
+                                    )),
                                 }
                             })
                             .collect(),

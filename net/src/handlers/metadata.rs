@@ -53,7 +53,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 else {
                     topics.push(
                         MetadataResponseTopic::default()
-                            .with_error_code(code::UNKNOWN_TOPIC_ID)
+                            .with_error_code(sluice_engine::metrics::tally(code::UNKNOWN_TOPIC_ID))
                             .with_topic_id(t.topic_id),
                     );
                     continue;
@@ -62,7 +62,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                     Ok(info) => topics.push(describe(&ctx, &info, v)),
                     Err(e) => topics.push(
                         MetadataResponseTopic::default()
-                            .with_error_code(e.code)
+                            .with_error_code(sluice_engine::metrics::tally(e.code))
                             .with_name(Some(TopicName(StrBytes::from_string(name)))),
                     ),
                 }

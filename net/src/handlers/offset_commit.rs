@@ -104,7 +104,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             })
             .collect();
         for (ti, pi, e) in answers {
-            topics[ti].partitions[pi].error_code = e;
+            topics[ti].partitions[pi].error_code = sluice_engine::metrics::tally(e);
         }
         super::encode(&OffsetCommitResponse::default().with_topics(topics), KEY, v)
     })

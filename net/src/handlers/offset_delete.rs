@@ -57,14 +57,14 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                                 i += 1;
                                 OffsetDeleteResponsePartition::default()
                                     .with_partition_index(p.partition_index)
-                                    .with_error_code(e)
+                                    .with_error_code(sluice_engine::metrics::tally(e))
                             })
                             .collect(),
                     )
             })
             .collect();
         let response = OffsetDeleteResponse::default()
-            .with_error_code(error)
+            .with_error_code(sluice_engine::metrics::tally(error))
             .with_topics(if error == code::NONE {
                 topics
             } else {

@@ -104,7 +104,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 groups.push(
                     OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id.clone())
-                        .with_error_code(error)
+                        .with_error_code(sluice_engine::metrics::tally(error))
                         .with_topics(
                             found
                                 .into_iter()
@@ -150,7 +150,11 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                                     .with_committed_leader_epoch(e)
                                     .with_metadata(Some(s(&m)))
                                     // Before v2 errors are per partition.
-                                    .with_error_code(if v < 2 { error } else { code::NONE })
+                                    .with_error_code(sluice_engine::metrics::tally(if v < 2 {
+                                        error
+                                    } else {
+                                        code::NONE
+                                    }))
                             })
                             .collect(),
                     )
@@ -158,7 +162,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             .collect();
         let response = OffsetFetchResponse::default()
             .with_topics(topics)
-            .with_error_code(error);
+            .with_error_code(sluice_engine::metrics::tally(error));
         super::encode(&response, KEY, v)
     })
 }

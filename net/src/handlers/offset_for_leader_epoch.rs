@@ -73,7 +73,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                                         out.with_leader_epoch(epoch).with_end_offset(end)
                                     }
                                     Err(e) => out
-                                        .with_error_code(e.code)
+                                        .with_error_code(sluice_engine::metrics::tally(e.code))
                                         .with_leader_epoch(-1)
                                         .with_end_offset(-1),
                                 }

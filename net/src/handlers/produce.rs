@@ -25,6 +25,9 @@ struct Appended {
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
+    /// Batch bytes and records appended (0 for a resend already in the log).
+    bytes: u64,
+    records: u64,
 }
 
 #[allow(clippy::needless_pass_by_value)]
@@ -35,6 +38,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let acks = req.acks;
         let mut slots: Vec<Vec<Option<Result<Appended, KafkaError>>>> = Vec::new();
         let mut work = Vec::new();
+        let mut names: Vec<String> = Vec::with_capacity(req.topic_data.len());
         for (ti, topic) in req.topic_data.iter().enumerate() {
             slots.push(topic.partition_data.iter().map(|_| None).collect());
             let found = if v >= 13 {
@@ -48,6 +52,11 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             } else {
                 super::find_topic(&ctx, &topic.name, true).await
             };
+            names.push(
+                found
+                    .as_ref()
+                    .map_or_else(|_| String::new(), |t| t.name.to_string()),
+            );
             for (pi, part) in topic.partition_data.iter().enumerate() {
                 match found
                     .clone()
@@ -66,6 +75,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let places: Vec<(usize, usize)> = work.iter().map(|(_, (t, p, _))| (*t, *p)).collect();
         let items = work.into_iter().map(|(tp, (_, _, r))| (tp, r)).collect();
         let results = super::on_owners(&ctx, items, move |p, records: Bytes| async move {
+            let bytes = records.len() as u64;
             let info = p
                 .append(
                     records,
@@ -82,20 +92,19 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 base_offset: i64::try_from(info.base_offset).unwrap_or(i64::MAX),
                 log_append_time_ms: info.log_append_time_ms,
                 log_start_offset: i64::try_from(info.log_start_offset).unwrap_or(0),
+                bytes: if info.duplicate { 0 } else { bytes },
+                records: if info.duplicate { 0 } else { info.record_count },
             })
         })
         .await;
         for ((ti, pi), r) in places.into_iter().zip(results) {
+            if let (Ok(a), Some(name)) = (&r, names.get(ti)) {
+                sluice_engine::metrics::produced(name, a.bytes, a.records);
+            }
             slots[ti][pi] = Some(r);
         }
         if acks == 0 {
-            for (topic, parts) in req.topic_data.iter().zip(&slots) {
-                for (part, r) in topic.partition_data.iter().zip(parts) {
-                    if let Some(Err(e)) = r {
-                        tracing::debug!(topic = %topic.name.as_str(), partition = part.index, error = %e, "acks=0 produce refused");
-                    }
-                }
-            }
+            log_unanswered(&req, &slots);
             return Ok(Vec::new());
         }
         let responses = req
@@ -122,6 +131,17 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             v,
         )
     })
+}
+
+/// acks=0: refusals are not answered, only logged.
+fn log_unanswered(req: &ProduceRequest, slots: &[Vec<Option<Result<Appended, KafkaError>>>]) {
+    for (topic, parts) in req.topic_data.iter().zip(slots) {
+        for (part, r) in topic.partition_data.iter().zip(parts) {
+            if let Some(Err(e)) = r {
+                tracing::debug!(topic = %topic.name.as_str(), partition = part.index, error = %e, "acks=0 produce refused");
+            }
+        }
+    }
 }
 
 /// Checks one partition's part of the request before anything is appended.
@@ -178,13 +198,13 @@ fn answer(index: i32, r: Option<Result<Appended, KafkaError>>, v: i16) -> Partit
             .with_log_append_time_ms(a.log_append_time_ms)
             .with_log_start_offset(if v >= 5 { a.log_start_offset } else { -1 }),
         Some(Err(e)) => base
-            .with_error_code(e.code)
+            .with_error_code(sluice_engine::metrics::tally(e.code))
             .with_error_message((v >= 8).then(|| StrBytes::from_string(e.message)))
             .with_base_offset(-1)
             .with_log_append_time_ms(-1)
             .with_log_start_offset(-1),
         None => base
-            .with_error_code(code::UNKNOWN_SERVER_ERROR)
+            .with_error_code(sluice_engine::metrics::tally(code::UNKNOWN_SERVER_ERROR))
             .with_base_offset(-1),
     }
 }

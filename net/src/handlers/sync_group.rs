@@ -73,7 +73,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         };
         let s = |x: &str| StrBytes::from_string(x.to_string());
         let response = SyncGroupResponse::default()
-            .with_error_code(r.error)
+            .with_error_code(sluice_engine::metrics::tally(r.error))
             .with_protocol_type(r.protocol_type.as_deref().map(s))
             .with_protocol_name(r.protocol.as_deref().map(s))
             .with_assignment(r.assignment);

@@ -1,36 +1,15 @@
 //! The admin HTTP endpoint of a real `sluice serve`: liveness, readiness, the node's
 //! description, and refusals of odd methods, paths, oversized and garbled requests.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::node::Node;
 
-/// The admin address from the node's log line.
-fn admin_addr(node: &Node) -> String {
-    node.log()
-        .lines()
-        .find(|l| l.contains("admin endpoint open"))
-        .and_then(|l| l.rsplit("addr=").next())
-        .map(|a| a.trim().to_string())
-        .expect("the admin endpoint's address in the log")
-}
-
 /// Sends raw bytes, returns (status code, body).
 fn http(addr: &str, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s.write_all(request).expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {out:?}"));
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let (status, _, body) = crate::node::http(addr, request);
     (status, body)
 }
 
@@ -48,7 +27,7 @@ fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
 #[test]
 fn health_node_and_refusals() {
     let node = Node::start();
-    let addr = admin_addr(&node);
+    let addr = node.admin_addr();
     assert_eq!(get(&addr, "/v1/health/live").0, 200);
     let (status, ready) = get(&addr, "/v1/health/ready");
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));

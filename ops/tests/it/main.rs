@@ -16,6 +16,7 @@ mod config;
 mod groups;
 mod kcat;
 mod librdkafka;
+mod metrics;
 mod node;
 mod python;
 mod restart;

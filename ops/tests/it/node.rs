@@ -16,6 +16,8 @@ pub struct Node {
     /// `127.0.0.1:port`, the same across restarts.
     pub addr: String,
     starts: usize,
+    /// Extra environment variables for `sluice serve`.
+    envs: Vec<(String, String)>,
 }
 
 impl Node {
@@ -27,6 +29,11 @@ impl Node {
 
     /// A node with this TOML configuration (data dir and listener are set here).
     pub fn start_with_config(toml: &str) -> Node {
+        Node::start_with_env(toml, &[])
+    }
+
+    /// A node with this configuration and these extra environment variables.
+    pub fn start_with_env(toml: &str, envs: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = if toml.is_empty() {
             None
@@ -41,6 +48,10 @@ impl Node {
             config,
             addr: format!("127.0.0.1:{}", free_fixed_port()),
             starts: 0,
+            envs: envs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
         };
         node.spawn();
         node
@@ -52,6 +63,21 @@ impl Node {
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join(format!("serve-{}.log", self.starts))
+    }
+
+    /// The admin endpoint's address, from the current run's log line.
+    pub fn admin_addr(&self) -> String {
+        self.log()
+            .lines()
+            .find(|l| l.contains("admin endpoint open"))
+            .and_then(|l| l.rsplit("addr=").next())
+            .map(|a| a.trim().to_string())
+            .expect("the admin endpoint's address in the log")
+    }
+
+    /// The process id of the running `sluice serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// The log of the current (or last) run.
@@ -74,6 +100,7 @@ impl Node {
             // Any free port: tests run in parallel.
             .args(["--set", "admin.listen=127.0.0.1:0"])
             .env("SLUICE_LOG", "info")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -206,4 +233,22 @@ pub fn free_fixed_port() -> u16 {
         }
     }
     panic!("no free port between 10000 and {low}");
+}
+
+/// One HTTP/1.1 exchange of raw bytes: (status, head, body).
+pub fn http(addr: &str, request: &[u8]) -> (u16, String, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request).expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {out:?}"));
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_string(), body.to_string())
 }

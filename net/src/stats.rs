@@ -1,0 +1,73 @@
+//! What a scrape or `/v1/partitions` reads from one shard, in one job: its counters
+//! ([`sluice_engine::metrics`]), its partitions' offsets and sizes, and the
+//! committed offsets of the consumer groups it coordinates. The job only copies;
+//! merging and encoding happen on the caller's thread, off the shards.
+
+use std::rc::Rc;
+
+use sluice_engine::metrics::ShardMetrics;
+use sluice_engine::Shard;
+
+/// One partition as its shard sees it.
+#[derive(Debug, Clone)]
+pub struct PartitionStats {
+    pub topic: String,
+    pub partition: i32,
+    pub shard: usize,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub log_end_offset: u64,
+    pub size_bytes: u64,
+    pub segments: usize,
+    /// The latest leader epoch in the log (-1: none yet).
+    pub leader_epoch: i32,
+    /// Why the partition is offline, if it is.
+    pub offline: Option<String>,
+}
+
+/// A consumer group's committed offset for one partition.
+#[derive(Debug, Clone)]
+pub struct CommittedOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Everything one shard reports.
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    pub metrics: ShardMetrics,
+    pub partitions: Vec<PartitionStats>,
+    pub committed: Vec<CommittedOffset>,
+}
+
+/// Copies the shard's state; run on the shard.
+pub fn shard_report(shard: &Rc<Shard>) -> ShardReport {
+    let id = shard.id();
+    let partitions = shard
+        .partitions()
+        .iter()
+        .map(|p| {
+            let tp = p.topic_partition();
+            let o = p.offsets();
+            PartitionStats {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+                shard: id,
+                log_start_offset: o.log_start_offset,
+                high_watermark: o.high_watermark,
+                log_end_offset: o.log_end_offset,
+                size_bytes: p.size_bytes(),
+                segments: p.segment_count(),
+                leader_epoch: p.leader_epochs().last().map_or(-1, |(e, _)| *e),
+                offline: p.offline_reason(),
+            }
+        })
+        .collect();
+    ShardReport {
+        metrics: sluice_engine::metrics::snapshot(id),
+        partitions,
+        committed: crate::group::coordinator::committed_offsets(),
+    }
+}

@@ -1,0 +1,664 @@
+//! `/metrics`: one job per shard copies its counters, partitions and committed
+//! offsets ([`sluice_net::stats`]); this module merges the copies on the admin
+//! thread and encodes them with prometheus-client, as OpenMetrics when the scraper
+//! asks for it, else in the classic Prometheus text format.
+//!
+//! A shard that does not answer within the scrape's timeout is reported with
+//! `sluice_shard_up 0` and its series are left out; the scrape does not wait longer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::ResponseError;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, LabelValueEncoder, MetricEncoder,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use sluice_engine::metrics::Histogram;
+use sluice_engine::ShardRouter;
+use sluice_net::stats::ShardReport;
+
+/// How long a scrape waits for the shards.
+pub const SHARD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs `f` on this (non-shard) thread until it finishes or `timeout` passes.
+pub fn block_on_timeout<F: Future>(f: F, timeout: Duration) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::park_timeout(left);
+    }
+}
+
+/// Every shard's report, `None` for a shard that did not answer in time.
+pub fn collect(router: &ShardRouter, timeout: Duration) -> Vec<Option<ShardReport>> {
+    let jobs: Vec<_> = (0..router.shard_count())
+        .map(|s| {
+            let router = router.clone();
+            async move {
+                router
+                    .call(
+                        s,
+                        |shard| async move { sluice_net::stats::shard_report(&shard) },
+                    )
+                    .await
+                    .ok()
+            }
+        })
+        .collect();
+    // Each shard gets the whole timeout, side by side.
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<_> = jobs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<ShardReport>> = vec![None; pending.len()];
+    let all = async {
+        let mut done = vec![false; pending.len()];
+        std::future::poll_fn(|cx| {
+            for (i, f) in pending.iter_mut().enumerate() {
+                if !done[i] {
+                    if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                        out[i] = r;
+                        done[i] = true;
+                    }
+                }
+            }
+            if done.iter().all(|d| *d) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    };
+    let _ = block_on_timeout(all, deadline.saturating_duration_since(Instant::now()));
+    out
+}
+
+/// Facts about the process and its disk, read at the scrape.
+pub struct Process {
+    pub start_time_seconds: f64,
+    pub data_dir: std::path::PathBuf,
+}
+
+/// A label value, escaped as the exposition formats require (group ids may hold
+/// any character).
+#[derive(Debug, Clone)]
+struct Esc(String);
+
+impl EncodeLabelValue for Esc {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+type Labels = Vec<(&'static str, Esc)>;
+
+#[derive(Debug)]
+enum Value {
+    Counter(f64),
+    Gauge(f64),
+    Histogram(Histogram),
+}
+
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    samples: Vec<(Labels, Value)>,
+}
+
+#[derive(Debug, Default)]
+struct Families(Vec<Family>);
+
+impl Families {
+    fn add(&mut self, name: &'static str, help: &'static str, kind: MetricType) -> &mut Family {
+        self.0.push(Family {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        });
+        let last = self.0.len() - 1;
+        &mut self.0[last]
+    }
+}
+
+impl Family {
+    fn push(&mut self, labels: Labels, value: Value) -> &mut Self {
+        self.samples.push((labels, value));
+        self
+    }
+}
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let mut m = encoder.encode_descriptor(f.name, f.help, None, f.kind.clone())?;
+            for (labels, value) in &f.samples {
+                if labels.is_empty() {
+                    encode_value(&mut m, value)?;
+                } else {
+                    encode_value(&mut m.encode_family(labels)?, value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_value(e: &mut MetricEncoder, value: &Value) -> Result<(), std::fmt::Error> {
+    use prometheus_client::encoding::NoLabelSet;
+    match value {
+        Value::Counter(v) => e.encode_counter::<NoLabelSet, _, f64>(v, None),
+        Value::Gauge(v) => e.encode_gauge(v),
+        Value::Histogram(h) => {
+            e.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.per_bucket(), None)
+        }
+    }
+}
+
+fn l(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (*k, Esc((*v).to_string())))
+        .collect()
+}
+
+fn api_name(key: i16) -> String {
+    ApiKey::try_from(key).map_or_else(|()| format!("Unknown{key}"), |k| format!("{k:?}"))
+}
+
+fn error_name(code: i16) -> String {
+    if code == -1 {
+        return "ConnectionClosed".into();
+    }
+    ResponseError::try_from_code(code).map_or_else(|| format!("Code{code}"), |e| format!("{e:?}"))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn f(v: u64) -> f64 {
+    v as f64
+}
+
+/// Merges the shards' reports into metric families.
+#[allow(clippy::too_many_lines)]
+fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
+    let mut fam = Families::default();
+    let answered: Vec<&ShardReport> = reports.iter().flatten().collect();
+
+    let mut requests: BTreeMap<(i16, i16), u64> = BTreeMap::new();
+    let mut errors: BTreeMap<(i16, i16, i16), u64> = BTreeMap::new();
+    let mut latency: BTreeMap<i16, Histogram> = BTreeMap::new();
+    let mut topics: BTreeMap<&str, sluice_engine::metrics::TopicTraffic> = BTreeMap::new();
+    for r in &answered {
+        let m = &r.metrics;
+        for (k, n) in &m.requests {
+            *requests.entry(*k).or_default() += n;
+        }
+        for (k, n) in &m.errors {
+            *errors.entry(*k).or_default() += n;
+        }
+        for (k, h) in &m.latency {
+            latency.entry(*k).or_default().merge(h);
+        }
+        for (t, c) in &m.topics {
+            let e = topics.entry(t.as_str()).or_default();
+            e.bytes_in += c.bytes_in;
+            e.records_in += c.records_in;
+            e.bytes_out += c.bytes_out;
+        }
+    }
+
+    let fm = fam.add(
+        "sluice_requests",
+        "Kafka requests read, by API and version.",
+        MetricType::Counter,
+    );
+    for ((api, v), n) in &requests {
+        fm.push(
+            l(&[("api", &api_name(*api)), ("version", &v.to_string())]),
+            Value::Counter(f(*n)),
+        );
+    }
+    let fm = fam.add(
+        "sluice_request_errors",
+        "Error codes answered, by API, version and error (ConnectionClosed: the request was refused by closing the connection).",
+        MetricType::Counter,
+    );
+    for ((api, v, code), n) in &errors {
+        fm.push(
+            l(&[
+                ("api", &api_name(*api)),
+                ("version", &v.to_string()),
+                ("error", &error_name(*code)),
+            ]),
+            Value::Counter(f(*n)),
+        );
+    }
+    let fm = fam.add(
+        "sluice_request_duration_seconds",
+        "Time from reading a request to its answer being ready, by API.",
+        MetricType::Histogram,
+    );
+    for (api, h) in latency {
+        fm.push(l(&[("api", &api_name(api))]), Value::Histogram(h));
+    }
+    let fm = fam.add(
+        "sluice_topic_bytes_in",
+        "Record batch bytes appended by Produce, by topic.",
+        MetricType::Counter,
+    );
+    for (t, c) in &topics {
+        fm.push(l(&[("topic", t)]), Value::Counter(f(c.bytes_in)));
+    }
+    let fm = fam.add(
+        "sluice_topic_records_in",
+        "Records appended by Produce, by topic.",
+        MetricType::Counter,
+    );
+    for (t, c) in &topics {
+        fm.push(l(&[("topic", t)]), Value::Counter(f(c.records_in)));
+    }
+    let fm = fam.add(
+        "sluice_topic_bytes_out",
+        "Record batch bytes sent in Fetch answers, by topic.",
+        MetricType::Counter,
+    );
+    for (t, c) in &topics {
+        fm.push(l(&[("topic", t)]), Value::Counter(f(c.bytes_out)));
+    }
+
+    // Partitions.
+    let mut parts: Vec<&sluice_net::stats::PartitionStats> =
+        answered.iter().flat_map(|r| r.partitions.iter()).collect();
+    parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let pl = |p: &sluice_net::stats::PartitionStats| {
+        l(&[("topic", &p.topic), ("partition", &p.partition.to_string())])
+    };
+    for (name, help, get) in [
+        (
+            "sluice_partition_log_start_offset",
+            "First offset still in the partition's log.",
+            (|p| p.log_start_offset) as fn(&sluice_net::stats::PartitionStats) -> u64,
+        ),
+        (
+            "sluice_partition_high_watermark",
+            "Offset up to which records are readable by consumers.",
+            |p| p.high_watermark,
+        ),
+        (
+            "sluice_partition_log_end_offset",
+            "Offset the next appended record gets.",
+            |p| p.log_end_offset,
+        ),
+        (
+            "sluice_partition_size_bytes",
+            "Bytes of the partition's log segments.",
+            |p| p.size_bytes,
+        ),
+        (
+            "sluice_partition_segments",
+            "Log segments of the partition.",
+            |p| p.segments as u64,
+        ),
+    ] {
+        let fm = fam.add(name, help, MetricType::Gauge);
+        for p in &parts {
+            fm.push(pl(p), Value::Gauge(f(get(p))));
+        }
+    }
+    let fm = fam.add(
+        "sluice_partition_offline",
+        "1 if the partition was taken offline after a storage error.",
+        MetricType::Gauge,
+    );
+    for p in &parts {
+        fm.push(
+            pl(p),
+            Value::Gauge(if p.offline.is_some() { 1.0 } else { 0.0 }),
+        );
+    }
+    let segments: usize = parts.iter().map(|p| p.segments).sum();
+    fam.add(
+        "sluice_log_segments",
+        "Log segments of every partition of the node.",
+        MetricType::Gauge,
+    )
+    .push(Vec::new(), Value::Gauge(f(segments as u64)));
+    let log_bytes: u64 = parts.iter().map(|p| p.size_bytes).sum();
+    fam.add(
+        "sluice_log_size_bytes",
+        "Bytes of every partition's log segments.",
+        MetricType::Gauge,
+    )
+    .push(Vec::new(), Value::Gauge(f(log_bytes)));
+
+    // Consumer groups: committed offsets and lag against the high watermark.
+    let hw: HashMap<(&str, i32), u64> = parts
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
+        .collect();
+    let mut committed: Vec<&sluice_net::stats::CommittedOffset> =
+        answered.iter().flat_map(|r| r.committed.iter()).collect();
+    committed
+        .sort_by(|a, b| (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition)));
+    let gl = |c: &sluice_net::stats::CommittedOffset| {
+        l(&[
+            ("group", &c.group),
+            ("topic", &c.topic),
+            ("partition", &c.partition.to_string()),
+        ])
+    };
+    let fm = fam.add(
+        "sluice_group_committed_offset",
+        "Offset a consumer group committed for a partition.",
+        MetricType::Gauge,
+    );
+    for c in &committed {
+        #[allow(clippy::cast_precision_loss)]
+        fm.push(gl(c), Value::Gauge(c.offset as f64));
+    }
+    let fm = fam.add(
+        "sluice_group_lag",
+        "Records between a group's committed offset and the partition's high watermark.",
+        MetricType::Gauge,
+    );
+    for c in &committed {
+        if let Some(h) = hw.get(&(c.topic.as_str(), c.partition)) {
+            let lag = u64::try_from(c.offset).map_or(*h, |o| h.saturating_sub(o));
+            fm.push(gl(c), Value::Gauge(f(lag)));
+        }
+    }
+
+    // Shards.
+    let shard_label = |s: usize| l(&[("shard", &s.to_string())]);
+    let fm = fam.add(
+        "sluice_shard_up",
+        "1 if the shard answered this scrape in time, else 0 (its series are missing).",
+        MetricType::Gauge,
+    );
+    for (s, r) in reports.iter().enumerate() {
+        fm.push(
+            shard_label(s),
+            Value::Gauge(if r.is_some() { 1.0 } else { 0.0 }),
+        );
+    }
+    type Get = fn(&sluice_engine::metrics::ShardMetrics) -> f64;
+    let shard_families: [(&'static str, &'static str, MetricType, Get); 11] = [
+        (
+            "sluice_connections_open",
+            "Kafka client connections open.",
+            MetricType::Gauge,
+            |m| f(m.connections_open),
+        ),
+        (
+            "sluice_connections_accepted",
+            "Kafka client connections accepted.",
+            MetricType::Counter,
+            |m| f(m.connections_accepted),
+        ),
+        (
+            "sluice_shard_runtime_seconds",
+            "Time the shard's reactor spent running tasks.",
+            MetricType::Counter,
+            |m| m.runtime_seconds,
+        ),
+        (
+            "sluice_shard_tasks_executed",
+            "Tasks the shard's reactor ran.",
+            MetricType::Counter,
+            |m| f(m.tasks_executed),
+        ),
+        (
+            "sluice_shard_scheduler_runs",
+            "Times the shard's scheduler ran its task queues.",
+            MetricType::Counter,
+            |m| f(m.scheduler_runs),
+        ),
+        (
+            "sluice_shard_file_reads",
+            "File reads the shard submitted to io_uring.",
+            MetricType::Counter,
+            |m| f(m.file_reads.0),
+        ),
+        (
+            "sluice_shard_file_read_bytes",
+            "Bytes of file reads the shard submitted to io_uring.",
+            MetricType::Counter,
+            |m| f(m.file_reads.1),
+        ),
+        (
+            "sluice_shard_file_writes",
+            "File writes the shard submitted to io_uring.",
+            MetricType::Counter,
+            |m| f(m.file_writes.0),
+        ),
+        (
+            "sluice_shard_file_write_bytes",
+            "Bytes of file writes the shard submitted to io_uring.",
+            MetricType::Counter,
+            |m| f(m.file_writes.1),
+        ),
+        (
+            "sluice_shard_flushes",
+            "fdatasync calls on log files.",
+            MetricType::Counter,
+            |m| f(m.fdatasync.count),
+        ),
+        (
+            "sluice_cross_shard_hops",
+            "Jobs the shard sent to other shards.",
+            MetricType::Counter,
+            |m| f(m.hops_sent),
+        ),
+    ];
+    for (name, help, kind, get) in shard_families {
+        let counter = matches!(kind, MetricType::Counter);
+        let fm = fam.add(name, help, kind);
+        for r in &answered {
+            let v = get(&r.metrics);
+            let v = if counter {
+                Value::Counter(v)
+            } else {
+                Value::Gauge(v)
+            };
+            fm.push(shard_label(r.metrics.shard), v);
+        }
+    }
+    let fm = fam.add(
+        "sluice_shard_flush_duration_seconds",
+        "How long each fdatasync of a log file took.",
+        MetricType::Histogram,
+    );
+    for r in &answered {
+        fm.push(
+            shard_label(r.metrics.shard),
+            Value::Histogram(r.metrics.fdatasync.clone()),
+        );
+    }
+
+    // The data directory's filesystem.
+    if let Ok(s) = nix::sys::statvfs::statvfs(&process.data_dir) {
+        let frag = s.fragment_size();
+        fam.add(
+            "sluice_data_dir_filesystem_size_bytes",
+            "Size of the filesystem holding the data directory.",
+            MetricType::Gauge,
+        )
+        .push(Vec::new(), Value::Gauge(f(s.blocks().saturating_mul(frag))));
+        fam.add(
+            "sluice_data_dir_filesystem_free_bytes",
+            "Bytes available to Sluice on the data directory's filesystem.",
+            MetricType::Gauge,
+        )
+        .push(
+            Vec::new(),
+            Value::Gauge(f(s.blocks_available().saturating_mul(frag))),
+        );
+    }
+
+    // The process.
+    fam.add(
+        "sluice_build_info",
+        "Always 1; the labels say which build runs.",
+        MetricType::Gauge,
+    )
+    .push(
+        l(&[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("SLUICE_GIT_COMMIT")),
+        ]),
+        Value::Gauge(1.0),
+    );
+    fam.add(
+        "process_start_time_seconds",
+        "Start time of the process since 1970, in seconds.",
+        MetricType::Gauge,
+    )
+    .push(Vec::new(), Value::Gauge(process.start_time_seconds));
+    if let Some((cpu, rss)) = proc_self() {
+        fam.add(
+            "process_cpu_seconds",
+            "User and system CPU time of the process.",
+            MetricType::Counter,
+        )
+        .push(Vec::new(), Value::Counter(cpu));
+        fam.add(
+            "process_resident_memory_bytes",
+            "Resident memory of the process.",
+            MetricType::Gauge,
+        )
+        .push(Vec::new(), Value::Gauge(rss));
+    }
+    fam
+}
+
+/// (CPU seconds, resident bytes) of the process.
+fn proc_self() -> Option<(f64, f64)> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    let u = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    let cpu = (u.user_time().num_microseconds() + u.system_time().num_microseconds()) as f64 / 1e6;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((cpu, kib * 1024.0))
+}
+
+/// The exposition: OpenMetrics text if `openmetrics`, else the classic Prometheus
+/// text format (counters named with `_total` in their HELP and TYPE lines, no
+/// `# EOF`).
+pub fn render(reports: &[Option<ShardReport>], process: &Process, openmetrics: bool) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(families(reports, process)));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        return String::new();
+    }
+    if openmetrics {
+        return out;
+    }
+    to_classic(&out)
+}
+
+fn to_classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        if let Some((kind, rest)) = meta {
+            let name = rest.split(' ').next().unwrap_or_default();
+            if counters.contains(name) {
+                let _ = writeln!(out, "{kind}{name}_total{}", &rest[name.len()..]);
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_drops_eof() {
+        let om = "# HELP sluice_requests Kafka requests.\n# TYPE sluice_requests counter\nsluice_requests_total{api=\"Produce\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        let text = to_classic(om);
+        assert_eq!(
+            text,
+            "# HELP sluice_requests_total Kafka requests.\n# TYPE sluice_requests_total counter\nsluice_requests_total{api=\"Produce\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut fam = Families::default();
+        fam.add("g", "help", MetricType::Gauge)
+            .push(l(&[("group", "a\"b\\c\nd")]), Value::Gauge(1.0));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(fam));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap_or_default();
+        assert!(out.contains("g{group=\"a\\\"b\\\\c\\nd\"} 1"), "{out}");
+    }
+
+    #[test]
+    fn block_on_timeout_gives_up() {
+        assert_eq!(
+            block_on_timeout(async { 5 }, Duration::from_millis(10)),
+            Some(5)
+        );
+        let never = std::future::pending::<()>();
+        assert_eq!(block_on_timeout(never, Duration::from_millis(20)), None);
+    }
+}
