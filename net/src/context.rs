@@ -22,6 +22,8 @@ pub struct BrokerSettings {
     pub default_partitions: i32,
     /// Longest a Fetch may wait (caps the client's `max_wait_ms`).
     pub fetch_wait_max_ms: u64,
+    /// How long a stopping shard waits for its connections to answer what they read.
+    pub drain_timeout: std::time::Duration,
     /// Consumer groups and committed offsets.
     pub groups: crate::group::coordinator::GroupSettings,
 }
@@ -36,6 +38,7 @@ impl Default for BrokerSettings {
             auto_create_topics: true,
             default_partitions: 1,
             fetch_wait_max_ms: 30_000,
+            drain_timeout: std::time::Duration::from_secs(15),
             groups: crate::group::coordinator::GroupSettings::default(),
         }
     }

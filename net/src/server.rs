@@ -20,9 +20,6 @@ use crate::context::{BrokerContext, BrokerSettings};
 use crate::kafka_error::KafkaError;
 use crate::topics::TopicStore;
 
-/// How long a stopping shard waits for its connections to answer what they read.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why the broker did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -40,6 +37,7 @@ pub struct Broker {
     router: ShardRouter,
     topics: Arc<TopicStore>,
     addr: SocketAddr,
+    drain_timeout: Duration,
 }
 
 impl std::fmt::Debug for Broker {
@@ -90,6 +88,7 @@ impl Broker {
             router: router.clone(),
             topics,
             addr: listen,
+            drain_timeout: settings.drain_timeout,
         };
         // The shards bind with SO_REUSEPORT, which would let a second broker share a
         // port already in use; a plain bind first refuses that, and picks the port
@@ -160,9 +159,10 @@ impl Broker {
 
     /// Closes every shard's listener and waits for its connections to finish.
     fn stop_listeners(&self) {
+        let drain = self.drain_timeout;
         let jobs: Vec<_> = (0..self.router.shard_count())
             .map(|s| {
-                (s, |_| async move {
+                (s, move |_| async move {
                     let Some(server) = SHARD_SERVER.with(|s| s.borrow_mut().take()) else {
                         return;
                     };
@@ -170,7 +170,7 @@ impl Broker {
                     server.stop.notify_all();
                     // Members waiting in JoinGroup or SyncGroup are answered now.
                     crate::group::coordinator::unload_local();
-                    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+                    let deadline = std::time::Instant::now() + drain;
                     while server.open.get() > 0 && std::time::Instant::now() < deadline {
                         let closed = server.closed.notified();
                         let tick = glommio::timer::sleep(Duration::from_millis(50));

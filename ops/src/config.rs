@@ -104,6 +104,9 @@ pub struct KafkaSection {
     pub request_max_bytes: usize,
     /// Longest a Fetch may long-poll, in milliseconds.
     pub fetch_wait_max_ms: u64,
+    /// How long a stop (SIGTERM) may take, in milliseconds: connections get half
+    /// of it to finish what they read, then the logs are flushed.
+    pub shutdown_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -157,6 +160,7 @@ impl Default for KafkaSection {
             num_partitions: b.default_partitions,
             request_max_bytes: b.request_max_bytes,
             fetch_wait_max_ms: b.fetch_wait_max_ms,
+            shutdown_timeout_ms: u64::try_from(b.drain_timeout.as_millis() * 2).unwrap_or(30_000),
         }
     }
 }
@@ -249,6 +253,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "kafka",
         "fetch_wait_max_ms",
         "longest a Fetch may long-poll, in milliseconds",
+    ),
+    (
+        "kafka",
+        "shutdown_timeout_ms",
+        "how long a stop (SIGTERM) may take, ms (1000 to 3600000): connections get half to finish what they read, then logs are flushed; past it the process exits with status 1",
     ),
     (
         "storage",
@@ -514,6 +523,9 @@ impl Config {
         if !(1..=100_000).contains(&self.kafka.num_partitions) {
             return Err(bad("kafka.num_partitions", "must be 1 to 100000"));
         }
+        if !(1000..=3_600_000).contains(&self.kafka.shutdown_timeout_ms) {
+            return Err(bad("kafka.shutdown_timeout_ms", "must be 1000 to 3600000"));
+        }
         if !(1024..=(1 << 30)).contains(&self.kafka.request_max_bytes) {
             return Err(bad("kafka.request_max_bytes", "must be 1 KiB to 1 GiB"));
         }
@@ -565,6 +577,7 @@ impl Config {
             auto_create_topics: self.kafka.auto_create_topics,
             default_partitions: self.kafka.num_partitions,
             fetch_wait_max_ms: self.kafka.fetch_wait_max_ms,
+            drain_timeout: Duration::from_millis(self.kafka.shutdown_timeout_ms / 2),
             groups: self.group.check()?,
         };
         let admin = self

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod group_cli;
 mod metrics;
+mod systemd;
 
 /// Huge blocks are reserved lazily, so a request announcing billions of elements
 /// cannot abort the broker (see `sluice_net::alloc`).
@@ -213,14 +214,7 @@ enum TopicAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     match cli.command {
         Command::Serve {
             config,
@@ -348,6 +342,29 @@ fn group(action: GroupAction) -> cli::CliResult<()> {
     }
 }
 
+/// Logs go to journald with their fields when stderr is the journal (started by
+/// systemd), else to stderr as text. `SLUICE_LOG` filters (default `info`).
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    if systemd::stderr_is_journal() {
+        tracing_subscriber::registry()
+            .with(filter())
+            .with(systemd::JournalLayer)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
+
 /// Exit status of a client command: errors go to stderr with status 1.
 fn finish(r: cli::CliResult<()>) -> ExitCode {
     match r {
@@ -421,6 +438,11 @@ fn serve(
         }
     };
     tracing::info!(addr = %admin.state.admin, "admin endpoint open");
+    let shutdown_timeout = resolved.broker.drain_timeout * 2;
+    systemd::status(&format!(
+        "recovering {} partitions",
+        partition_dirs(&resolved.engine.data_dir)
+    ));
     let broker = match sluice_net::Broker::start(resolved.engine, resolved.listen, &resolved.broker)
     {
         Ok(b) => b,
@@ -444,6 +466,20 @@ fn serve(
     }
     admin.state.set_ready(true, "");
     tracing::info!(addr = %broker.local_addr(), "serving Kafka clients");
+    systemd::notify(&[
+        ("READY", "1"),
+        (
+            "STATUS",
+            &format!("serving Kafka clients on {}", broker.local_addr()),
+        ),
+    ]);
+    let watchdog = systemd::watchdog_interval().and_then(|interval| {
+        tracing::info!(interval_ms = interval.as_millis(), "systemd watchdog on");
+        systemd::Watchdog::start(broker.router(), interval)
+            .map_err(|e| tracing::error!(error = %e, "cannot start the watchdog thread"))
+            .ok()
+    });
+    stall_shard_for_tests(&broker.router());
     let signal = match signals.wait() {
         Ok(s) => s,
         Err(e) => {
@@ -452,8 +488,41 @@ fn serve(
         }
     };
     tracing::info!(signal = %signal, "stopping: finishing requests and flushing logs");
+    stop(broker, admin, watchdog, shutdown_timeout)
+}
+
+/// Graceful shutdown: readiness 503, `STOPPING=1`, connections finish what they
+/// read (the listeners close first), logs flushed; exit 1 past `timeout`.
+fn stop(
+    broker: sluice_net::Broker,
+    admin: admin::Admin,
+    watchdog: Option<systemd::Watchdog>,
+    timeout: std::time::Duration,
+) -> ExitCode {
     admin.state.set_ready(false, "stopping");
+    systemd::notify(&[
+        ("STOPPING", "1"),
+        ("STATUS", "stopping: finishing requests and flushing logs"),
+    ]);
+    if let Some(w) = watchdog {
+        w.stop();
+    }
+    let stop_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = stop_done.clone();
+    let _ = std::thread::Builder::new()
+        .name("stop-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(timeout);
+            if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::error!(
+                    timeout_ms = timeout.as_millis(),
+                    "shutdown did not finish within kafka.shutdown_timeout_ms; exiting"
+                );
+                std::process::exit(1);
+            }
+        });
     let stopped = broker.shutdown();
+    stop_done.store(true, std::sync::atomic::Ordering::SeqCst);
     admin.stop();
     match stopped {
         Ok(()) => {
@@ -465,4 +534,39 @@ fn serve(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Directories in the data directory (partitions), for the recovery status line.
+fn partition_dirs(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .count()
+    })
+}
+
+/// Test hook: `SLUICE_TEST_STALL_SHARD=SHARD:AFTER_MS:FOR_MS` blocks that shard's
+/// thread for FOR_MS, AFTER_MS after the node started serving (to see the systemd
+/// watchdog stop). Not for production use.
+fn stall_shard_for_tests(router: &sluice_engine::ShardRouter) {
+    let Ok(spec) = std::env::var("SLUICE_TEST_STALL_SHARD") else {
+        return;
+    };
+    let parts: Vec<u64> = spec.split(':').filter_map(|p| p.parse().ok()).collect();
+    let [shard, after, hold] = parts[..] else {
+        tracing::warn!(%spec, "SLUICE_TEST_STALL_SHARD wants SHARD:AFTER_MS:FOR_MS; ignored");
+        return;
+    };
+    let router = router.clone();
+    let _ = std::thread::Builder::new()
+        .name("stall-test".into())
+        .spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(after));
+            tracing::warn!(shard, hold_ms = hold, "test hook: stalling a shard");
+            let stalled = router.call(usize::try_from(shard).unwrap_or(0), move |_| async move {
+                std::thread::sleep(std::time::Duration::from_millis(hold));
+            });
+            let _ = metrics::block_on_timeout(stalled, std::time::Duration::from_hours(1));
+        });
 }

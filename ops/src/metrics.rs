@@ -122,6 +122,9 @@ impl EncodeLabelValue for Esc {
 
 type Labels = Vec<(&'static str, Esc)>;
 
+/// Reads one per-shard value.
+type Get = fn(&sluice_engine::metrics::ShardMetrics) -> f64;
+
 #[derive(Debug)]
 enum Value {
     Counter(f64),
@@ -163,7 +166,7 @@ impl Family {
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for f in &self.0 {
-            let mut m = encoder.encode_descriptor(f.name, f.help, None, f.kind.clone())?;
+            let mut m = encoder.encode_descriptor(f.name, f.help, None, f.kind)?;
             for (labels, value) in &f.samples {
                 if labels.is_empty() {
                     encode_value(&mut m, value)?;
@@ -413,7 +416,6 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
             Value::Gauge(if r.is_some() { 1.0 } else { 0.0 }),
         );
     }
-    type Get = fn(&sluice_engine::metrics::ShardMetrics) -> f64;
     let shard_families: [(&'static str, &'static str, MetricType, Get); 11] = [
         (
             "sluice_connections_open",

@@ -92,3 +92,72 @@ fn health_node_and_refusals() {
     trickler.join().expect("trickler");
     assert!(!node.log().contains("panicked"));
 }
+
+/// SIGTERM with a long-poll Fetch in flight: readiness goes 503 "stopping", new
+/// Kafka connections are refused, the Fetch is still answered, exit status 0.
+#[test]
+fn graceful_shutdown_goes_unready_refuses_and_finishes_in_flight_requests() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let mut node = Node::start();
+    let addr = node.admin_addr();
+    let (status, out, err) = crate::node::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["topic", "create", "-b", &node.addr, "quiet", "-p", "1"]),
+        None,
+    );
+    assert!(status.success(), "{out}{err}");
+    let kafka = node.addr.clone();
+    let fetch = std::thread::spawn(move || {
+        let mut c =
+            sluice_net::client::Client::connect(&kafka, Duration::from_secs(10)).expect("connect");
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(4000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("quiet")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let started = std::time::Instant::now();
+        let (_, r): (i16, FetchResponse) = c.call(ApiKey::Fetch, 12, &req).expect("Fetch");
+        (r, started.elapsed())
+    });
+    // Let the Fetch arrive and start waiting for data that never comes.
+    std::thread::sleep(Duration::from_millis(500));
+    node.send_signal(nix::sys::signal::Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let reason = loop {
+        let (status, ready) = get(&addr, "/v1/health/ready");
+        if status == 503 {
+            break ready["reason"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "still ready");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(reason, "stopping");
+    // New Kafka connections are refused while the Fetch waits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match std::net::TcpStream::connect(&node.addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a new connection was not refused: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let (answer, took) = fetch.join().expect("fetch thread");
+    assert_eq!(answer.responses[0].partitions[0].error_code, 0);
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    let status = node.wait_exit();
+    assert!(status.success(), "exit {status}:\n{}", node.log());
+}

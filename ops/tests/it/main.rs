@@ -20,3 +20,4 @@ mod metrics;
 mod node;
 mod python;
 mod restart;
+mod systemd;

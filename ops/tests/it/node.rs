@@ -75,11 +75,6 @@ impl Node {
             .expect("the admin endpoint's address in the log")
     }
 
-    /// The process id of the running `sluice serve`.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// The log of the current (or last) run.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
@@ -134,9 +129,20 @@ impl Node {
     }
 
     fn signal(&mut self, sig: Signal) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+        self.send_signal(sig);
+        self.wait_exit()
+    }
+
+    /// Sends `sig` without waiting.
+    pub fn send_signal(&self, sig: Signal) {
+        let child = self.child.as_ref().expect("running");
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         kill(pid, sig).expect("signal");
+    }
+
+    /// Waits (up to a minute) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
