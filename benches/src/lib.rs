@@ -1,6 +1,8 @@
 //! Shared pieces of the benchmark binaries: the reference measurements (`fio` on the
 //! disk under test, `iperf3` over loopback) that figures are compared with.
 
+pub mod broker;
+
 use std::path::Path;
 use std::process::Command;
 

@@ -326,7 +326,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "admin",
         "listen",
-        "address of the admin HTTP endpoint: /v1/health/live, /v1/health/ready, /v1/node",
+        "address of the admin HTTP endpoint: /metrics, /v1/health/live, /v1/health/ready, /v1/node, /v1/partitions",
     ),
 ];
 
@@ -508,6 +508,73 @@ impl Config {
         out
     }
 
+    /// The configuration reference (Markdown): every key with its type, default,
+    /// environment variable and meaning. `ops/CONFIGURATION.md` is this text; a test
+    /// keeps the two the same.
+    pub fn reference() -> String {
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        let full = toml::Table::try_from(Config::with_every_option()).unwrap_or_default();
+        let get = |t: &toml::Table, sec: &str, key: &str| -> Option<toml::Value> {
+            if sec.is_empty() {
+                t.get(key).cloned()
+            } else {
+                t.get(sec).and_then(|s| s.get(key)).cloned()
+            }
+        };
+        let mut out = String::from(
+            "# Sluice configuration reference\n\n\
+             Generated from `KEYS` in `ops/src/config.rs` (`sluice config reference` prints \
+             it; a test fails when this file and the code differ).\n\n\
+             `sluice serve` needs no configuration. Values come from, later winning: the \
+             TOML file (`--config FILE`), environment variables `SLUICE_<SECTION>_<KEY>`, \
+             `--set section.key=value`, then `--data-dir` and `--listen`. Unknown keys, \
+             wrong types and values out of range are refused at start, naming the key \
+             (`sluice config check FILE` checks without starting; exit status 2). \
+             `sluice config defaults` prints a complete file with every default.\n",
+        );
+        let mut section = None;
+        for (sec, key, doc) in KEYS {
+            if section != Some(*sec) {
+                section = Some(*sec);
+                let title = if sec.is_empty() {
+                    "Top level".to_string()
+                } else {
+                    format!("`[{sec}]`")
+                };
+                let _ = write!(
+                    out,
+                    "\n## {title}\n\n| Key | Type | Default | Environment | Meaning |\n|---|---|---|---|---|\n"
+                );
+            }
+            let ty = match get(&full, sec, key) {
+                Some(toml::Value::Integer(_)) => "integer",
+                Some(toml::Value::Boolean(_)) => "boolean",
+                Some(toml::Value::Float(_)) => "float",
+                _ => "string",
+            };
+            let default = get(&defaults, sec, key)
+                .map_or_else(|| "(unset)".to_string(), |v| format!("`{v}`"));
+            let _ = writeln!(
+                out,
+                "| `{}` | {ty} | {default} | `{}` | {} |",
+                dotted(sec, key),
+                env_name(sec, key),
+                doc.replace('|', "\\|")
+            );
+        }
+        out
+    }
+
+    /// The defaults with every optional key set (to see every key's type).
+    fn with_every_option() -> Config {
+        let mut full = Config::default();
+        full.kafka.advertised_host = Some("h".into());
+        full.kafka.advertised_port = Some(1);
+        full.storage.shards = Some(1);
+        full.group.max_size = Some(1);
+        full
+    }
+
     /// Checks every value and builds the engine and broker settings.
     pub fn check(&self) -> Result<Resolved, ConfigError> {
         let listen = self
@@ -684,12 +751,7 @@ mod tests {
             toml::Table::try_from(Config::default()).unwrap()
         );
         // Every field of the config, optional ones set, is in KEYS and in the file.
-        let mut full = Config::default();
-        full.kafka.advertised_host = Some("h".into());
-        full.kafka.advertised_port = Some(1);
-        full.storage.shards = Some(1);
-        full.group.max_size = Some(1);
-        let table = toml::Table::try_from(full).unwrap();
+        let table = toml::Table::try_from(Config::with_every_option()).unwrap();
         let mut fields = Vec::new();
         for (k, v) in &table {
             match v.as_table() {
@@ -707,6 +769,27 @@ mod tests {
                 "{k} missing from the defaults file"
             );
         }
+    }
+
+    #[test]
+    fn reference_page_is_current() {
+        let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("CONFIGURATION.md");
+        let text = Config::reference();
+        if std::env::var_os("SLUICE_WRITE_REFERENCE").is_some() {
+            std::fs::write(&page, &text).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&page).unwrap_or_default();
+        assert!(
+            on_disk == text,
+            "ops/CONFIGURATION.md differs from `sluice config reference`; regenerate it with \
+             SLUICE_WRITE_REFERENCE=1 cargo test -p sluice --bin sluice reference_page_is_current"
+        );
+        for (sec, key, _) in KEYS {
+            assert!(text.contains(&format!("| `{}` |", dotted(sec, key))));
+        }
+        assert!(text.contains("| `kafka.num_partitions` | integer | `1` |"));
+        assert!(text.contains("| `kafka.auto_create_topics` | boolean | `true` |"));
+        assert!(text.contains("| `storage.shards` | integer | (unset) |"));
     }
 
     #[test]

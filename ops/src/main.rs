@@ -127,6 +127,9 @@ enum ConfigAction {
     },
     /// Print a complete configuration file with every key at its default.
     Defaults,
+    /// Print the configuration reference (Markdown): every key with its type,
+    /// default, environment variable and meaning.
+    Reference,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +228,10 @@ fn main() -> ExitCode {
         Command::Config { action } => match action {
             ConfigAction::Defaults => {
                 print!("{}", config::Config::defaults_file());
+                ExitCode::SUCCESS
+            }
+            ConfigAction::Reference => {
+                print!("{}", config::Config::reference());
                 ExitCode::SUCCESS
             }
             ConfigAction::Check { file, sets } => match resolve(file.as_ref(), None, None, &sets) {

@@ -104,7 +104,7 @@ pub struct Process {
 /// A label value, escaped as the exposition formats require (group ids may hold
 /// any character).
 #[derive(Debug, Clone)]
-struct Esc(String);
+struct Esc(Arc<str>);
 
 impl EncodeLabelValue for Esc {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -193,7 +193,7 @@ fn encode_value(e: &mut MetricEncoder, value: &Value) -> Result<(), std::fmt::Er
 fn l(pairs: &[(&'static str, &str)]) -> Labels {
     pairs
         .iter()
-        .map(|(k, v)| (*k, Esc((*v).to_string())))
+        .map(|(k, v)| (*k, Esc(Arc::from(*v))))
         .collect()
 }
 
@@ -276,38 +276,38 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
     for (api, h) in latency {
         fm.push(l(&[("api", &api_name(api))]), Value::Histogram(h));
     }
-    let fm = fam.add(
-        "sluice_topic_bytes_in",
-        "Record batch bytes appended by Produce, by topic.",
-        MetricType::Counter,
-    );
-    for (t, c) in &topics {
-        fm.push(l(&[("topic", t)]), Value::Counter(f(c.bytes_in)));
-    }
-    let fm = fam.add(
-        "sluice_topic_records_in",
-        "Records appended by Produce, by topic.",
-        MetricType::Counter,
-    );
-    for (t, c) in &topics {
-        fm.push(l(&[("topic", t)]), Value::Counter(f(c.records_in)));
-    }
-    let fm = fam.add(
-        "sluice_topic_bytes_out",
-        "Record batch bytes sent in Fetch answers, by topic.",
-        MetricType::Counter,
-    );
-    for (t, c) in &topics {
-        fm.push(l(&[("topic", t)]), Value::Counter(f(c.bytes_out)));
+    let topic_labels: Vec<Labels> = topics.keys().map(|t| l(&[("topic", t)])).collect();
+    for (name, help, get) in [
+        (
+            "sluice_topic_bytes_in",
+            "Record batch bytes appended by Produce, by topic.",
+            (|c| c.bytes_in) as fn(&sluice_engine::metrics::TopicTraffic) -> u64,
+        ),
+        (
+            "sluice_topic_records_in",
+            "Records appended by Produce, by topic.",
+            |c| c.records_in,
+        ),
+        (
+            "sluice_topic_bytes_out",
+            "Record batch bytes sent in Fetch answers, by topic.",
+            |c| c.bytes_out,
+        ),
+    ] {
+        let fm = fam.add(name, help, MetricType::Counter);
+        for (labels, c) in topic_labels.iter().zip(topics.values()) {
+            fm.push(labels.clone(), Value::Counter(f(get(c))));
+        }
     }
 
     // Partitions.
     let mut parts: Vec<&sluice_net::stats::PartitionStats> =
         answered.iter().flat_map(|r| r.partitions.iter()).collect();
     parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    let pl = |p: &sluice_net::stats::PartitionStats| {
-        l(&[("topic", &p.topic), ("partition", &p.partition.to_string())])
-    };
+    let part_labels: Vec<Labels> = parts
+        .iter()
+        .map(|p| l(&[("topic", &p.topic), ("partition", &p.partition.to_string())]))
+        .collect();
     for (name, help, get) in [
         (
             "sluice_partition_log_start_offset",
@@ -336,8 +336,8 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
         ),
     ] {
         let fm = fam.add(name, help, MetricType::Gauge);
-        for p in &parts {
-            fm.push(pl(p), Value::Gauge(f(get(p))));
+        for (labels, p) in part_labels.iter().zip(&parts) {
+            fm.push(labels.clone(), Value::Gauge(f(get(p))));
         }
     }
     let fm = fam.add(
@@ -345,11 +345,9 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
         "1 if the partition was taken offline after a storage error.",
         MetricType::Gauge,
     );
-    for p in &parts {
-        fm.push(
-            pl(p),
-            Value::Gauge(if p.offline.is_some() { 1.0 } else { 0.0 }),
-        );
+    for (labels, p) in part_labels.iter().zip(&parts) {
+        let offline = if p.offline.is_some() { 1.0 } else { 0.0 };
+        fm.push(labels.clone(), Value::Gauge(offline));
     }
     let segments: usize = parts.iter().map(|p| p.segments).sum();
     fam.add(
@@ -588,26 +586,35 @@ fn proc_self() -> Option<(f64, f64)> {
 /// text format (counters named with `_total` in their HELP and TYPE lines, no
 /// `# EOF`).
 pub fn render(reports: &[Option<ShardReport>], process: &Process, openmetrics: bool) -> String {
+    let fam = families(reports, process);
+    let counters: Vec<&'static str> = fam
+        .0
+        .iter()
+        .filter(|f| matches!(f.kind, MetricType::Counter))
+        .map(|f| f.name)
+        .collect();
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(families(reports, process)));
-    let mut out = String::new();
+    registry.register_collector(Box::new(fam));
+    let mut out = String::with_capacity(64 * 1024);
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
         return String::new();
     }
     if openmetrics {
         return out;
     }
-    to_classic(&out)
+    to_classic(&out, &counters)
 }
 
-fn to_classic(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|line| line.strip_prefix("# TYPE "))
-        .filter_map(|rest| rest.strip_suffix(" counter"))
-        .collect();
+/// OpenMetrics text to the classic format: no `# EOF` or `# UNIT` lines, and the
+/// HELP and TYPE lines of counters name the samples' `_total`.
+fn to_classic(openmetrics: &str, counters: &[&str]) -> String {
     let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
+    for line in openmetrics.split_terminator('\n') {
+        if !line.starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
         if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
         }
@@ -617,7 +624,7 @@ fn to_classic(openmetrics: &str) -> String {
             .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
         if let Some((kind, rest)) = meta {
             let name = rest.split(' ').next().unwrap_or_default();
-            if counters.contains(name) {
+            if counters.contains(&name) {
                 let _ = writeln!(out, "{kind}{name}_total{}", &rest[name.len()..]);
                 continue;
             }
@@ -635,7 +642,7 @@ mod tests {
     #[test]
     fn classic_text_names_counters_with_total_and_drops_eof() {
         let om = "# HELP sluice_requests Kafka requests.\n# TYPE sluice_requests counter\nsluice_requests_total{api=\"Produce\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
-        let text = to_classic(om);
+        let text = to_classic(om, &["sluice_requests"]);
         assert_eq!(
             text,
             "# HELP sluice_requests_total Kafka requests.\n# TYPE sluice_requests_total counter\nsluice_requests_total{api=\"Produce\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"

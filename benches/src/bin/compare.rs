@@ -12,12 +12,11 @@
 
 #![allow(clippy::cast_precision_loss)]
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use clap::Parser;
+use sluice_benches::broker::{run_bench, sibling, start_sluice, wait_listening, Broker};
 
 #[derive(Parser, Debug)]
 #[command(about = "Sluice against fio, iperf3 and Tansu, side by side in one run")]
@@ -66,74 +65,6 @@ fn main() {
     }
 }
 
-fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join(name)))
-        .unwrap_or_else(|| PathBuf::from(name))
-}
-
-/// A broker process stopped (SIGTERM, then SIGKILL) when dropped.
-struct Broker {
-    child: Child,
-    addr: String,
-}
-
-impl Broker {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_listening(addr: &str, child: &mut Child, what: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{what} exited before listening: {status}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("{what} did not listen on {addr} within 30 s"))
-}
-
-fn start_sluice(bin: &Path, data: &Path, port: u16) -> Result<Broker, String> {
-    let addr = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(data.with_extension("log")).map_err(|e| e.to_string())?;
-    let mut child = Command::new(bin)
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &addr])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    wait_listening(&addr, &mut child, "sluice")?;
-    Ok(Broker { child, addr })
-}
-
 fn start_tansu(bin: &Path, port: u16) -> Result<Broker, String> {
     let addr = format!("127.0.0.1:{port}");
     let url = format!("tcp://{addr}");
@@ -167,28 +98,15 @@ fn bench(
         .clone()
         .unwrap_or_else(|| sibling("sluice-bench"));
     let out_file = args.dir.join(format!("bench-{}.json", std::process::id()));
-    let seconds = seconds.to_string();
-    let partitions = args.partitions.to_string();
-    let pid = broker.pid().to_string();
-    let out = Command::new(&bin)
-        .arg(scenario)
-        .args(["--bootstrap", &broker.addr, "--seconds", &seconds])
-        .args(["--partitions", &partitions, "--broker-pid", &pid])
-        .arg("--json")
-        .arg(&out_file)
-        .args(extra)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "sluice-bench {scenario} {extra:?} failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        ));
-    }
-    let text = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&out_file);
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    let mut all: Vec<String> = [
+        "--seconds".to_string(),
+        seconds.to_string(),
+        "--partitions".to_string(),
+        args.partitions.to_string(),
+    ]
+    .into();
+    all.extend(extra.iter().map(|e| (*e).to_string()));
+    run_bench(&bin, scenario, broker, &all, &out_file)
 }
 
 fn row(what: &str, v: &serde_json::Value, reference: Option<(&str, f64)>) -> Row {
@@ -329,7 +247,7 @@ fn run(args: &Args) -> Result<(), String> {
     let latency_rate;
     {
         eprintln!("sluice, raw client ...");
-        let s = start_sluice(&sluice_bin, &data, 15202)?;
+        let s = start_sluice(&sluice_bin, &data, 15202, &[])?;
         let v = bench(
             args,
             &s,
