@@ -42,29 +42,31 @@ pub struct ShardReport {
     pub committed: Vec<CommittedOffset>,
 }
 
-/// Copies the shard's state; run on the shard.
-pub fn shard_report(shard: &Rc<Shard>) -> ShardReport {
+/// Copies the shard's state; run on the shard. Yields to the shard's other tasks
+/// when its time slice is used up, so many partitions do not stall the data path.
+pub async fn shard_report(shard: &Rc<Shard>) -> ShardReport {
     let id = shard.id();
-    let partitions = shard
-        .partitions()
-        .iter()
-        .map(|p| {
-            let tp = p.topic_partition();
-            let o = p.offsets();
-            PartitionStats {
-                topic: tp.topic.to_string(),
-                partition: tp.partition,
-                shard: id,
-                log_start_offset: o.log_start_offset,
-                high_watermark: o.high_watermark,
-                log_end_offset: o.log_end_offset,
-                size_bytes: p.size_bytes(),
-                segments: p.segment_count(),
-                leader_epoch: p.leader_epochs().last().map_or(-1, |(e, _)| *e),
-                offline: p.offline_reason(),
-            }
-        })
-        .collect();
+    let all = shard.partitions();
+    let mut partitions = Vec::with_capacity(all.len());
+    for (i, p) in all.iter().enumerate() {
+        if i % 256 == 255 {
+            glommio::yield_if_needed().await;
+        }
+        let tp = p.topic_partition();
+        let o = p.offsets();
+        partitions.push(PartitionStats {
+            topic: tp.topic.to_string(),
+            partition: tp.partition,
+            shard: id,
+            log_start_offset: o.log_start_offset,
+            high_watermark: o.high_watermark,
+            log_end_offset: o.log_end_offset,
+            size_bytes: p.size_bytes(),
+            segments: p.segment_count(),
+            leader_epoch: p.leader_epochs().last().map_or(-1, |(e, _)| *e),
+            offline: p.offline_reason(),
+        });
+    }
     ShardReport {
         metrics: sluice_engine::metrics::snapshot(id),
         partitions,

@@ -59,10 +59,9 @@ pub fn collect(router: &ShardRouter, timeout: Duration) -> Vec<Option<ShardRepor
             let router = router.clone();
             async move {
                 router
-                    .call(
-                        s,
-                        |shard| async move { sluice_net::stats::shard_report(&shard) },
-                    )
+                    .call(s, |shard| async move {
+                        sluice_net::stats::shard_report(&shard).await
+                    })
                     .await
                     .ok()
             }

@@ -14,6 +14,7 @@ mod bad_input;
 mod cli;
 mod config;
 mod groups;
+mod journald;
 mod kcat;
 mod librdkafka;
 mod metrics;

@@ -247,14 +247,14 @@ fn prom_query(prom: &str, query: &str) -> serde_json::Value {
             }
         })
         .collect();
-    let (status, _, body) = crate::node::http(
+    // Prometheus may not listen yet.
+    let Ok((200, _, body)) = crate::node::try_http(
         prom,
         format!("GET /api/v1/query?query={q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .as_bytes(),
-    );
-    if status != 200 {
+    ) else {
         return serde_json::Value::Null;
-    }
+    };
     serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
 }
 

@@ -243,18 +243,23 @@ pub fn free_fixed_port() -> u16 {
 
 /// One HTTP/1.1 exchange of raw bytes: (status, head, body).
 pub fn http(addr: &str, request: &[u8]) -> (u16, String, String) {
+    try_http(addr, request).unwrap_or_else(|e| panic!("HTTP to {addr}: {e}"))
+}
+
+/// [`http`], with an error instead of a panic when nothing answers.
+pub fn try_http(addr: &str, request: &[u8]) -> Result<(u16, String, String), String> {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s.write_all(request).expect("write");
+        .map_err(|e| e.to_string())?;
+    s.write_all(request).map_err(|e| format!("write: {e}"))?;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let status = out
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {out:?}"));
+        .ok_or_else(|| format!("no status in {out:?}"))?;
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (status, head.to_string(), body.to_string())
+    Ok((status, head.to_string(), body.to_string()))
 }
