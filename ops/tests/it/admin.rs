@@ -55,6 +55,33 @@ fn health_node_and_refusals() {
         "{info}"
     );
 
+    // Partitions: each with its shard and offsets, after 3 records.
+    let (status, out, err) = crate::node::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["produce", "-b", &node.addr, "listed", "--partition", "0"]),
+        Some(b"a\nb\nc\n"),
+    );
+    assert!(status.success(), "{out}{err}");
+    let (status, parts) = get(&addr, "/v1/partitions");
+    assert_eq!(status, 200);
+    let listed: Vec<&serde_json::Value> = parts["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .filter(|p| p["topic"] == "listed")
+        .collect();
+    assert_eq!(listed.len(), 1, "{parts}");
+    let p = listed[0];
+    assert_eq!(p["partition"], 0);
+    assert_eq!(p["log_start_offset"], 0);
+    assert_eq!(p["high_watermark"], 3);
+    assert_eq!(p["log_end_offset"], 3);
+    assert!(p["size_bytes"].as_u64().is_some_and(|b| b > 0), "{p}");
+    assert_eq!(p["segments"], 1);
+    assert!(p["shard"].as_u64().is_some_and(|s| s < info["shards"].as_u64().unwrap()));
+    assert!(p["leader_epoch"].as_i64().is_some(), "{p}");
+    assert!(p["offline"].is_null(), "{p}");
+
     // Odd requests: each answered with a status, none takes the endpoint down.
     assert_eq!(http(&addr, b"POST /v1/node HTTP/1.1\r\n\r\n").0, 405);
     assert_eq!(http(&addr, b"GET /v1/nope HTTP/1.1\r\n\r\n").0, 404);
