@@ -130,6 +130,32 @@ fn columns(s: Option<&Scrapes>) -> (String, String, String, String) {
     )
 }
 
+/// Medians of both kinds of round and the per-round changes.
+fn summary(hz: u32, off: &[f64], on: &[f64]) {
+    // Each round's two runs ran back to back: their ratio is less exposed to the
+    // disk's and the machine's slow drifts than the medians are.
+    let paired: Vec<f64> = on
+        .iter()
+        .zip(off)
+        .map(|(a, b)| (a / b - 1.0) * 100.0)
+        .collect();
+    let (m_off, m_on) = (median(off.to_vec()), median(on.to_vec()));
+    println!(
+        "\nmedian produce: {m_off:.1} MB/s without scraping, {m_on:.1} MB/s scraped {} times a second: {:+.1}%",
+        hz,
+        (m_on / m_off - 1.0) * 100.0
+    );
+    println!(
+        "per-round change (scraped vs not, same round): {}; median {:+.1}%",
+        paired
+            .iter()
+            .map(|p| format!("{p:+.1}%"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        median(paired.clone())
+    );
+}
+
 fn main() {
     let args = Args::parse();
     if let Err(e) = run(&args) {
@@ -220,27 +246,6 @@ fn run(args: &Args) -> Result<(), String> {
     }
     drop(broker);
     let _ = std::fs::remove_dir_all(&data);
-    // Each round's two runs ran back to back: their ratio is less exposed to the
-    // disk's and the machine's slow drifts than the medians are.
-    let paired: Vec<f64> = on
-        .iter()
-        .zip(&off)
-        .map(|(a, b)| (a / b - 1.0) * 100.0)
-        .collect();
-    let (m_off, m_on) = (median(off), median(on));
-    println!(
-        "\nmedian produce: {m_off:.1} MB/s without scraping, {m_on:.1} MB/s scraped {} times a second: {:+.1}%",
-        args.hz,
-        (m_on / m_off - 1.0) * 100.0
-    );
-    println!(
-        "per-round change (scraped vs not, same round): {}; median {:+.1}%",
-        paired
-            .iter()
-            .map(|p| format!("{p:+.1}%"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        median(paired.clone())
-    );
+    summary(args.hz, &off, &on);
     Ok(())
 }

@@ -57,8 +57,14 @@ fn health_node_and_refusals() {
 
     // Partitions: each with its shard and offsets, after 3 records.
     let (status, out, err) = crate::node::run(
-        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["produce", "-b", &node.addr, "listed", "--partition", "0"]),
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice")).args([
+            "produce",
+            "-b",
+            &node.addr,
+            "listed",
+            "--partition",
+            "0",
+        ]),
         Some(b"a\nb\nc\n"),
     );
     assert!(status.success(), "{out}{err}");
@@ -78,7 +84,9 @@ fn health_node_and_refusals() {
     assert_eq!(p["log_end_offset"], 3);
     assert!(p["size_bytes"].as_u64().is_some_and(|b| b > 0), "{p}");
     assert_eq!(p["segments"], 1);
-    assert!(p["shard"].as_u64().is_some_and(|s| s < info["shards"].as_u64().unwrap()));
+    assert!(p["shard"]
+        .as_u64()
+        .is_some_and(|s| s < info["shards"].as_u64().unwrap()));
     assert!(p["leader_epoch"].as_i64().is_some(), "{p}");
     assert!(p["offline"].is_null(), "{p}");
 
