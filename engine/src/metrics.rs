@@ -84,8 +84,8 @@ pub struct ShardMetrics {
     pub shard: usize,
     /// Requests started, per (API key, version).
     pub requests: HashMap<(i16, i16), u64>,
-    /// Error codes answered, per (API key, version, error code); code -1 counts
-    /// requests that were not answered (the connection was closed instead).
+    /// Error codes answered, per (API key, version, error code); code
+    /// [`NOT_ANSWERED`] counts requests answered by closing the connection.
     pub errors: HashMap<(i16, i16, i16), u64>,
     /// Time from reading a request to its answer being ready, per API key.
     pub latency: HashMap<i16, Histogram>,
@@ -127,6 +127,15 @@ fn with<T>(f: impl FnOnce(&mut Local) -> T) -> T {
     LOCAL.with(|l| f(&mut l.borrow_mut()))
 }
 
+/// The error code that stands for "not answered: the connection was closed"
+/// (Kafka's codes are -1 and up).
+pub const NOT_ANSWERED: i16 = i16::MIN;
+
+/// The API key and version label for requests the broker does not serve (an
+/// unknown key, or a version outside the served range): one bucket, so odd
+/// requests cannot make new series.
+pub const UNSERVED: i16 = -1;
+
 /// A request was read.
 pub fn request_started(api: i16, version: i16) {
     with(|l| *l.requests.entry((api, version)).or_default() += 1);
@@ -137,7 +146,7 @@ pub fn request_finished(api: i16, version: i16, took: Duration, answered: bool) 
     with(|l| {
         l.latency.entry(api).or_default().observe(took);
         if !answered {
-            *l.errors.entry((api, version, -1)).or_default() += 1;
+            *l.errors.entry((api, version, NOT_ANSWERED)).or_default() += 1;
         }
     });
 }
@@ -153,6 +162,11 @@ pub fn tally(code: i16) -> i16 {
         });
     }
     code
+}
+
+/// An error code answered outside a handler (ApiVersions' fallback answer).
+pub fn error_answered(api: i16, version: i16, code: i16) {
+    with(|l| *l.errors.entry((api, version, code)).or_default() += 1);
 }
 
 pub fn connection_opened() {

@@ -110,7 +110,16 @@ where
         let answer = match start(ctx, prefix, &mut frame) {
             Ok(a) => a,
             Err(e) => {
-                // Not answered: the connection closes.
+                // Not answered: the connection closes. Keys and versions not served
+                // share one label, so odd requests cannot make new series.
+                use sluice_engine::metrics::UNSERVED;
+                let (key, version) = match registry::find(key) {
+                    Some(api) if (api.min_version..=api.max_version).contains(&version) => {
+                        (key, version)
+                    }
+                    Some(_) => (key, UNSERVED),
+                    None => (UNSERVED, UNSERVED),
+                };
                 sluice_engine::metrics::request_started(key, version);
                 sluice_engine::metrics::request_finished(
                     key,
@@ -198,6 +207,19 @@ fn start(
         if api.key == ApiKey::ApiVersions {
             // Kafka's fallback: answer in v0 so any client can read it.
             let body = handlers::api_versions::unsupported_version_answer()?;
+            let unserved = sluice_engine::metrics::UNSERVED;
+            sluice_engine::metrics::request_started(prefix.api_key, unserved);
+            sluice_engine::metrics::request_finished(
+                prefix.api_key,
+                unserved,
+                std::time::Duration::ZERO,
+                true,
+            );
+            sluice_engine::metrics::error_answered(
+                prefix.api_key,
+                unserved,
+                kafka_protocol::ResponseError::UnsupportedVersion.code(),
+            );
             return Ok(Box::pin(async move {
                 Ok(Answer {
                     correlation_id,

@@ -197,11 +197,19 @@ fn l(pairs: &[(&'static str, &str)]) -> Labels {
 }
 
 fn api_name(key: i16) -> String {
-    ApiKey::try_from(key).map_or_else(|()| format!("Unknown{key}"), |k| format!("{k:?}"))
+    ApiKey::try_from(key).map_or_else(|()| "Unknown".to_string(), |k| format!("{k:?}"))
+}
+
+fn version_label(v: i16) -> String {
+    if v == sluice_engine::metrics::UNSERVED {
+        "unsupported".into()
+    } else {
+        v.to_string()
+    }
 }
 
 fn error_name(code: i16) -> String {
-    if code == -1 {
+    if code == sluice_engine::metrics::NOT_ANSWERED {
         return "ConnectionClosed".into();
     }
     ResponseError::try_from_code(code).map_or_else(|| format!("Code{code}"), |e| format!("{e:?}"))
@@ -248,7 +256,7 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
     );
     for ((api, v), n) in &requests {
         fm.push(
-            l(&[("api", &api_name(*api)), ("version", &v.to_string())]),
+            l(&[("api", &api_name(*api)), ("version", &version_label(*v))]),
             Value::Counter(f(*n)),
         );
     }
@@ -261,7 +269,7 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
         fm.push(
             l(&[
                 ("api", &api_name(*api)),
-                ("version", &v.to_string()),
+                ("version", &version_label(*v)),
                 ("error", &error_name(*code)),
             ]),
             Value::Counter(f(*n)),

@@ -112,12 +112,17 @@ fn unresponsive(router: &ShardRouter, timeout: Duration) -> Vec<usize> {
         .collect();
     let mut pending = probes;
     let mut answered = vec![false; pending.len()];
+    // A finished probe is never polled again (an async block panics if it is).
+    let mut finished = vec![false; pending.len()];
     let all = std::future::poll_fn(|cx| {
         let mut done = true;
         for (i, p) in pending.iter_mut().enumerate() {
-            if !answered[i] {
+            if !finished[i] {
                 match p.as_mut().poll(cx) {
-                    std::task::Poll::Ready(ok) => answered[i] = ok,
+                    std::task::Poll::Ready(ok) => {
+                        answered[i] = ok;
+                        finished[i] = true;
+                    }
                     std::task::Poll::Pending => done = false,
                 }
             }

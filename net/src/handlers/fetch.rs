@@ -83,7 +83,14 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let reads = read_until_ready(&ctx, &wanted, min_bytes, wait).await;
         let mut results = kept_to_max_bytes(errors, &wanted, reads, max_bytes);
         let include = fetch_session::record_sent(&plan, &results);
-        let topics = respond(&plan, &mut results, &include, req.isolation_level, v);
+        let topics = respond(
+            &plan,
+            &wanted,
+            &mut results,
+            &include,
+            req.isolation_level,
+            v,
+        );
         Ok(fetch_response::encode(v, 0, plan.session_id, topics))
     })
 }
@@ -136,20 +143,28 @@ fn kept_to_max_bytes(
 /// only partitions with `include` set are answered.
 fn respond(
     plan: &Plan,
+    wanted: &[Wanted],
     results: &mut Results,
     include: &[bool],
     isolation: i8,
     v: i16,
 ) -> Vec<TopicOut> {
     let mut out: Vec<TopicOut> = Vec::new();
+    // Topic names as resolved (from v13 requests name topics by id only).
+    let mut names: Vec<Option<&str>> = vec![None; plan.asked.len()];
+    for w in wanted {
+        if let Some(n) = names.get_mut(w.index) {
+            *n = Some(&w.tp.topic);
+        }
+    }
     for (i, a) in plan.asked.iter().enumerate() {
         if !include.get(i).copied().unwrap_or(true) {
             continue;
         }
-        if let Some(Ok(read)) = &results[i] {
+        if let (Some(Ok(read)), Some(name)) = (&results[i], names[i]) {
             let n = read.len();
             if n > 0 {
-                sluice_engine::metrics::fetched(&a.topic.0, n as u64);
+                sluice_engine::metrics::fetched(name, n as u64);
             }
         }
         let part = answer(a.partition, results[i].take(), isolation, v);

@@ -61,7 +61,8 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         } else {
             let c = coordinators.pop().unwrap_or_default();
             FindCoordinatorResponse::default()
-                .with_error_code(sluice_engine::metrics::tally(c.error_code))
+                // Counted above, as the coordinator's error.
+                .with_error_code(c.error_code)
                 .with_error_message(c.error_message)
                 .with_node_id(c.node_id)
                 .with_host(c.host)

@@ -162,7 +162,12 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             .collect();
         let response = OffsetFetchResponse::default()
             .with_topics(topics)
-            .with_error_code(sluice_engine::metrics::tally(error));
+            // Not sent before v2, where the partitions carry it (counted there).
+            .with_error_code(if v >= 2 {
+                sluice_engine::metrics::tally(error)
+            } else {
+                error
+            });
         super::encode(&response, KEY, v)
     })
 }

@@ -129,8 +129,11 @@ fn events_reach_journald_with_their_fields_when_stderr_is_the_journal() {
     assert_eq!(get("PARTITIONS"), Some("3"));
     assert_eq!(get("PRIORITY"), Some("6"));
     assert_eq!(get("SYSLOG_IDENTIFIER"), Some("sluice"));
+    // The listener line carries the shard count as its own field.
     assert!(
-        has(&events, "SHARDS", "2") || has(&events, "SHARDS", "1"),
+        events.iter().any(|e| e
+            .iter()
+            .any(|(k, v)| k == "SHARDS" && v.parse::<usize>().is_ok_and(|n| n >= 1))),
         "{events:?}"
     );
     // Nothing went to stderr: the journal got it.

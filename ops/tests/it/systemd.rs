@@ -41,7 +41,7 @@ fn ready_watchdog_and_stopping_in_order_and_a_stuck_shard_stops_the_pings() {
             ("SLUICE_TEST_STALL_SHARD", "0:3000:4000"),
         ],
     );
-    std::thread::sleep(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(12));
     let status = node.stop();
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, std::sync::atomic::Ordering::SeqCst);
