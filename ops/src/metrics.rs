@@ -52,46 +52,48 @@ pub fn block_on_timeout<F: Future>(f: F, timeout: Duration) -> Option<F::Output>
     }
 }
 
-/// Every shard's report, `None` for a shard that did not answer in time.
-pub fn collect(router: &ShardRouter, timeout: Duration) -> Vec<Option<ShardReport>> {
-    let jobs: Vec<_> = (0..router.shard_count())
+/// Runs `job` on every shard side by side, from this (non-shard) thread: each
+/// shard's answer, `None` for a shard that did not answer within `timeout` (or is
+/// shutting down).
+pub fn on_every_shard<T, F, Fut>(router: &ShardRouter, timeout: Duration, job: F) -> Vec<Option<T>>
+where
+    F: FnOnce(std::rc::Rc<sluice_engine::Shard>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let mut pending: Vec<_> = (0..router.shard_count())
         .map(|s| {
-            let router = router.clone();
-            async move {
-                router
-                    .call(s, |shard| async move {
-                        sluice_net::stats::shard_report(&shard).await
-                    })
-                    .await
-                    .ok()
-            }
+            let (router, job) = (router.clone(), job.clone());
+            Box::pin(async move { router.call(s, job).await.ok() })
         })
         .collect();
-    // Each shard gets the whole timeout, side by side.
-    let deadline = Instant::now() + timeout;
-    let mut pending: Vec<_> = jobs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<ShardReport>> = vec![None; pending.len()];
-    let all = async {
-        let mut done = vec![false; pending.len()];
-        std::future::poll_fn(|cx| {
-            for (i, f) in pending.iter_mut().enumerate() {
-                if !done[i] {
-                    if let Poll::Ready(r) = f.as_mut().poll(cx) {
-                        out[i] = r;
-                        done[i] = true;
-                    }
+    let mut out: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    // A finished call is never polled again (an async block panics if it is).
+    let mut finished = vec![false; pending.len()];
+    let all = std::future::poll_fn(|cx| {
+        for (i, f) in pending.iter_mut().enumerate() {
+            if !finished[i] {
+                if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                    out[i] = r;
+                    finished[i] = true;
                 }
             }
-            if done.iter().all(|d| *d) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-    };
-    let _ = block_on_timeout(all, deadline.saturating_duration_since(Instant::now()));
+        }
+        if finished.iter().all(|d| *d) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    let _ = block_on_timeout(all, timeout);
     out
+}
+
+/// Every shard's report, `None` for a shard that did not answer in time.
+pub fn collect(router: &ShardRouter, timeout: Duration) -> Vec<Option<ShardReport>> {
+    on_every_shard(router, timeout, |shard| async move {
+        sluice_net::stats::shard_report(&shard).await
+    })
 }
 
 /// Facts about the process and its disk, read at the scrape.

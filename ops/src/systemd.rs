@@ -11,7 +11,6 @@
 //!
 //! Without `NOTIFY_SOCKET` every notification is a no-op.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,40 +103,10 @@ fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) {
 
 /// Shards that did not run a probe job within `timeout`.
 fn unresponsive(router: &ShardRouter, timeout: Duration) -> Vec<usize> {
-    let probes: Vec<_> = (0..router.shard_count())
-        .map(|s| {
-            let router = router.clone();
-            Box::pin(async move { router.call(s, |_| async {}).await.is_ok() })
-        })
-        .collect();
-    let mut pending = probes;
-    let mut answered = vec![false; pending.len()];
-    // A finished probe is never polled again (an async block panics if it is).
-    let mut finished = vec![false; pending.len()];
-    let all = std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (i, p) in pending.iter_mut().enumerate() {
-            if !finished[i] {
-                match p.as_mut().poll(cx) {
-                    std::task::Poll::Ready(ok) => {
-                        answered[i] = ok;
-                        finished[i] = true;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    });
-    let _ = crate::metrics::block_on_timeout(all, timeout);
-    answered
+    crate::metrics::on_every_shard(router, timeout, |_| async {})
         .iter()
         .enumerate()
-        .filter(|(_, a)| !**a)
+        .filter(|(_, answered)| answered.is_none())
         .map(|(s, _)| s)
         .collect()
 }
