@@ -350,7 +350,7 @@ fn committed_offsets_survive_sigkill() {
     resume_after_restart(true);
 }
 
-mod protocol {
+pub(crate) mod protocol {
     //! Group requests that must be refused, sent as raw requests with the
     //! project's client, each answered with Kafka's error code while another
     //! group's committed offsets stay as they were.
@@ -374,8 +374,9 @@ mod protocol {
         StrBytes::from_string(x.to_string())
     }
 
+    /// OffsetCommit v8 of one offset; the partition's error code.
     #[allow(clippy::too_many_arguments)] // One raw request, field by field.
-    fn commit(
+    pub(crate) fn commit(
         c: &mut Client,
         group: &str,
         generation: i32,

@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{
-    offset_commit_request, ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::client::Client;
 
@@ -134,23 +132,7 @@ fn s(x: &str) -> StrBytes {
 /// A commit outside any generation (what admin tools do); returns the error code.
 fn commit(addr: &str, group: &str, topic: &str, partition: i32, offset: i64) -> i16 {
     let mut c = Client::connect(addr, Duration::from_secs(10)).expect("connect");
-    let req = OffsetCommitRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(s(""))
-        .with_topics(vec![
-            offset_commit_request::OffsetCommitRequestTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![
-                    offset_commit_request::OffsetCommitRequestPartition::default()
-                        .with_partition_index(partition)
-                        .with_committed_offset(offset)
-                        .with_committed_leader_epoch(-1),
-                ]),
-        ]);
-    let (_, r): (i16, OffsetCommitResponse) =
-        c.call(ApiKey::OffsetCommit, 8, &req).expect("OffsetCommit");
-    r.topics[0].partitions[0].error_code
+    crate::groups::protocol::commit(&mut c, group, -1, "", topic, partition, offset, "")
 }
 
 #[test]
