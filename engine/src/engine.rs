@@ -25,6 +25,8 @@ pub const LOCK_FILE: &str = ".lock";
 /// A running engine.
 pub struct Engine {
     router: ShardRouter,
+    /// The data directory, absolute.
+    data_dir: std::path::PathBuf,
     executors: Vec<ExecutorJoinHandle<()>>,
     _lock: File,
 }
@@ -32,8 +34,14 @@ pub struct Engine {
 impl Engine {
     /// Checks the host and the config, locks the data directory, starts the shards
     /// and recovers every partition found. Returns once all shards serve.
-    pub fn start(config: EngineConfig) -> Result<Engine> {
+    ///
+    /// A relative data directory is resolved against the working directory here,
+    /// once: every path the shards derive from it is absolute, so nothing depends
+    /// on the working directory later (glommio opens relative paths against a
+    /// directory descriptor of its own, not the working directory).
+    pub fn start(mut config: EngineConfig) -> Result<Engine> {
         config.validate()?;
+        config.data_dir = absolute_data_dir(&config.data_dir)?;
         crate::preflight::check()?;
         let lock = lock_data_dir(&config.data_dir)?;
         crate::disk::write_probe_file(&config.data_dir)?;
@@ -45,6 +53,7 @@ impl Engine {
         for (tp, s) in found.into_iter().zip(placed) {
             per_shard[s].push(tp);
         }
+        let data_dir = config.data_dir.clone();
         let config = Arc::new(config);
         let mut inboxes = Vec::with_capacity(shards);
         let mut receivers = Vec::with_capacity(shards);
@@ -82,6 +91,7 @@ impl Engine {
         if let Some(e) = failed {
             let engine = Engine {
                 router,
+                data_dir,
                 executors,
                 _lock: lock,
             };
@@ -90,9 +100,15 @@ impl Engine {
         }
         Ok(Engine {
             router,
+            data_dir,
             executors,
             _lock: lock,
         })
+    }
+
+    /// The data directory the engine runs on, made absolute at start.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// The router, to send work to shards from any thread.
@@ -196,6 +212,18 @@ async fn shard_main(
     if let Some(tx) = reply {
         let _ = tx.send(closed);
     }
+}
+
+/// `dir` made absolute against the working directory (without touching the disk:
+/// symbolic links and `..` stay as they are, as the operator wrote them).
+pub fn absolute_data_dir(dir: &Path) -> Result<std::path::PathBuf> {
+    if dir.as_os_str().is_empty() {
+        return Err(Error::InvalidConfig {
+            key: "data_dir".into(),
+            reason: "is empty".into(),
+        });
+    }
+    std::path::absolute(dir).map_err(|e| Error::io("resolve against the working directory", dir, e))
 }
 
 /// Creates the data directory if needed and takes an exclusive lock on it, so two

@@ -67,9 +67,10 @@ impl Broker {
         listen: SocketAddr,
         settings: &BrokerSettings,
     ) -> Result<Broker, StartError> {
-        let data_dir = engine.data_dir.clone();
         let defaults = engine.log_defaults.clone();
         let engine = Engine::start(engine)?;
+        // Absolute: the engine resolved it against the working directory.
+        let data_dir = engine.data_dir().to_path_buf();
         let router = engine.router();
         let topics = match futures::executor::block_on(TopicStore::open(
             &data_dir,

@@ -26,15 +26,20 @@ use sluice_net::client::{partition_for_key, Client, ClientError};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A failed command: what to print.
-pub type CliResult<T> = Result<T, String>;
+use crate::console::{outln, stdout_error, Out};
+pub use crate::console::{CliError, CliResult};
 
 pub(crate) fn connect(bootstrap: &str) -> CliResult<Client> {
-    Client::connect(bootstrap, TIMEOUT).map_err(|e| e.to_string())
+    Client::connect(bootstrap, TIMEOUT).map_err(fail)
 }
 
-fn err(e: &ClientError) -> String {
-    e.to_string()
+fn err(e: &ClientError) -> CliError {
+    CliError::Failed(e.to_string())
+}
+
+/// Any error as a failed command.
+pub(crate) fn fail(e: impl std::fmt::Display) -> CliError {
+    CliError::Failed(e.to_string())
 }
 
 /// `Err` with Kafka's name for a non-zero error code.
@@ -42,8 +47,8 @@ pub(crate) fn check(code: i16, what: &str, message: Option<&StrBytes>) -> CliRes
     match ResponseError::try_from_code(code) {
         None => Ok(()),
         Some(e) => Err(match message {
-            Some(m) if !m.is_empty() => format!("{what}: {e} ({m})"),
-            _ => format!("{what}: {e}"),
+            Some(m) if !m.is_empty() => format!("{what}: {e} ({m})").into(),
+            _ => format!("{what}: {e}").into(),
         }),
     }
 }
@@ -60,7 +65,7 @@ pub fn parse_configs(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
             p.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| format!("`{p}` is not key=value"))
+                .ok_or_else(|| CliError::Failed(format!("`{p}` is not key=value")))
         })
         .collect()
 }
@@ -87,7 +92,7 @@ pub(crate) fn partitions_of(client: &mut Client, topic: &str) -> CliResult<i32> 
         .first()
         .ok_or_else(|| format!("no metadata for {topic}"))?;
     check(t.error_code, &format!("topic {topic}"), None)?;
-    i32::try_from(t.partitions.len()).map_err(|e| e.to_string())
+    i32::try_from(t.partitions.len()).map_err(fail)
 }
 
 pub fn topic_create(
@@ -97,6 +102,7 @@ pub fn topic_create(
     configs: &BTreeMap<String, String>,
 ) -> CliResult<()> {
     let mut client = connect(bootstrap)?;
+    let mut out = Out::new();
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![create_topics_request::CreatableTopic::default()
@@ -123,12 +129,13 @@ pub fn topic_create(
             t.error_message.as_ref(),
         )?;
     }
-    println!("created topic {topic} with {partitions} partitions");
+    outln!(out, "created topic {topic} with {partitions} partitions")?;
     Ok(())
 }
 
 pub fn topic_list(bootstrap: &str) -> CliResult<()> {
     let mut client = connect(bootstrap)?;
+    let mut out = Out::new();
     let md = metadata(&mut client, None)?;
     let mut names: Vec<String> = md
         .topics
@@ -137,7 +144,7 @@ pub fn topic_list(bootstrap: &str) -> CliResult<()> {
         .collect();
     names.sort();
     for n in names {
-        println!("{n}");
+        outln!(out, "{n}")?;
     }
     Ok(())
 }
@@ -186,28 +193,34 @@ pub(crate) fn offsets(
 
 pub fn topic_describe(bootstrap: &str, topic: &str) -> CliResult<()> {
     let mut client = connect(bootstrap)?;
+    let mut out = Out::new();
     let md = metadata(&mut client, Some(&[topic]))?;
     let t = md.topics.first().ok_or("no metadata")?;
     check(t.error_code, &format!("topic {topic}"), None)?;
-    let n = i32::try_from(t.partitions.len()).map_err(|e| e.to_string())?;
+    let n = i32::try_from(t.partitions.len()).map_err(fail)?;
     let earliest = offsets(&mut client, topic, n, -2)?;
     let latest = offsets(&mut client, topic, n, -1)?;
-    println!("topic {topic}  id {}  partitions {n}", t.topic_id);
-    println!(
+    outln!(out, "topic {topic}  id {}  partitions {n}", t.topic_id)?;
+    outln!(
+        out,
         "{:>9} {:>6} {:>14} {:>14}",
-        "partition", "leader", "log start", "high watermark"
-    );
+        "partition",
+        "leader",
+        "log start",
+        "high watermark"
+    )?;
     let mut parts: Vec<_> = t.partitions.iter().collect();
     parts.sort_by_key(|p| p.partition_index);
     for p in parts {
         let i = usize::try_from(p.partition_index).unwrap_or(0);
-        println!(
+        outln!(
+            out,
             "{:>9} {:>6} {:>14} {:>14}",
             p.partition_index,
             p.leader_id.0,
             earliest.get(i).copied().unwrap_or(-1),
             latest.get(i).copied().unwrap_or(-1)
-        );
+        )?;
     }
     let req = DescribeConfigsRequest::default().with_resources(vec![
         describe_configs_request::DescribeConfigsResource::default()
@@ -218,7 +231,7 @@ pub fn topic_describe(bootstrap: &str, topic: &str) -> CliResult<()> {
     let (_, r): (i16, DescribeConfigsResponse) = client
         .call(ApiKey::DescribeConfigs, 1, &req)
         .map_err(|e| err(&e))?;
-    println!("configs:");
+    outln!(out, "configs:")?;
     for res in &r.results {
         check(
             res.error_code,
@@ -231,11 +244,12 @@ pub fn topic_describe(bootstrap: &str, topic: &str) -> CliResult<()> {
             } else {
                 ""
             };
-            println!(
+            outln!(
+                out,
                 "  {}={}{source}",
                 c.name.as_str(),
                 c.value.as_ref().map_or("", |v| v.as_str())
-            );
+            )?;
         }
     }
     Ok(())
@@ -249,6 +263,7 @@ pub fn topic_alter(
     partitions: Option<i32>,
 ) -> CliResult<()> {
     let mut client = connect(bootstrap)?;
+    let mut out = Out::new();
     if !set.is_empty() || !delete.is_empty() {
         let mut configs: Vec<_> = set
             .iter()
@@ -276,7 +291,7 @@ pub fn topic_alter(
         for res in &r.responses {
             check(res.error_code, "alter configs", res.error_message.as_ref())?;
         }
-        println!("altered configs of {topic}");
+        outln!(out, "altered configs of {topic}")?;
     }
     if let Some(count) = partitions {
         let req = CreatePartitionsRequest::default()
@@ -292,13 +307,14 @@ pub fn topic_alter(
         for res in &r.results {
             check(res.error_code, "add partitions", res.error_message.as_ref())?;
         }
-        println!("{topic} now has {count} partitions");
+        outln!(out, "{topic} now has {count} partitions")?;
     }
     Ok(())
 }
 
 pub fn topic_delete(bootstrap: &str, topic: &str) -> CliResult<()> {
     let mut client = connect(bootstrap)?;
+    let mut out = Out::new();
     let v = client
         .version(ApiKey::DeleteTopics, 6)
         .map_err(|e| err(&e))?;
@@ -320,7 +336,7 @@ pub fn topic_delete(bootstrap: &str, topic: &str) -> CliResult<()> {
             t.error_message.as_ref(),
         )?;
     }
-    println!("deleted topic {topic}");
+    outln!(out, "deleted topic {topic}")?;
     Ok(())
 }
 
@@ -343,9 +359,7 @@ pub fn parse_compression(s: &str) -> CliResult<Compression> {
         "lz4" => Compression::Lz4,
         "zstd" => Compression::Zstd,
         _ => {
-            return Err(format!(
-                "compression `{s}` is not none, gzip, snappy, lz4 or zstd"
-            ))
+            return Err(format!("compression `{s}` is not none, gzip, snappy, lz4 or zstd").into())
         }
     })
 }
@@ -356,7 +370,7 @@ pub fn parse_acks(s: &str) -> CliResult<i16> {
         "0" => Ok(0),
         "1" => Ok(1),
         "all" | "-1" => Ok(-1),
-        _ => Err(format!("acks `{s}` is not 0, 1 or all")),
+        _ => Err(format!("acks `{s}` is not 0, 1 or all").into()),
     }
 }
 
@@ -429,7 +443,7 @@ fn metadata_auto_create(client: &mut Client, topic: &str) -> CliResult<i32> {
         .map_err(|e| err(&e))?;
     let t = md.topics.first().ok_or("no metadata")?;
     check(t.error_code, &format!("topic {topic}"), None)?;
-    i32::try_from(t.partitions.len()).map_err(|e| e.to_string())
+    i32::try_from(t.partitions.len()).map_err(fail)
 }
 
 fn send_batches(
@@ -506,16 +520,15 @@ pub fn parse_start(s: &str) -> CliResult<StartAt> {
         "end" | "latest" => Ok(StartAt::End),
         _ => {
             if let Some(ts) = s.strip_prefix('@') {
-                return ts
-                    .parse()
-                    .map(StartAt::Timestamp)
-                    .map_err(|_| format!("`{s}`: @ takes a time in milliseconds since 1970"));
+                return ts.parse().map(StartAt::Timestamp).map_err(|_| {
+                    fail(format!("`{s}`: @ takes a time in milliseconds since 1970"))
+                });
             }
             s.parse()
                 .ok()
                 .filter(|&o: &i64| o >= 0)
                 .map(StartAt::Offset)
-                .ok_or_else(|| format!("`{s}` is not beginning, end, an offset or @<ms>"))
+                .ok_or_else(|| fail(format!("`{s}` is not beginning, end, an offset or @<ms>")))
         }
     }
 }
@@ -541,7 +554,7 @@ pub fn consume(bootstrap: &str, topic: &str, opts: &ConsumeOptions) -> CliResult
     let n = partitions_of(&mut client, topic)?;
     let chosen: Vec<i32> = match opts.partition {
         Some(p) if (0..n).contains(&p) => vec![p],
-        Some(p) => return Err(format!("{topic} has no partition {p}")),
+        Some(p) => return Err(format!("{topic} has no partition {p}").into()),
         None => (0..n).collect(),
     };
     let mut position: BTreeMap<i32, i64> = BTreeMap::new();
@@ -563,8 +576,7 @@ pub fn consume(bootstrap: &str, topic: &str, opts: &ConsumeOptions) -> CliResult
         position.insert(*p, starts[usize::try_from(*p).unwrap_or(0)]);
     }
     let mut printed = 0u64;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = Out::new();
     loop {
         let req = FetchRequest::default()
             .with_replica_id(kafka_protocol::messages::BrokerId(-1))
@@ -610,8 +622,8 @@ pub fn consume(bootstrap: &str, topic: &str, opts: &ConsumeOptions) -> CliResult
                             continue;
                         }
                         *pos = rec.offset + 1;
-                        print_record(&mut out, p.partition_index, &rec, opts)
-                            .map_err(|e| format!("writing stdout: {e}"))?;
+                        print_record(out.raw(), p.partition_index, &rec, opts)
+                            .map_err(stdout_error)?;
                         printed += 1;
                         if opts.max_records.is_some_and(|m| printed >= m) {
                             return Ok(printed);
@@ -623,7 +635,7 @@ pub fn consume(bootstrap: &str, topic: &str, opts: &ConsumeOptions) -> CliResult
                 }
             }
         }
-        out.flush().map_err(|e| format!("writing stdout: {e}"))?;
+        out.flush()?;
         if opts.exit_at_end && all_at_end {
             return Ok(printed);
         }

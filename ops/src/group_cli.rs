@@ -12,7 +12,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::client::Client;
 
-use crate::cli::{self, CliResult};
+use crate::cli::{self, fail, CliResult};
+use crate::console::{outln, Out};
 
 fn gid(s: &str) -> GroupId {
     GroupId(StrBytes::from_string(s.to_string()))
@@ -20,20 +21,22 @@ fn gid(s: &str) -> GroupId {
 
 pub fn list(bootstrap: &str) -> CliResult<()> {
     let mut client = cli::connect(bootstrap)?;
+    let mut out = Out::new();
     let (_, r): (i16, ListGroupsResponse) = client
         .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
-        .map_err(|e| e.to_string())?;
+        .map_err(fail)?;
     cli::check(r.error_code, "list groups", None)?;
     let mut groups: Vec<_> = r.groups.iter().collect();
     groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
-    println!("{:<40} {:<20} protocol type", "group", "state");
+    outln!(out, "{:<40} {:<20} protocol type", "group", "state")?;
     for g in groups {
-        println!(
+        outln!(
+            out,
             "{:<40} {:<20} {}",
             g.group_id.0.as_str(),
             g.group_state.as_str(),
             g.protocol_type.as_str()
-        );
+        )?;
     }
     Ok(())
 }
@@ -63,9 +66,8 @@ fn committed(client: &mut Client, group: &str) -> CliResult<BTreeMap<(String, i3
     let req = OffsetFetchRequest::default()
         .with_group_id(gid(group))
         .with_topics(None);
-    let (_, r): (i16, OffsetFetchResponse) = client
-        .call(ApiKey::OffsetFetch, 7, &req)
-        .map_err(|e| e.to_string())?;
+    let (_, r): (i16, OffsetFetchResponse) =
+        client.call(ApiKey::OffsetFetch, 7, &req).map_err(fail)?;
     cli::check(r.error_code, &format!("offsets of group {group}"), None)?;
     let mut out = BTreeMap::new();
     for t in &r.topics {
@@ -83,35 +85,37 @@ fn committed(client: &mut Client, group: &str) -> CliResult<BTreeMap<(String, i3
 
 pub fn describe(bootstrap: &str, group: &str) -> CliResult<()> {
     let mut client = cli::connect(bootstrap)?;
+    let mut out = Out::new();
     let req = DescribeGroupsRequest::default().with_groups(vec![gid(group)]);
-    let (_, r): (i16, DescribeGroupsResponse) = client
-        .call(ApiKey::DescribeGroups, 5, &req)
-        .map_err(|e| e.to_string())?;
+    let (_, r): (i16, DescribeGroupsResponse) =
+        client.call(ApiKey::DescribeGroups, 5, &req).map_err(fail)?;
     let g = r.groups.first().ok_or("no answer for the group")?;
     cli::check(g.error_code, &format!("group {group}"), None)?;
     let offsets = committed(&mut client, group)?;
     if g.group_state.as_str() == "Dead" && offsets.is_empty() {
-        return Err(format!("group {group} does not exist"));
+        return Err(format!("group {group} does not exist").into());
     }
-    println!(
+    outln!(
+        out,
         "group {group}  state {}  protocol {} {}  members {}",
         g.group_state.as_str(),
         g.protocol_type.as_str(),
         g.protocol_data.as_str(),
         g.members.len()
-    );
+    )?;
     // Who owns each partition.
     let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
     for m in &g.members {
         let parts = assignment_partitions(&m.member_assignment);
         let shown: Vec<String> = parts.iter().map(|(t, ps)| format!("{t}{ps:?}")).collect();
-        println!(
+        outln!(
+            out,
             "  member {}  client {}  instance {}  assigned {}",
             m.member_id.as_str(),
             m.client_id.as_str(),
             m.group_instance_id.as_ref().map_or("-", |i| i.as_str()),
             shown.join(" ")
-        );
+        )?;
         for (t, ps) in parts {
             for p in ps {
                 owner.insert((t.clone(), p), m.client_id.to_string());
@@ -123,10 +127,15 @@ pub fn describe(bootstrap: &str, group: &str) -> CliResult<()> {
     topics.extend(owner.keys().map(|(t, _)| t.clone()));
     topics.sort();
     topics.dedup();
-    println!(
+    outln!(
+        out,
         "{:<30} {:>9} {:>14} {:>14} {:>10}  owner",
-        "topic", "partition", "committed", "log end", "lag"
-    );
+        "topic",
+        "partition",
+        "committed",
+        "log end",
+        "lag"
+    )?;
     for t in topics {
         let n = cli::partitions_of(&mut client, &t)?;
         let ends = cli::offsets(&mut client, &t, n, -1)?;
@@ -137,7 +146,8 @@ pub fn describe(bootstrap: &str, group: &str) -> CliResult<()> {
                 .copied()
                 .unwrap_or(-1);
             let lag = c.map_or_else(|| "-".to_string(), |c| (end - c).max(0).to_string());
-            println!(
+            outln!(
+                out,
                 "{:<30} {:>9} {:>14} {:>14} {:>10}  {}",
                 t,
                 p,
@@ -145,7 +155,7 @@ pub fn describe(bootstrap: &str, group: &str) -> CliResult<()> {
                 end,
                 lag,
                 owner.get(&(t.clone(), p)).map_or("-", String::as_str)
-            );
+            )?;
         }
     }
     Ok(())
@@ -153,14 +163,14 @@ pub fn describe(bootstrap: &str, group: &str) -> CliResult<()> {
 
 pub fn delete(bootstrap: &str, group: &str) -> CliResult<()> {
     let mut client = cli::connect(bootstrap)?;
+    let mut out = Out::new();
     let req = DeleteGroupsRequest::default().with_groups_names(vec![gid(group)]);
-    let (_, r): (i16, DeleteGroupsResponse) = client
-        .call(ApiKey::DeleteGroups, 2, &req)
-        .map_err(|e| e.to_string())?;
+    let (_, r): (i16, DeleteGroupsResponse) =
+        client.call(ApiKey::DeleteGroups, 2, &req).map_err(fail)?;
     for g in &r.results {
         cli::check(g.error_code, &format!("delete group {group}"), None)?;
     }
-    println!("deleted group {group}");
+    outln!(out, "deleted group {group}")?;
     Ok(())
 }
 
@@ -184,9 +194,13 @@ pub fn parse_reset(
         (true, false, None, None) => Ok(ResetTo::Earliest),
         (false, true, None, None) => Ok(ResetTo::Latest),
         (false, false, Some(o), None) if o >= 0 => Ok(ResetTo::Offset(o)),
-        (false, false, Some(o), None) => Err(format!("--to-offset {o}: must not be negative")),
+        (false, false, Some(o), None) => {
+            Err(format!("--to-offset {o}: must not be negative").into())
+        }
         (false, false, None, Some(t)) if t >= 0 => Ok(ResetTo::Timestamp(t)),
-        (false, false, None, Some(t)) => Err(format!("--to-timestamp {t}: must not be negative")),
+        (false, false, None, Some(t)) => {
+            Err(format!("--to-timestamp {t}: must not be negative").into())
+        }
         _ => Err(
             "give exactly one of --to-earliest, --to-latest, --to-offset, --to-timestamp".into(),
         ),
@@ -201,6 +215,7 @@ pub fn reset_offsets(
     dry_run: bool,
 ) -> CliResult<()> {
     let mut client = cli::connect(bootstrap)?;
+    let mut out = Out::new();
     let n = cli::partitions_of(&mut client, topic)?;
     let earliest = cli::offsets(&mut client, topic, n, -2)?;
     let latest = cli::offsets(&mut client, topic, n, -1)?;
@@ -224,12 +239,17 @@ pub fn reset_offsets(
         };
         targets.push((p, want));
     }
-    println!(
+    outln!(
+        out,
         "{:<30} {:>9} {:>14} {:>14}",
-        "topic", "partition", "committed", "new offset"
-    );
+        "topic",
+        "partition",
+        "committed",
+        "new offset"
+    )?;
     for (p, want) in &targets {
-        println!(
+        outln!(
+            out,
             "{:<30} {:>9} {:>14} {:>14}",
             topic,
             p,
@@ -237,10 +257,10 @@ pub fn reset_offsets(
                 .get(&(topic.to_string(), *p))
                 .map_or_else(|| "-".to_string(), ToString::to_string),
             want
-        );
+        )?;
     }
     if dry_run {
-        println!("(dry run: nothing changed)");
+        outln!(out, "(dry run: nothing changed)")?;
         return Ok(());
     }
     let req = OffsetCommitRequest::default()
@@ -262,15 +282,15 @@ pub fn reset_offsets(
                         .collect(),
                 ),
         ]);
-    let (_, r): (i16, OffsetCommitResponse) = client
-        .call(ApiKey::OffsetCommit, 8, &req)
-        .map_err(|e| e.to_string())?;
+    let (_, r): (i16, OffsetCommitResponse) =
+        client.call(ApiKey::OffsetCommit, 8, &req).map_err(fail)?;
     for t in &r.topics {
         for p in &t.partitions {
             if p.error_code == 25 {
                 return Err(format!(
                     "group {group} has active members: stop its consumers before resetting offsets"
-                ));
+                )
+                .into());
             }
             cli::check(
                 p.error_code,
@@ -279,6 +299,6 @@ pub fn reset_offsets(
             )?;
         }
     }
-    println!("reset group {group} on {topic}");
+    outln!(out, "reset group {group} on {topic}")?;
     Ok(())
 }

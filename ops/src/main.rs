@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod config;
+mod console;
 mod group_cli;
 mod metrics;
 mod systemd;
@@ -66,9 +67,10 @@ enum Command {
     },
     /// Console producer: each line of stdin becomes a record.
     Produce {
-        /// Broker to talk to.
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Topic name.
         topic: String,
         /// Split each line into key and value at the first SEP.
         #[arg(long, value_name = "SEP")]
@@ -88,8 +90,10 @@ enum Command {
     },
     /// Console consumer: prints each record's value, one per line.
     Consume {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Topic name.
         topic: String,
         /// beginning, end, an offset, or @<milliseconds since 1970>.
         #[arg(long, default_value = "beginning")]
@@ -121,7 +125,9 @@ enum ConfigAction {
     /// applied, as `sluice serve` would) without starting anything; exit 0 if it
     /// is good, else print what is wrong, naming the key, and exit 2.
     Check {
+        /// The TOML file (none: the defaults).
         file: Option<PathBuf>,
+        /// Set a key, `section.key=value` (repeatable), as `sluice serve --set`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
@@ -134,31 +140,44 @@ enum ConfigAction {
 
 #[derive(Subcommand)]
 enum GroupAction {
+    /// List the groups the broker knows, with their state and protocol type.
     List {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
+    /// Show a group's members and assignments, and per partition the committed
+    /// offset, the log end and the lag.
     Describe {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Consumer group id.
         group: String,
     },
     /// Delete a group with no members, and its committed offsets.
     Delete {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Consumer group id.
         group: String,
     },
     /// Move a group's committed offsets on one topic (the group must have no
     /// active members).
     ResetOffsets {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Consumer group id.
         group: String,
+        /// The topic whose offsets move (every partition of it).
         #[arg(long)]
         topic: String,
+        /// Each partition's log start offset.
         #[arg(long)]
         to_earliest: bool,
+        /// Each partition's log end offset.
         #[arg(long)]
         to_latest: bool,
         /// This offset on every partition (clamped to each partition's range).
@@ -175,28 +194,40 @@ enum GroupAction {
 
 #[derive(Subcommand)]
 enum TopicAction {
+    /// Create a topic.
     Create {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Topic name.
         topic: String,
+        /// Number of partitions.
         #[arg(long, short, default_value_t = 1)]
         partitions: i32,
         /// Topic config, key=value (repeatable).
         #[arg(long = "config", short = 'c')]
         configs: Vec<String>,
     },
+    /// List the topics' names.
     List {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
+    /// Show a topic's partitions (leader, log start, high watermark) and configs.
     Describe {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Topic name.
         topic: String,
     },
+    /// Change a topic's configs or grow its partition count.
     Alter {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Topic name.
         topic: String,
         /// Set a topic config, key=value (repeatable).
         #[arg(long = "config", short = 'c')]
@@ -208,9 +239,12 @@ enum TopicAction {
         #[arg(long, short)]
         partitions: Option<i32>,
     },
+    /// Delete a topic and its data.
     Delete {
+        /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// Topic name.
         topic: String,
     },
 }
@@ -226,23 +260,19 @@ fn main() -> ExitCode {
             sets,
         } => serve(config.as_ref(), data_dir, listen, &sets),
         Command::Config { action } => match action {
-            ConfigAction::Defaults => {
-                print!("{}", config::Config::defaults_file());
-                ExitCode::SUCCESS
-            }
+            ConfigAction::Defaults => finish(
+                console::Out::new().write(format_args!("{}", config::Config::defaults_file())),
+            ),
             ConfigAction::Reference => {
-                print!("{}", config::Config::reference());
-                ExitCode::SUCCESS
+                finish(console::Out::new().write(format_args!("{}", config::Config::reference())))
             }
             ConfigAction::Check { file, sets } => match resolve(file.as_ref(), None, None, &sets) {
-                Ok(r) => {
-                    println!(
-                        "configuration is valid: data_dir {}, Kafka on {}",
-                        r.engine.data_dir.display(),
-                        r.listen
-                    );
-                    ExitCode::SUCCESS
-                }
+                Ok(r) => finish(console::outln!(
+                    console::Out::new(),
+                    "configuration is valid: data_dir {}, Kafka on {}",
+                    r.engine.data_dir.display(),
+                    r.listen
+                )),
                 Err(e) => {
                     eprintln!("sluice: {e}");
                     ExitCode::from(2)
@@ -372,11 +402,12 @@ fn init_logging() {
     }
 }
 
-/// Exit status of a client command: errors go to stderr with status 1.
+/// Exit status of a client command: errors go to stderr with status 1; a reader
+/// that closed our standard output early (`| head`) ends it quietly with 0.
 fn finish(r: cli::CliResult<()>) -> ExitCode {
     match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(()) | Err(cli::CliError::OutputClosed) => ExitCode::SUCCESS,
+        Err(cli::CliError::Failed(e)) => {
             eprintln!("sluice: {e}");
             ExitCode::FAILURE
         }
@@ -398,6 +429,15 @@ fn resolve(
     if let Some(l) = listen {
         cfg.kafka.listen = l;
     }
+    // Every configured path is made absolute once, here, against the working
+    // directory, so what is logged and used is unambiguous.
+    cfg.data_dir =
+        sluice_engine::engine::absolute_data_dir(&cfg.data_dir).map_err(|e| match e {
+            sluice_engine::Error::InvalidConfig { reason, .. } => {
+                config::ConfigError(format!("invalid config `data_dir`: {reason}"))
+            }
+            other => config::ConfigError(format!("invalid config `data_dir`: {other}")),
+        })?;
     let resolved = cfg.check()?;
     config::check_data_dir(&resolved.engine.data_dir)?;
     Ok(resolved)
@@ -576,4 +616,36 @@ fn stall_shard_for_tests(router: &sluice_engine::ShardRouter) {
             });
             let _ = metrics::block_on_timeout(stalled, std::time::Duration::from_hours(1));
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand at every depth and every argument has a help line, so
+    /// `sluice topic --help` describes what it lists.
+    #[test]
+    fn every_subcommand_and_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(format!("`{here}` has no description"));
+                }
+                for arg in sub.get_arguments() {
+                    let id = arg.get_id().as_str();
+                    if id != "help" && id != "version" && arg.get_help().is_none() {
+                        missing.push(format!("`{here}` argument `{id}` has no help"));
+                    }
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cli, "sluice", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
 }

@@ -19,6 +19,7 @@ mod idempotence;
 mod memory;
 mod preflight;
 mod recovery;
+mod relative_dir;
 mod retention;
 mod roundtrip;
 mod truncate;

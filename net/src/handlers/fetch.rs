@@ -1,8 +1,9 @@
 //! Fetch (v4+): whole batches from each partition's fetch offset, read on the shard
 //! that owns the partition (one hop per shard and round), up to the partition's
-//! `partition_max_bytes` and the response's `max_bytes` (the first partition with
-//! data always gets at least one batch, as in Kafka, so a consumer never stalls on a
-//! batch larger than its limits). When fewer than `min_bytes` are ready the request
+//! `partition_max_bytes` and the response's `max_bytes`: the answer's records stay
+//! within `max_bytes`, except that the first partition with data always gets its
+//! first batch whole, as in Kafka (KIP-74), so a consumer never stalls on a batch
+//! larger than its limits. When fewer than `min_bytes` are ready the request
 //! waits, up to `max_wait_ms`, for an append to any of its partitions and reads again.
 //!
 //! Consumers read below the high watermark (`read_committed` reads below the last
@@ -79,7 +80,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 return super::encode(&response, KEY, v);
             }
         };
-        let (errors, wanted) = resolve(&ctx, &plan.asked, v);
+        let (errors, wanted) = resolve(&ctx, &plan.asked, v, max_bytes);
         let reads = read_until_ready(&ctx, &wanted, min_bytes, wait).await;
         let mut results = kept_to_max_bytes(errors, &wanted, reads, max_bytes);
         let include = fetch_session::record_sent(&plan, &results);
@@ -110,8 +111,10 @@ pub(crate) fn answered_offsets(r: Option<&Result<Read, KafkaError>>) -> Option<(
     }
 }
 
-/// Keeps to `max_bytes` in asked order; the first non-empty partition always keeps
-/// its data.
+/// Keeps the answer within `max_bytes`, in asked order, as Kafka does (KIP-74): the
+/// first partition with data keeps what it read (each read was already limited to
+/// `max_bytes`, so that is more only when its first batch alone is larger); later
+/// partitions keep the whole batches that fit in what is left, possibly none.
 fn kept_to_max_bytes(
     errors: Vec<Option<KafkaError>>,
     wanted: &[Wanted],
@@ -123,13 +126,11 @@ fn kept_to_max_bytes(
     let mut results: Results = errors.into_iter().map(|e| e.map(Err)).collect();
     for (w, r) in wanted.iter().zip(reads) {
         let r = r.map(|mut read| {
-            let n = read.len();
-            if n > 0 {
-                if first || n <= budget {
-                    budget = budget.saturating_sub(n);
-                } else {
-                    read.data.clear();
+            if read.len() > 0 {
+                if !first {
+                    read.data = whole_batches_within(std::mem::take(&mut read.data), budget);
                 }
+                budget = budget.saturating_sub(read.len());
                 first = false;
             }
             read
@@ -137,6 +138,51 @@ fn kept_to_max_bytes(
         results[w.index] = Some(r);
     }
     results
+}
+
+/// The longest prefix of `parts` made of whole batches and at most `budget` bytes.
+/// Parts are whole batches; a part in memory that does not fit is cut at its last
+/// batch boundary that does (a file range is kept whole or not at all: its batch
+/// boundaries are not known without reading it).
+fn whole_batches_within(parts: Vec<Part>, mut budget: usize) -> Vec<Part> {
+    let mut kept = Vec::new();
+    for part in parts {
+        let n = usize::try_from(part.len()).unwrap_or(usize::MAX);
+        if n <= budget {
+            budget -= n;
+            kept.push(part);
+            continue;
+        }
+        if let Part::Mem(bytes) = part {
+            let cut = batch_prefix_len(&bytes, budget);
+            if cut > 0 {
+                kept.push(Part::Mem(bytes.slice(..cut)));
+            }
+        }
+        break;
+    }
+    kept
+}
+
+/// Length of the longest run of whole record batches at the start of `batches`
+/// that is at most `limit` bytes (a batch is its 12-byte offset and length prefix
+/// plus the length).
+fn batch_prefix_len(batches: &[u8], limit: usize) -> usize {
+    let mut at = 0usize;
+    while let Some(len) = batches.get(at + 8..at + 12) {
+        let body = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        let Some(next) = usize::try_from(body)
+            .ok()
+            .and_then(|b| at.checked_add(12)?.checked_add(b))
+        else {
+            break;
+        };
+        if next > limit || next > batches.len() {
+            break;
+        }
+        at = next;
+    }
+    at
 }
 
 /// The response topics: consecutive asked partitions of one topic form one entry;
@@ -180,8 +226,14 @@ fn respond(
     out
 }
 
-/// Finds every asked partition: the ones to read, and errors for the rest.
-fn resolve(ctx: &BrokerContext, asked: &[Asked], v: i16) -> (Vec<Option<KafkaError>>, Vec<Wanted>) {
+/// Finds every asked partition: the ones to read (each up to its own limit and the
+/// response's `max_bytes`), and errors for the rest.
+fn resolve(
+    ctx: &BrokerContext,
+    asked: &[Asked],
+    v: i16,
+    max_bytes: usize,
+) -> (Vec<Option<KafkaError>>, Vec<Wanted>) {
     let image = ctx.topics.image();
     let mut errors = Vec::with_capacity(asked.len());
     let mut wanted = Vec::new();
@@ -214,7 +266,9 @@ fn resolve(ctx: &BrokerContext, asked: &[Asked], v: i16) -> (Vec<Option<KafkaErr
                     index,
                     tp,
                     offset,
-                    max_bytes: usize::try_from(a.max_bytes.max(0)).unwrap_or(0),
+                    max_bytes: usize::try_from(a.max_bytes.max(0))
+                        .unwrap_or(0)
+                        .min(max_bytes),
                 });
             }
             (Err(e), _) | (_, Err(e)) => errors.push(Some(e)),
@@ -437,4 +491,40 @@ async fn wait_for_append(ctx: &BrokerContext, wanted: &[Wanted], seen: &[u64], l
     }
     futures::future::select_all(waits).await;
     drop(cancels);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two fake batches of 100 and 50 bytes (12-byte prefix + body).
+    fn batches() -> Bytes {
+        let mut b = Vec::new();
+        for total in [100usize, 50] {
+            let mut one = vec![0u8; total];
+            one[8..12].copy_from_slice(&i32::try_from(total - 12).unwrap().to_be_bytes());
+            b.extend(one);
+        }
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn only_whole_batches_within_the_budget_are_kept() {
+        assert_eq!(batch_prefix_len(&batches(), 99), 0);
+        assert_eq!(batch_prefix_len(&batches(), 100), 100);
+        assert_eq!(batch_prefix_len(&batches(), 149), 100);
+        assert_eq!(batch_prefix_len(&batches(), 150), 150);
+        assert_eq!(batch_prefix_len(&batches(), 10_000), 150);
+        // A length pointing past the end, or negative, stops the walk.
+        let mut bad = batches().to_vec();
+        bad[108..112].copy_from_slice(&1000i32.to_be_bytes());
+        assert_eq!(batch_prefix_len(&bad, 10_000), 100);
+        bad[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(batch_prefix_len(&bad, 10_000), 0);
+
+        let kept = whole_batches_within(vec![Part::Mem(batches()), Part::Mem(batches())], 260);
+        let lens: Vec<u64> = kept.iter().map(Part::len).collect();
+        assert_eq!(lens, [150, 100]);
+        assert!(whole_batches_within(vec![Part::Mem(batches())], 20).is_empty());
+    }
 }

@@ -181,3 +181,150 @@ fn topic_produce_and_consume_commands_work_end_to_end() {
     assert!(!success);
     assert!(err.contains("UnknownTopicOrPartition"), "{err}");
 }
+
+/// 3,000 keyed records in `topic`.
+fn fill(node: &Node, topic: &str) {
+    let lines: String = (0..3000)
+        .map(|i| format!("k{i}|v{i}\n"))
+        .collect::<Vec<_>>()
+        .concat();
+    ok(
+        node,
+        &["produce", topic, "--key-separator", "|"],
+        Some(lines.as_bytes()),
+    );
+}
+
+/// Runs `sluice ARGS` with its standard output a pipe whose reader is already
+/// gone, so its first write fails with EPIPE: (exit code or 128+signal, stderr).
+fn with_closed_stdout(args: &[&str]) -> (i32, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    drop(read_end);
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(write_end))
+        .output()
+        .expect("run sluice");
+    let code = out
+        .status
+        .code()
+        .or_else(|| out.status.signal().map(|s| 128 + s))
+        .expect("a status");
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A reader that stops early (`| head -1`, `less` quitting) ends every printing
+/// command quietly, as it ends `cat`: status 0 or 141, nothing on stderr, no panic.
+#[test]
+fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
+    let node = Node::start();
+    let b = node.addr.as_str();
+    ok(&node, &["topic", "create", "piped", "-p", "3"], None);
+    fill(&node, "piped");
+    ok(
+        &node,
+        &[
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "piped",
+            "--to-latest",
+        ],
+        None,
+    );
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["topic", "list", "-b", b],
+        vec!["topic", "describe", "piped", "-b", b],
+        vec![
+            "topic",
+            "alter",
+            "piped",
+            "-c",
+            "retention.ms=3600000",
+            "-b",
+            b,
+        ],
+        vec!["consume", "piped", "-e", "--print-key", "-b", b],
+        vec!["consume", "piped", "-n", "5", "-b", b],
+        vec!["group", "list", "-b", b],
+        vec!["group", "describe", "g", "-b", b],
+        vec![
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "piped",
+            "--to-earliest",
+            "--dry-run",
+            "-b",
+            b,
+        ],
+        vec![
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "piped",
+            "--to-earliest",
+            "-b",
+            b,
+        ],
+        vec!["topic", "create", "piped2", "-b", b],
+        vec!["topic", "delete", "piped2", "-b", b],
+        vec!["group", "delete", "g", "-b", b],
+        vec!["config", "defaults"],
+        vec!["config", "reference"],
+        vec!["config", "check"],
+    ];
+    for args in &commands {
+        let (code, stderr) = with_closed_stdout(args);
+        assert!(
+            (code == 0 || code == 141) && stderr.is_empty(),
+            "sluice {args:?} with a closed stdout: status {code}, stderr:\n{stderr}"
+        );
+    }
+    // The work behind the output was still done.
+    let topics = ok(&node, &["topic", "list"], None);
+    assert!(
+        topics.lines().any(|t| t == "piped") && !topics.contains("piped2"),
+        "{topics}"
+    );
+    assert!(ok(&node, &["group", "list"], None).lines().count() == 1);
+}
+
+/// As the issue ran it: `| head -1` in a shell.
+#[test]
+fn head_in_a_shell_ends_sluice_quietly() {
+    let node = Node::start();
+    let b = node.addr.as_str();
+    ok(&node, &["topic", "create", "headed", "-p", "3"], None);
+    fill(&node, "headed");
+    for cmd in [
+        format!("sluice topic describe headed -b {b} | head -1"),
+        format!("sluice consume headed -e -b {b} | head -1"),
+    ] {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"))
+            .parent()
+            .expect("bin dir")
+            .to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let script = format!("{cmd}; echo \"status ${{PIPESTATUS[0]}}\" >&2");
+        let (status, out, err) = run(
+            Command::new("bash").args(["-c", &script]).env("PATH", path),
+            None,
+        );
+        assert!(status.success(), "{cmd}: {err}");
+        assert_eq!(out.lines().count(), 1, "{cmd}: {out}");
+        assert!(
+            err.trim() == "status 0" || err.trim() == "status 141",
+            "{cmd}: stderr:\n{err}"
+        );
+    }
+}
