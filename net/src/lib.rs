@@ -8,6 +8,7 @@
 //! client connection: it reads requests, runs them in order and writes the answers in
 //! the order the requests came.
 
+pub mod acl;
 pub mod alloc;
 pub mod body;
 pub mod client;

@@ -3,9 +3,18 @@
 //! groups and offsets from the log before it answers anything and writes every change
 //! (committed offsets, group metadata after a rebalance, tombstones) to that
 //! partition before it answers (offsets and tombstones fdatasync'ed, group metadata
-//! not waited for). One ticker per shard expires sessions, completes timed-out
-//! rebalances, and drops the offsets of groups that stayed empty longer than
-//! `offsets.retention.minutes`, for every coordinator of the shard.
+//! not waited for).
+//!
+//! Time-driven changes happen at their deadline, not on a polling tick: whenever a
+//! group is touched, its next deadline (a session running out, a rebalance's or the
+//! first rebalance's delay ending, a pending member id lapsing) is compared with the
+//! timer armed for it, and a timer task is started when the new one is earlier. A
+//! timer that fires ticks its group and arms the group's next deadline; one armed for
+//! a deadline that moved later (a heartbeat) just finds nothing due. So a static
+//! member whose session ran out is gone at that moment, as in Kafka (a timer per
+//! member there). One retention task per shard drops the offsets of groups that
+//! stayed empty longer than `offsets.retention.minutes`, every
+//! `offsets.retention.check.interval.ms`.
 //!
 //! Requests reach the coordinator of their group with one hop to the owning shard
 //! ([`on_coordinator`]); everything else about a group happens on that shard.
@@ -55,8 +64,6 @@ impl Default for GroupSettings {
     }
 }
 
-/// How often the ticker looks at sessions and rebalance deadlines.
-const TICK: Duration = Duration::from_millis(100);
 /// Bytes read per step while loading a partition.
 const LOAD_STEP_BYTES: usize = 1 << 20;
 
@@ -76,6 +83,10 @@ pub struct GroupEntry {
 /// The coordinator of one `__consumer_offsets` partition.
 pub struct Coordinator {
     pub index: i32,
+    /// Itself, for the deadline timers it starts.
+    me: std::rc::Weak<Coordinator>,
+    /// Per group, the deadline a timer is armed for (the earliest, if several).
+    armed: RefCell<HashMap<String, Instant>>,
     partition: Rc<Partition>,
     pub settings: GroupSettings,
     groups: RefCell<HashMap<String, GroupEntry>>,
@@ -87,8 +98,8 @@ pub struct Coordinator {
 
 thread_local! {
     static COORDINATORS: RefCell<HashMap<i32, Rc<Coordinator>>> = RefCell::new(HashMap::new());
-    /// The shard's ticker runs (while it has coordinators).
-    static TICKING: Cell<bool> = const { Cell::new(false) };
+    /// The shard's offsets-retention task runs (while it has coordinators).
+    static RETAINING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The committed offsets of every group this shard coordinates (for metrics).
@@ -128,8 +139,10 @@ impl Coordinator {
             Some(c) if Rc::ptr_eq(&c.partition, &partition) => c,
             _ => {
                 // New, or the topic was deleted and made again: start over.
-                let c = Rc::new(Coordinator {
+                let c = Rc::new_cyclic(|me| Coordinator {
                     index,
+                    me: me.clone(),
+                    armed: RefCell::new(HashMap::new()),
                     partition,
                     settings: settings.clone(),
                     groups: RefCell::new(HashMap::new()),
@@ -140,8 +153,8 @@ impl Coordinator {
                 if let Some(old) = COORDINATORS.with(|m| m.borrow_mut().insert(index, c.clone())) {
                     old.shut(code::NOT_COORDINATOR);
                 }
-                if !TICKING.with(|t| t.replace(true)) {
-                    glommio::spawn_local(ticker()).detach();
+                if !RETAINING.with(|t| t.replace(true)) {
+                    glommio::spawn_local(retention(settings.offsets_retention_check)).detach();
                 }
                 c
             }
@@ -195,7 +208,14 @@ impl Coordinator {
         let records = replay.records;
         let out = replay.finish(Instant::now(), now_ms());
         let n = out.len();
+        let due: Vec<(String, Instant)> = out
+            .iter()
+            .filter_map(|(name, e)| Some((name.clone(), e.group.next_deadline()?)))
+            .collect();
         *self.groups.borrow_mut() = out;
+        for (name, at) in due {
+            self.arm(&name, at);
+        }
         tracing::info!(
             partition = self.index,
             groups = n,
@@ -206,27 +226,77 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Runs `f` on group `name` (created Empty if `create` and missing).
+    /// Runs `f` on group `name` (created Empty if `create` and missing), then makes
+    /// sure a timer is armed for the group's next deadline.
     pub fn with_group<T>(
         &self,
         name: &str,
         create: bool,
         f: impl FnOnce(&mut GroupEntry) -> T,
     ) -> Option<T> {
-        let mut groups = self.groups.borrow_mut();
-        if !groups.contains_key(name) {
-            if !create {
-                return None;
+        let (out, due) = {
+            let mut groups = self.groups.borrow_mut();
+            if !groups.contains_key(name) {
+                if !create {
+                    return None;
+                }
+                groups.insert(
+                    name.to_string(),
+                    GroupEntry {
+                        group: Group::new(name, now_ms()),
+                        offsets: BTreeMap::new(),
+                    },
+                );
             }
-            groups.insert(
-                name.to_string(),
-                GroupEntry {
-                    group: Group::new(name, now_ms()),
-                    offsets: BTreeMap::new(),
-                },
-            );
+            let entry = groups.get_mut(name)?;
+            let out = f(entry);
+            (out, entry.group.next_deadline())
+        };
+        if let Some(at) = due {
+            self.arm(name, at);
         }
-        groups.get_mut(name).map(f)
+        Some(out)
+    }
+
+    /// Starts a timer for group `name` at `at`, unless one is armed for that time
+    /// or earlier (that one re-arms for whatever is due after it).
+    fn arm(&self, name: &str, at: Instant) {
+        {
+            let mut armed = self.armed.borrow_mut();
+            if armed.get(name).is_some_and(|t| *t <= at) {
+                return;
+            }
+            armed.insert(name.to_string(), at);
+        }
+        let me = self.me.clone();
+        let name = name.to_string();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
+            let Some(c) = me.upgrade().filter(Coordinator::is_current) else {
+                return;
+            };
+            {
+                let mut armed = c.armed.borrow_mut();
+                if armed.get(&name) == Some(&at) {
+                    armed.remove(&name);
+                }
+            }
+            let now = Instant::now();
+            let now_ms = now_ms();
+            // Arms the group's next deadline, if it has one.
+            c.with_group(&name, false, |e| e.group.tick(now, now_ms));
+            c.persist(&name).await;
+        })
+        .detach();
+    }
+
+    /// Still the shard's coordinator of its partition (not replaced or unloaded).
+    fn is_current(self: &Rc<Self>) -> bool {
+        COORDINATORS.with(|m| {
+            m.borrow()
+                .get(&self.index)
+                .is_some_and(|x| Rc::ptr_eq(x, self))
+        })
     }
 
     /// Names of the groups here, with what ListGroups shows.
@@ -323,6 +393,7 @@ impl Coordinator {
 
     /// Removes a group (DeleteGroups, or an empty group with no offsets left).
     pub fn forget(&self, name: &str) {
+        self.armed.borrow_mut().remove(name);
         if let Some(mut e) = self.groups.borrow_mut().remove(name) {
             e.group.kill(code::COORDINATOR_NOT_AVAILABLE);
         }
@@ -407,22 +478,12 @@ impl Coordinator {
         }
     }
 
-    /// One pass of the ticker: sessions, rebalance deadlines, retention.
-    async fn tick(&self) {
-        let retention_due =
-            self.retention_checked.get().elapsed() >= self.settings.offsets_retention_check;
-        if retention_due {
+    /// Expires offsets if `offsets.retention.check.interval.ms` passed since the
+    /// last check.
+    async fn check_retention(&self) {
+        if self.retention_checked.get().elapsed() >= self.settings.offsets_retention_check {
             self.retention_checked.set(Instant::now());
-        }
-        let now = Instant::now();
-        let now_ms = now_ms();
-        let names: Vec<String> = self.groups.borrow().keys().cloned().collect();
-        for name in names {
-            self.with_group(&name, false, |e| e.group.tick(now, now_ms));
-            self.persist(&name).await;
-        }
-        if retention_due {
-            self.expire_offsets(now_ms).await;
+            self.expire_offsets(now_ms()).await;
         }
     }
 
@@ -582,23 +643,22 @@ impl Replay {
     }
 }
 
-/// The shard's ticker: every coordinator of the shard, every `TICK`; it ends when
-/// the shard has none left (shutdown) and starts again with the next one.
-async fn ticker() {
+/// The shard's offsets-retention task: every coordinator of the shard, every
+/// `interval`; it ends when the shard has none left (shutdown) and starts again
+/// with the next one.
+async fn retention(interval: Duration) {
     loop {
-        glommio::timer::sleep(TICK).await;
+        glommio::timer::sleep(interval).await;
         let all: Vec<Rc<Coordinator>> =
             COORDINATORS.with(|m| m.borrow().values().cloned().collect());
         if all.is_empty() {
-            TICKING.with(|t| t.set(false));
+            RETAINING.with(|t| t.set(false));
             return;
         }
         for c in all {
-            // Replaced or unloaded meanwhile: nothing of it to tick.
-            let current =
-                COORDINATORS.with(|m| m.borrow().get(&c.index).is_some_and(|x| Rc::ptr_eq(x, &c)));
-            if current {
-                c.tick().await;
+            // Replaced or unloaded meanwhile: nothing of it to check.
+            if c.is_current() {
+                c.check_retention().await;
             }
         }
     }

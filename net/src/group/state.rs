@@ -1022,9 +1022,18 @@ impl Group {
             self.member_gone(now, now_ms);
         }
         self.try_complete_join(now, now_ms);
+        self.next_deadline()
+    }
+
+    /// The earliest time at which [`Group::tick`] may change something: a session
+    /// running out (of a member not waiting in JoinGroup or SyncGroup, whose
+    /// sessions are paused), the rebalance's deadline or first-rebalance delay, a
+    /// pending member id lapsing. `None`: nothing is due until a request comes.
+    pub fn next_deadline(&self) -> Option<Instant> {
         let sessions = self
             .members
             .values()
+            .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none())
             .map(|m| m.last_heartbeat + m.session_timeout);
         sessions
             .chain(self.rebalance_deadline)

@@ -1,4 +1,5 @@
-//! DescribeCluster: the cluster id and this node as the only broker and controller.
+//! DescribeCluster: the cluster id and this node as the only broker and controller,
+//! and the caller's authorized operations on the cluster when it asks.
 
 use std::rc::Rc;
 
@@ -9,6 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use crate::acl;
 use crate::context::BrokerContext;
 use crate::registry::HandlerFuture;
 
@@ -24,6 +26,10 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             .with_endpoint_type(if v >= 1 { req.endpoint_type } else { 1 })
             .with_cluster_id(StrBytes::from_string(ctx.topics.image().cluster_id.clone()))
             .with_controller_id(node)
+            .with_cluster_authorized_operations(acl::authorized_operations(
+                acl::ResourceType::Cluster,
+                req.include_cluster_authorized_operations,
+            ))
             .with_brokers(vec![DescribeClusterBroker::default()
                 .with_broker_id(node)
                 .with_host(StrBytes::from_string(ctx.settings.advertised_host.clone()))

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use crate::acl;
 use crate::context::BrokerContext;
 use crate::group::coordinator::on_coordinator;
 use crate::kafka_error as code;
@@ -53,9 +54,16 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             };
             let mut group = DescribedGroup::default()
                 .with_group_id(gid.clone())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(acl::OMITTED);
+            // Kafka answers them for every group found without an error, a "Dead"
+            // (unknown) one included.
+            let ops = acl::authorized_operations(
+                acl::ResourceType::Group,
+                v >= 3 && req.include_authorized_operations,
+            );
             group = match found {
                 Ok(Some((state, ptype, protocol, members))) => group
+                    .with_authorized_operations(ops)
                     .with_group_state(s(&state))
                     .with_protocol_type(s(&ptype))
                     .with_protocol_data(s(&protocol))
@@ -73,7 +81,9 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                             })
                             .collect(),
                     ),
-                Ok(None) => group.with_group_state(s("Dead")),
+                Ok(None) => group
+                    .with_authorized_operations(ops)
+                    .with_group_state(s("Dead")),
                 Err(e) => group
                     .with_error_code(sluice_engine::metrics::tally(e.code))
                     .with_group_state(s("Dead")),

@@ -1,7 +1,8 @@
 //! Metadata: this node as the only broker and controller, and every topic asked
 //! for (all of them when the list is null, or empty in v0), each partition led by
 //! this node. Unknown topics are created when the client allows it and the broker
-//! auto-creates topics.
+//! auto-creates topics. Authorized operations (topics v8+, the cluster v8-10) are
+//! answered when asked for (KIP-430).
 
 use std::rc::Rc;
 
@@ -14,6 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use crate::acl;
 use crate::context::BrokerContext;
 use crate::kafka_error as code;
 use crate::registry::HandlerFuture;
@@ -28,6 +30,11 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let req: MetadataRequest = super::decode(&mut body, KEY, v)?;
         // v0-v3 always allow auto-creation; later versions say so.
         let allow_create = v < 4 || req.allow_auto_topic_creation;
+        // KIP-430: asked for from v8 (the cluster's only up to v10).
+        let topic_ops = acl::authorized_operations(
+            acl::ResourceType::Topic,
+            v >= 8 && req.include_topic_authorized_operations,
+        );
         let mut topics = Vec::new();
         let all = match &req.topics {
             None => true,
@@ -35,7 +42,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         };
         if all {
             for t in ctx.topics.image().topics() {
-                topics.push(describe(&ctx, t, v));
+                topics.push(describe(&ctx, t, v).with_topic_authorized_operations(topic_ops));
             }
         } else {
             for t in req.topics.unwrap_or_default() {
@@ -59,11 +66,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                     continue;
                 };
                 match super::find_topic(&ctx, &name, allow_create).await {
-                    Ok(info) => topics.push(describe(&ctx, &info, v)),
+                    Ok(info) => topics
+                        .push(describe(&ctx, &info, v).with_topic_authorized_operations(topic_ops)),
                     Err(e) => topics.push(
                         MetadataResponseTopic::default()
                             .with_error_code(sluice_engine::metrics::tally(e.code))
-                            .with_name(Some(TopicName(StrBytes::from_string(name)))),
+                            .with_name(Some(TopicName(StrBytes::from_string(name))))
+                            .with_topic_authorized_operations(topic_ops),
                     ),
                 }
             }
@@ -77,6 +86,12 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             .with_topics(topics);
         if v >= 1 {
             response.controller_id = BrokerId(node);
+        }
+        if (8..=10).contains(&v) {
+            response.cluster_authorized_operations = acl::authorized_operations(
+                acl::ResourceType::Cluster,
+                req.include_cluster_authorized_operations,
+            );
         }
         if v >= 2 {
             response.cluster_id =

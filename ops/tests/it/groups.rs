@@ -452,7 +452,40 @@ pub(crate) mod protocol {
         r
     }
 
-    fn heartbeat(c: &mut Client, group: &str, generation: i32, member: &str) -> i16 {
+    /// Joins `group` as the static member `instance` (JoinGroup v5, SyncGroup v3),
+    /// alone: (generation, member id).
+    pub(crate) fn static_member(
+        c: &mut Client,
+        group: &str,
+        instance: &str,
+        session_ms: i32,
+    ) -> (i32, String) {
+        let req = JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_session_timeout_ms(session_ms)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(s(""))
+            .with_group_instance_id(Some(s(instance)))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))]);
+        let (_, joined): (i16, JoinGroupResponse) =
+            c.call(ApiKey::JoinGroup, 5, &req).expect("JoinGroup");
+        assert_eq!(joined.error_code, 0, "join {group}");
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id(joined.generation_id)
+            .with_member_id(joined.member_id.clone())
+            .with_group_instance_id(Some(s(instance)));
+        let (_, synced): (i16, SyncGroupResponse) =
+            c.call(ApiKey::SyncGroup, 3, &sync).expect("SyncGroup");
+        assert_eq!(synced.error_code, 0, "sync {group}");
+        (joined.generation_id, joined.member_id.to_string())
+    }
+
+    pub(crate) fn heartbeat(c: &mut Client, group: &str, generation: i32, member: &str) -> i16 {
         let req = HeartbeatRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_generation_id(generation)
@@ -892,4 +925,76 @@ fn a_static_member_restarting_within_its_session_causes_no_rebalance() {
         b_before,
         "the other member saw a rebalance"
     );
+}
+
+/// A static member whose session ran out is gone at that moment, not on a later
+/// polling tick (librdkafka's admin test deletes groups one session timeout after
+/// closing their static members, and a group still holding its member answers
+/// `NON_EMPTY_GROUP`). The members here speak the raw protocol, so the test knows
+/// exactly when each sent its last heartbeat; librdkafka's AdminClient deletes each
+/// group 20 ms after its member's session ran out. The five last heartbeats are 20
+/// ms apart, so a coordinator checking sessions every 100 ms could be on time for
+/// two of them at most.
+#[test]
+fn static_members_leave_at_their_session_deadline() {
+    const GROUPS: usize = 5;
+    const SESSION_MS: i32 = 6000;
+    const STAGGER: Duration = Duration::from_millis(20);
+    let node = Node::start_with_config(CONFIG);
+    let names: Vec<String> = (0..GROUPS).map(|i| format!("deadline-{i}")).collect();
+    let mut c =
+        sluice_net::client::Client::connect(&node.addr, Duration::from_secs(10)).expect("connect");
+    let members: Vec<(i32, String)> = names
+        .iter()
+        .map(|g| protocol::static_member(&mut c, g, &format!("{g}-instance"), SESSION_MS))
+        .collect();
+    let session = Duration::from_millis(u64::try_from(SESSION_MS).expect("positive"));
+    // Each member's last sign of life.
+    let mut last = Vec::new();
+    for (g, (generation, member)) in names.iter().zip(&members) {
+        assert_eq!(protocol::heartbeat(&mut c, g, *generation, member), 0);
+        last.push(Instant::now());
+        std::thread::sleep(STAGGER);
+    }
+
+    // Shortly before the sessions end, every member is still there (so what is
+    // checked below is the deadline, not an early expiry).
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &node.addr)
+        .create()
+        .expect("probe");
+    std::thread::sleep(
+        (last[0] + Duration::from_millis(u64::try_from(SESSION_MS - 500).expect("positive")))
+            .saturating_duration_since(Instant::now()),
+    );
+    for g in &names {
+        let described = probe
+            .fetch_group_list(Some(g), Duration::from_secs(5))
+            .expect("describe");
+        let n = described.groups().first().map_or(0, |d| d.members().len());
+        assert_eq!(n, 1, "{g} lost its member before its session ended");
+    }
+
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", &node.addr)
+            .create()
+            .expect("admin");
+    let options =
+        rdkafka::admin::AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    // Connected, before the moments that count.
+    let warm = futures::executor::block_on(admin.delete_groups(&["deadline-none"], &options))
+        .expect("delete_groups");
+    assert_eq!(warm.len(), 1);
+    for (g, last) in names.iter().zip(last) {
+        std::thread::sleep((last + session + STAGGER).saturating_duration_since(Instant::now()));
+        let sent = last.elapsed().saturating_sub(session);
+        let result = futures::executor::block_on(admin.delete_groups(&[g.as_str()], &options))
+            .expect("delete_groups");
+        assert!(
+            result.iter().all(Result::is_ok),
+            "{result:?}: DeleteGroups sent {sent:?} after the session ran out\nbroker log:\n{}",
+            node.log()
+        );
+    }
 }
