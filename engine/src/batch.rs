@@ -148,6 +148,24 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[CRC_START..])
 }
 
+/// `batch` with its records replaced by `records` (already in `compression`, a
+/// codec id 0-4): the same header fields (offsets, timestamps, producer fields,
+/// flags), with the new compression bits, batch length and CRC. For a broker that
+/// recompresses a batch to its topic's `compression.type`.
+pub fn with_records(batch: &[u8], records: &[u8], compression: i16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
+    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    out.extend_from_slice(records);
+    let length = i32::try_from(out.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
+    out[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = (be_i16(&out, OFF_ATTRIBUTES) & !ATTR_COMPRESSION_MASK)
+        | (compression & ATTR_COMPRESSION_MASK);
+    out[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// Checks that the batch's stored CRC matches its contents.
 pub fn crc_matches(batch: &[u8]) -> bool {
     BatchHeader::parse(batch).is_some_and(|h| h.crc == compute_crc(batch))
@@ -280,15 +298,19 @@ pub(crate) fn read_varlong(buf: &[u8], at: &mut usize) -> Option<i64> {
     None
 }
 
-/// One record's position and the two fields the engine needs.
+/// What the checks of a batch need of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RecordMeta {
+pub struct RecordMeta {
     pub offset_delta: i64,
     pub timestamp_delta: i64,
+    /// The key is not null (an empty key is a key).
+    pub has_key: bool,
 }
 
-/// Walks the records of an uncompressed batch body, checking each record's framing.
-pub(crate) fn walk_records(
+/// Walks the records of an uncompressed batch body (a batch's bytes after the
+/// header, decompressed if the batch was compressed), checking each record's
+/// framing, and calls `each` with each record in order.
+pub fn walk_records(
     body: &[u8],
     count: i32,
     mut each: impl FnMut(RecordMeta),
@@ -311,7 +333,7 @@ pub(crate) fn walk_records(
             read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad timestamp delta"))?;
         let offset_delta =
             read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad offset delta"))?;
-        skip_bytes(rec, &mut p).ok_or_else(|| format!("record {i}: bad key"))?;
+        let has_key = skip_bytes(rec, &mut p).ok_or_else(|| format!("record {i}: bad key"))?;
         skip_bytes(rec, &mut p).ok_or_else(|| format!("record {i}: bad value"))?;
         let headers =
             read_varlong(rec, &mut p).ok_or_else(|| format!("record {i}: bad header count"))?;
@@ -331,6 +353,7 @@ pub(crate) fn walk_records(
         each(RecordMeta {
             offset_delta,
             timestamp_delta,
+            has_key,
         });
         at = end;
     }
@@ -343,14 +366,15 @@ pub(crate) fn walk_records(
     Ok(())
 }
 
-fn skip_bytes(rec: &[u8], p: &mut usize) -> Option<()> {
+/// Skips a length-prefixed field; `Some(false)` for a null one.
+fn skip_bytes(rec: &[u8], p: &mut usize) -> Option<bool> {
     let len = read_varlong(rec, p)?;
     if len < 0 {
-        return Some(()); // null
+        return Some(false);
     }
     let len = usize::try_from(len).ok()?;
     *p = p.checked_add(len).filter(|e| *e <= rec.len())?;
-    Some(())
+    Some(true)
 }
 
 /// Checks the records of an uncompressed batch; returns the offset delta of the first

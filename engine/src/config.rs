@@ -34,7 +34,8 @@ pub struct LogConfig {
     pub flush_messages: Option<u64>,
     /// `flush.ms`: fdatasync data older than this even with no waiter.
     pub flush_ms: Option<u64>,
-    /// `index.interval.bytes`: bytes of log between two offset-index entries.
+    /// `index.interval.bytes`: bytes of log between two offset-index entries (0: an
+    /// entry for every batch).
     pub index_interval_bytes: u64,
     /// `segment.index.bytes`: a segment rolls when its offset index reaches this size.
     pub segment_index_bytes: u64,
@@ -61,13 +62,14 @@ impl Default for LogConfig {
     }
 }
 
-/// Smallest segment Kafka accepts (`segment.bytes` >= 14 bytes is Kafka's floor; we
-/// need room for at least one batch header).
-const SEGMENT_BYTES_MIN: u64 = 1024;
+/// Smallest segment Kafka accepts (3.x: 14 bytes, the smallest legacy record). A
+/// segment always takes at least one batch, so a tiny one holds one batch each.
+const SEGMENT_BYTES_MIN: u64 = 14;
 /// Relative offsets and positions in the index are 32-bit, as in Kafka.
 const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
-/// The offset index holds 8-byte entries; Kafka's floor for `segment.index.bytes`.
-const SEGMENT_INDEX_BYTES_MIN: u64 = 4096;
+/// Kafka's floor for `segment.index.bytes`. The offset index holds 8-byte entries,
+/// so below 8 it holds none and, as in Kafka, every batch rolls the segment.
+const SEGMENT_INDEX_BYTES_MIN: u64 = 4;
 /// A batch must fit the 32-bit length field and a segment.
 const MAX_MESSAGE_BYTES_MAX: u64 = i32::MAX as u64;
 
@@ -92,9 +94,6 @@ impl LogConfig {
         if self.segment_ms == 0 {
             return bad("segment.ms", "must be at least 1".into());
         }
-        if self.index_interval_bytes == 0 {
-            return bad("index.interval.bytes", "must be at least 1".into());
-        }
         if self.segment_index_bytes < SEGMENT_INDEX_BYTES_MIN {
             return bad(
                 "segment.index.bytes",
@@ -104,11 +103,12 @@ impl LogConfig {
                 ),
             );
         }
-        if self.max_message_bytes == 0 || self.max_message_bytes > MAX_MESSAGE_BYTES_MAX {
+        // 0 is Kafka's floor: every batch is refused as too large.
+        if self.max_message_bytes > MAX_MESSAGE_BYTES_MAX {
             return bad(
                 "max.message.bytes",
                 format!(
-                    "{} is outside [1, {MAX_MESSAGE_BYTES_MAX}]",
+                    "{} is outside [0, {MAX_MESSAGE_BYTES_MAX}]",
                     self.max_message_bytes
                 ),
             );

@@ -11,6 +11,7 @@ pub const MESSAGE_TOO_LARGE: i16 = 10;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 pub const NOT_ENOUGH_REPLICAS: i16 = 19;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const INVALID_TIMESTAMP: i16 = 32;
 pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const INVALID_PARTITIONS: i16 = 37;
@@ -46,6 +47,7 @@ pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+pub const INVALID_RECORD: i16 = 87;
 pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 /// A Kafka error code with a message.
@@ -53,6 +55,9 @@ pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 pub struct KafkaError {
     pub code: i16,
     pub message: String,
+    /// Produce (KIP-467): the records of the partition's batch that caused the
+    /// error, as (index in the batch, why); empty for any other error.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl KafkaError {
@@ -60,7 +65,15 @@ impl KafkaError {
         KafkaError {
             code,
             message: message.into(),
+            record_errors: Vec::new(),
         }
+    }
+
+    /// The error with the records that caused it.
+    #[must_use]
+    pub fn with_record_errors(mut self, record_errors: Vec<(i32, String)>) -> Self {
+        self.record_errors = record_errors;
+        self
     }
 }
 

@@ -12,6 +12,7 @@ pub mod acl;
 pub mod alloc;
 pub mod body;
 pub mod client;
+pub mod compression;
 pub mod connection;
 pub mod context;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod server;
 pub mod stats;
 pub mod topic_config;
+pub mod topic_rules;
 pub mod topics;
 
 pub use context::BrokerSettings;

@@ -562,6 +562,7 @@ impl Config {
                 doc.replace('|', "\\|")
             );
         }
+        out.push_str(&sluice_net::topic_config::reference());
         out
     }
 

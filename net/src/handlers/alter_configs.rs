@@ -25,9 +25,6 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-/// Keys whose values are comma-separated lists (APPEND and SUBTRACT apply).
-const LIST_KEYS: &[&str] = &["cleanup.policy"];
-
 #[allow(clippy::needless_pass_by_value)]
 pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
     const KEY: i16 = ApiKey::AlterConfigs as i16;
@@ -39,14 +36,25 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             let result = match r.resource_type {
                 RESOURCE_TOPIC => {
                     let mut configs = BTreeMap::new();
+                    let mut nulls = Vec::new();
                     for c in &r.configs {
-                        if let Some(value) = &c.value {
-                            configs.insert(c.name.to_string(), value.to_string());
+                        match &c.value {
+                            Some(value) => {
+                                configs.insert(c.name.to_string(), value.to_string());
+                            }
+                            None => nulls.push(c.name.to_string()),
                         }
                     }
-                    ctx.topics
-                        .set_configs(&r.resource_name, configs, req.validate_only)
-                        .await
+                    if nulls.is_empty() {
+                        ctx.topics
+                            .set_configs(&r.resource_name, configs, req.validate_only)
+                            .await
+                    } else {
+                        Err(KafkaError::new(
+                            code::INVALID_REQUEST,
+                            format!("Null value not supported for : {}", nulls.join(", ")),
+                        ))
+                    }
                 }
                 t => Err(refuse_type(t)),
             };
@@ -145,10 +153,9 @@ async fn incremental(
     let mut configs = info.configs.clone();
     for (key, op, value) in ops {
         let list = || -> Vec<String> {
-            let current = configs
-                .get(key)
-                .cloned()
-                .or_else(|| crate::topic_config::value_of(&info.settings, key));
+            let current = configs.get(key).cloned().or_else(|| {
+                crate::topic_config::value_of(ctx.topics.defaults(), &BTreeMap::new(), key)
+            });
             current
                 .unwrap_or_default()
                 .split(',')
@@ -171,10 +178,15 @@ async fn incremental(
                 configs.remove(key);
             }
             OP_APPEND | OP_SUBTRACT => {
-                if !LIST_KEYS.contains(&key.as_str()) {
+                if !crate::topic_config::is_list(key) {
+                    let name = if *op == OP_APPEND {
+                        "APPEND"
+                    } else {
+                        "SUBTRACT"
+                    };
                     return Err(KafkaError::new(
                         code::INVALID_CONFIG,
-                        format!("`{key}` is not a list; APPEND and SUBTRACT do not apply"),
+                        format!("Can't {name} to key {key} because its type is not LIST."),
                     ));
                 }
                 let mut items = list();

@@ -35,18 +35,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                             .with_num_partitions(info.partitions)
                             .with_replication_factor(1)
                             .with_configs(Some(
-                                topic_config::KEYS
-                                    .iter()
-                                    .filter_map(|k| {
-                                        let value = topic_config::value_of(&info.settings, k)?;
-                                        let source =
-                                            if info.configs.contains_key(*k) { 1 } else { 5 };
-                                        Some(
-                                            CreatableTopicConfigs::default()
-                                                .with_name(StrBytes::from_static_str(k))
-                                                .with_value(Some(StrBytes::from_string(value)))
-                                                .with_config_source(source),
-                                        )
+                                topic_config::describe(ctx.topics.defaults(), &info.configs)
+                                    .into_iter()
+                                    .map(|(k, value, set)| {
+                                        CreatableTopicConfigs::default()
+                                            .with_name(StrBytes::from_static_str(k.name))
+                                            .with_value(Some(StrBytes::from_string(value)))
+                                            .with_config_source(if set { 1 } else { 5 })
                                     })
                                     .collect(),
                             ));

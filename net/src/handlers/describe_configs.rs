@@ -99,39 +99,27 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
     })
 }
 
-/// Kafka's `ConfigType` of a key this broker lists (`UNKNOWN` for others).
+/// Kafka's `ConfigType` of a key this broker lists (`UNKNOWN` for others): topic
+/// keys from their table, broker keys here.
 fn config_type(name: &str) -> i8 {
-    const BOOLEAN: i8 = 1;
-    const STRING: i8 = 2;
-    const INT: i8 = 3;
-    const LONG: i8 = 5;
-    const LIST: i8 = 7;
-    match name {
-        "auto.create.topics.enable" => BOOLEAN,
-        "compression.type" | "message.timestamp.type" => STRING,
+    use topic_config::keys::Kind;
+    if let Some(k) = topic_config::keys::find(name) {
+        return k.kind as i8;
+    }
+    let kind = match name {
+        "auto.create.topics.enable" => Kind::Boolean,
         "node.id"
         | "broker.id"
         | "num.partitions"
         | "socket.request.max.bytes"
         | "message.max.bytes"
-        | "max.message.bytes"
-        | "index.interval.bytes"
         | "min.insync.replicas"
-        | "segment.bytes"
-        | "segment.index.bytes"
         | "log.segment.bytes"
-        | "default.replication.factor" => INT,
-        "flush.messages"
-        | "flush.ms"
-        | "retention.bytes"
-        | "retention.ms"
-        | "segment.ms"
-        | "log.retention.ms"
-        | "log.retention.bytes"
-        | "log.roll.ms" => LONG,
-        "cleanup.policy" => LIST,
-        _ => 0,
-    }
+        | "default.replication.factor" => Kind::Int,
+        "log.retention.ms" | "log.retention.bytes" | "log.roll.ms" => Kind::Long,
+        _ => return 0,
+    };
+    kind as i8
 }
 
 fn topic_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaError> {
@@ -142,19 +130,17 @@ fn topic_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaErr
             format!("topic '{name}' does not exist"),
         )
     })?;
-    Ok(topic_config::KEYS
-        .iter()
-        .filter_map(|k| {
-            Some(Entry {
-                name: (*k).to_string(),
-                value: topic_config::value_of(&info.settings, k)?,
-                source: if info.configs.contains_key(*k) {
-                    SOURCE_DYNAMIC_TOPIC
-                } else {
-                    SOURCE_DEFAULT
-                },
-                read_only: false,
-            })
+    Ok(topic_config::describe(ctx.topics.defaults(), &info.configs)
+        .into_iter()
+        .map(|(k, value, set)| Entry {
+            name: k.name.to_string(),
+            value,
+            source: if set {
+                SOURCE_DYNAMIC_TOPIC
+            } else {
+                SOURCE_DEFAULT
+            },
+            read_only: false,
         })
         .collect())
 }
@@ -202,8 +188,8 @@ fn broker_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaEr
 mod tests {
     #[test]
     fn every_listed_topic_key_has_a_type() {
-        for k in crate::topic_config::KEYS {
-            assert_ne!(super::config_type(k), 0, "{k}");
+        for k in crate::topic_config::keys::TOPIC_KEYS {
+            assert_ne!(super::config_type(k.name), 0, "{}", k.name);
         }
     }
 }

@@ -1,14 +1,19 @@
 //! Produce (v3+): every partition's record batches are appended on the shard that
 //! owns the partition (one hop per shard, partitions of a shard concurrently) and
 //! answered by `acks`: 0 no answer, 1 once in the write buffer, -1 (all) once an
-//! fdatasync covered the batches. Batches are stored as sent, compressed or not;
-//! the engine checks each batch's CRC and framing before anything is written.
+//! fdatasync covered the batches. Batches are stored as sent, compressed or not,
+//! unless the topic's configs ask otherwise ([`crate::topic_rules`]: keys on
+//! compacted topics, timestamp bounds, `compression.type`), which runs on the owning
+//! shard too; the engine checks each batch's CRC and framing before anything is
+//! written. Records refused one by one are listed in the answer (v8+).
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::{AppendOptions, Durability, TopicPartition};
@@ -16,6 +21,7 @@ use sluice_engine::{AppendOptions, Durability, TopicPartition};
 use crate::context::BrokerContext;
 use crate::kafka_error::{self as code, KafkaError};
 use crate::registry::HandlerFuture;
+use crate::topic_rules::{self, TopicRules};
 use crate::topics::TopicInfo;
 
 const KEY: i16 = ApiKey::Produce as i16;
@@ -62,7 +68,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                     .clone()
                     .and_then(|info| check_partition(&info, part, acks))
                 {
-                    Ok((tp, records)) => work.push((tp, (ti, pi, records))),
+                    Ok((tp, records, rules)) => work.push((tp, (ti, pi, records, rules))),
                     Err(e) => slots[ti][pi] = Some(Err(e)),
                 }
             }
@@ -72,30 +78,16 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         } else {
             Durability::Buffered
         };
-        let places: Vec<(usize, usize)> = work.iter().map(|(_, (t, p, _))| (*t, *p)).collect();
-        let items = work.into_iter().map(|(tp, (_, _, r))| (tp, r)).collect();
-        let results = super::on_owners(&ctx, items, move |p, records: Bytes| async move {
-            let bytes = records.len() as u64;
-            let info = p
-                .append(
-                    records,
-                    AppendOptions {
-                        leader_epoch: 0,
-                        durability,
-                    },
-                )
-                .await?;
-            // One node: a record is replicated once this node has it.
-            let end = p.offsets().log_end_offset;
-            p.set_high_watermark(end);
-            Ok(Appended {
-                base_offset: i64::try_from(info.base_offset).unwrap_or(i64::MAX),
-                log_append_time_ms: info.log_append_time_ms,
-                log_start_offset: i64::try_from(info.log_start_offset).unwrap_or(0),
-                bytes: if info.duplicate { 0 } else { bytes },
-                records: if info.duplicate { 0 } else { info.record_count },
-            })
-        })
+        let places: Vec<(usize, usize)> = work.iter().map(|(_, (t, p, _, _))| (*t, *p)).collect();
+        let items = work
+            .into_iter()
+            .map(|(tp, (_, _, r, rules))| (tp, (r, rules)))
+            .collect();
+        let results = super::on_owners(
+            &ctx,
+            items,
+            move |p, (records, rules): (Bytes, TopicRules)| append(p, records, rules, durability),
+        )
         .await;
         for ((ti, pi), r) in places.into_iter().zip(results) {
             if let (Ok(a), Some(name)) = (&r, names.get(ti)) {
@@ -133,6 +125,41 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
     })
 }
 
+/// On the owning shard: the topic's rules, then the engine's append.
+async fn append(
+    p: Rc<sluice_engine::Partition>,
+    records: Bytes,
+    rules: TopicRules,
+    durability: Durability,
+) -> Result<Appended, KafkaError> {
+    let records = topic_rules::apply(
+        &rules,
+        &p.topic_partition().to_string(),
+        records,
+        sluice_engine::now_ms(),
+    )?;
+    let bytes = records.len() as u64;
+    let info = p
+        .append(
+            records,
+            AppendOptions {
+                leader_epoch: 0,
+                durability,
+            },
+        )
+        .await?;
+    // One node: a record is replicated once this node has it.
+    let end = p.offsets().log_end_offset;
+    p.set_high_watermark(end);
+    Ok(Appended {
+        base_offset: i64::try_from(info.base_offset).unwrap_or(i64::MAX),
+        log_append_time_ms: info.log_append_time_ms,
+        log_start_offset: i64::try_from(info.log_start_offset).unwrap_or(0),
+        bytes: if info.duplicate { 0 } else { bytes },
+        records: if info.duplicate { 0 } else { info.record_count },
+    })
+}
+
 /// acks=0: refusals are not answered, only logged.
 fn log_unanswered(req: &ProduceRequest, slots: &[Vec<Option<Result<Appended, KafkaError>>>]) {
     for (topic, parts) in req.topic_data.iter().zip(slots) {
@@ -149,7 +176,7 @@ fn check_partition(
     info: &TopicInfo,
     part: &PartitionProduceData,
     acks: i16,
-) -> Result<(TopicPartition, Bytes), KafkaError> {
+) -> Result<(TopicPartition, Bytes, TopicRules), KafkaError> {
     if !matches!(acks, -1..=1) {
         return Err(KafkaError::new(
             code::INVALID_REQUIRED_ACKS,
@@ -186,7 +213,7 @@ fn check_partition(
         ));
     };
     let tp = TopicPartition::new(&info.name, part.index)?;
-    Ok((tp, records))
+    Ok((tp, records, TopicRules::of(&info.settings)))
 }
 
 /// A partition's answer as `v` can carry it.
@@ -199,6 +226,17 @@ fn answer(index: i32, r: Option<Result<Appended, KafkaError>>, v: i16) -> Partit
             .with_log_start_offset(if v >= 5 { a.log_start_offset } else { -1 }),
         Some(Err(e)) => base
             .with_error_code(sluice_engine::metrics::tally(e.code))
+            .with_record_errors(
+                e.record_errors
+                    .into_iter()
+                    .filter(|_| v >= 8)
+                    .map(|(i, m)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(i)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(m)))
+                    })
+                    .collect(),
+            )
             .with_error_message((v >= 8).then(|| StrBytes::from_string(e.message)))
             .with_base_offset(-1)
             .with_log_append_time_ms(-1)

@@ -1,0 +1,326 @@
+//! What a topic's configs ask of a produced batch before the engine appends it, on
+//! the shard that owns the partition, as Kafka's `LogValidator` does:
+//!
+//! - `cleanup.policy` with `compact`: every record needs a key. A batch with
+//!   keyless records is refused whole with `INVALID_RECORD`, each keyless record
+//!   listed (KIP-467 `record_errors`, by its index in the batch).
+//! - `message.timestamp.before.max.ms` / `after.max.ms` (CreateTime topics): a
+//!   record further from the broker's clock is refused with `INVALID_TIMESTAMP`.
+//! - `compression.type` naming a codec (or `uncompressed`): a batch in another
+//!   codec is recompressed; its header (offsets, timestamps, producer id, epoch and
+//!   sequence, flags) is kept, only the records' bytes, the codec bits, the length
+//!   and the CRC change. Kafka compares only the codec, not its level.
+//!
+//! With none of these (the defaults: `delete`, `producer`, no timestamp bounds) the
+//! batch is not opened at all: that is the fast path. Otherwise compressed records
+//! are decompressed (at most [`DECOMPRESSED_BYTES_MAX`]) and walked.
+
+use bytes::Bytes;
+use sluice_engine::batch::{self, BatchHeader, HEADER_BYTES};
+use sluice_engine::TimestampType;
+
+use crate::compression::{self, Codec, Target};
+use crate::kafka_error::{self as code, KafkaError};
+use crate::topic_config::TopicSettings;
+
+/// Most bytes one batch's records may decompress to. Producers' batches are far
+/// smaller (librdkafka's `batch.size` is 1 MB, Java's 16 KiB); the bound keeps a
+/// small batch that expands to gigabytes from taking the shard's memory.
+pub const DECOMPRESSED_BYTES_MAX: usize = 128 << 20;
+
+/// Records errors Kafka quotes in the partition's error message, at most.
+const QUOTED_ERRORS_MAX: usize = 3;
+
+/// The rules of one topic, small enough to send to the owning shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicRules {
+    compact: bool,
+    compression: Target,
+    /// `(before, after)` for CreateTime topics with a bound, in milliseconds.
+    timestamps: Option<(i64, i64)>,
+}
+
+impl TopicRules {
+    pub fn of(s: &TopicSettings) -> TopicRules {
+        let bounded = s.timestamp_before_max_ms != i64::MAX || s.timestamp_after_max_ms != i64::MAX;
+        TopicRules {
+            compact: s.compact,
+            compression: s.compression,
+            timestamps: (bounded && s.log.message_timestamp_type == TimestampType::CreateTime)
+                .then_some((s.timestamp_before_max_ms, s.timestamp_after_max_ms)),
+        }
+    }
+
+    /// Nothing to check or change: batches go to the engine as sent.
+    pub fn is_pass_through(&self) -> bool {
+        !self.compact && self.compression == Target::Producer && self.timestamps.is_none()
+    }
+}
+
+/// The partition's records as the topic wants them stored, or the refusal. Framing
+/// problems are left to the engine's checks (which refuse them with their own
+/// codes), so this only reads batches whose header parses.
+pub fn apply(
+    rules: &TopicRules,
+    partition: &str,
+    records: Bytes,
+    now_ms: i64,
+) -> Result<Bytes, KafkaError> {
+    if rules.is_pass_through() {
+        return Ok(records);
+    }
+    let mut out: Option<Vec<u8>> = None;
+    let mut errors: Vec<(i32, String, i16)> = Vec::new();
+    let mut index = 0i32;
+    let mut pos = 0usize;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        let Some(size) = BatchHeader::parse(rest)
+            .and_then(|h| h.total_bytes())
+            .filter(|s| *s <= rest.len())
+        else {
+            // Not a whole batch: the engine refuses it.
+            return Ok(records);
+        };
+        let one = &rest[..size];
+        let changed = batch_rules(rules, partition, one, now_ms, &mut index, &mut errors)?;
+        match (changed, &mut out) {
+            (Some(new), Some(o)) => o.extend_from_slice(&new),
+            (Some(new), None) => {
+                let mut o = records[..pos].to_vec();
+                o.extend_from_slice(&new);
+                out = Some(o);
+            }
+            (None, Some(o)) => o.extend_from_slice(one),
+            (None, None) => {}
+        }
+        pos += size;
+    }
+    if !errors.is_empty() {
+        return Err(refusal(errors));
+    }
+    Ok(out.map_or(records, Bytes::from))
+}
+
+/// One batch: its record errors are added to `errors`; `Some` is the batch
+/// rebuilt in the topic's codec.
+fn batch_rules(
+    rules: &TopicRules,
+    partition: &str,
+    one: &[u8],
+    now_ms: i64,
+    index: &mut i32,
+    errors: &mut Vec<(i32, String, i16)>,
+) -> Result<Option<Vec<u8>>, KafkaError> {
+    let Some(h) = BatchHeader::parse(one) else {
+        return Ok(None);
+    };
+    let Some(codec) = Codec::from_id(h.compression()) else {
+        // An unknown codec id: the engine refuses the batch.
+        return Ok(None);
+    };
+    let recompress_to = match rules.compression {
+        Target::Codec(target, level) if target != codec => Some((target, level)),
+        _ => None,
+    };
+    let walk = rules.compact || rules.timestamps.is_some();
+    if !walk && recompress_to.is_none() {
+        *index = index.saturating_add(h.record_count.max(0));
+        return Ok(None);
+    }
+    let body = &one[HEADER_BYTES..];
+    let plain = compression::decompress(codec, body, DECOMPRESSED_BYTES_MAX).map_err(|e| {
+        KafkaError::new(
+            code::CORRUPT_MESSAGE,
+            format!(
+                "{partition}: cannot decompress a {} batch: {e}",
+                codec.name()
+            ),
+        )
+    })?;
+    if walk {
+        let mut next = *index;
+        batch::walk_records(&plain, h.record_count, |r| {
+            let i = next;
+            next = next.saturating_add(1);
+            if rules.compact && !r.has_key {
+                errors.push((
+                    i,
+                    format!(
+                        "Compacted topic cannot accept message without key in topic partition \
+                         {partition}"
+                    ),
+                    code::INVALID_RECORD,
+                ));
+            } else if let Some((before, after)) = rules.timestamps {
+                let ts = h.base_timestamp.saturating_add(r.timestamp_delta);
+                let (lo, hi) = (now_ms.saturating_sub(before), now_ms.saturating_add(after));
+                if ts < lo || ts > hi {
+                    errors.push((
+                        i,
+                        format!(
+                            "Timestamp {ts} of message with offset {i} is out of range. The \
+                             timestamp should be within [{lo}, {hi}]"
+                        ),
+                        code::INVALID_TIMESTAMP,
+                    ));
+                }
+            }
+        })
+        .map_err(|e| {
+            KafkaError::new(
+                code::INVALID_RECORD,
+                format!("{partition}: a record of the batch is malformed: {e}"),
+            )
+        })?;
+    }
+    *index = index.saturating_add(h.record_count.max(0));
+    let Some((target, level)) = recompress_to else {
+        return Ok(None);
+    };
+    let packed = compression::compress(target, level, &plain).map_err(|e| {
+        KafkaError::new(
+            code::UNKNOWN_SERVER_ERROR,
+            format!("{partition}: recompressing to {}: {e}", target.name()),
+        )
+    })?;
+    Ok(Some(batch::with_records(one, &packed, target.id())))
+}
+
+/// The partition's answer for records refused by the rules, as Kafka words it.
+fn refusal(errors: Vec<(i32, String, i16)>) -> KafkaError {
+    if errors.iter().any(|(_, _, c)| *c == code::INVALID_TIMESTAMP) {
+        let listed = errors.into_iter().map(|(i, m, _)| (i, m)).collect();
+        return KafkaError::new(
+            code::INVALID_TIMESTAMP,
+            "One or more records have been rejected due to invalid timestamp",
+        )
+        .with_record_errors(listed);
+    }
+    let quoted: Vec<String> = errors
+        .iter()
+        .take(QUOTED_ERRORS_MAX)
+        .map(|(i, m, _)| format!("RecordError(batchIndex={i}, message='{m}')"))
+        .collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only \
+         showing the first three errors at most: [{}]",
+        errors.len(),
+        quoted.join(", ")
+    );
+    let listed = errors.into_iter().map(|(i, m, _)| (i, m)).collect();
+    KafkaError::new(code::INVALID_RECORD, message).with_record_errors(listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::batch::{build_batch, RecordSpec};
+
+    fn rules(compact: bool, compression: Target) -> TopicRules {
+        TopicRules {
+            compact,
+            compression,
+            timestamps: None,
+        }
+    }
+
+    fn batch_of(keys: &[Option<&[u8]>]) -> Bytes {
+        let specs: Vec<RecordSpec<'_>> = keys
+            .iter()
+            .map(|k| RecordSpec {
+                key: *k,
+                value: Some(b"value"),
+                ..RecordSpec::default()
+            })
+            .collect();
+        Bytes::from(build_batch(&specs, 1_700_000_000_000, (7, 3, 42)))
+    }
+
+    #[test]
+    fn the_default_rules_do_not_touch_the_batch() {
+        let b = batch_of(&[None, None]);
+        let out = apply(&rules(false, Target::Producer), "t-0", b.clone(), 0).unwrap();
+        assert_eq!(out.as_ptr(), b.as_ptr(), "not even copied");
+    }
+
+    #[test]
+    fn keyless_records_of_a_compacted_topic_are_listed() {
+        let b = batch_of(&[Some(b"a"), None, Some(b""), None]);
+        let e = apply(&rules(true, Target::Producer), "t-0", b, 0).unwrap_err();
+        assert_eq!(e.code, code::INVALID_RECORD);
+        let indexes: Vec<i32> = e.record_errors.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, [1, 3], "an empty key is a key");
+        assert!(e
+            .message
+            .starts_with("One or more records have been rejected due to 2 record errors in total"));
+        assert!(e.record_errors[0]
+            .1
+            .ends_with("without key in topic partition t-0"));
+        // With keys everywhere the batch passes unchanged.
+        let b = batch_of(&[Some(b"a"), Some(b"b")]);
+        assert_eq!(
+            apply(&rules(true, Target::Producer), "t-0", b.clone(), 0).unwrap(),
+            b
+        );
+    }
+
+    #[test]
+    fn recompression_keeps_the_header_and_every_record() {
+        let plain = batch_of(&[Some(b"k1"), None, Some(b"k3")]);
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let packed = apply(
+                &rules(false, Target::Codec(codec, 3)),
+                "t-0",
+                plain.clone(),
+                0,
+            )
+            .unwrap();
+            let (a, b) = (
+                BatchHeader::parse(&plain).unwrap(),
+                BatchHeader::parse(&packed).unwrap(),
+            );
+            assert_eq!(b.compression(), codec.id());
+            assert!(batch::crc_matches(&packed), "{codec:?}");
+            assert_eq!(
+                (
+                    a.base_timestamp,
+                    a.max_timestamp,
+                    a.producer_id,
+                    a.producer_epoch
+                ),
+                (
+                    b.base_timestamp,
+                    b.max_timestamp,
+                    b.producer_id,
+                    b.producer_epoch
+                )
+            );
+            assert_eq!(
+                (a.base_sequence, a.record_count, a.last_offset_delta),
+                (b.base_sequence, b.record_count, b.last_offset_delta)
+            );
+            // Back to uncompressed: byte for byte the original.
+            let back = apply(
+                &rules(false, Target::Codec(Codec::None, 0)),
+                "t-0",
+                packed,
+                0,
+            )
+            .unwrap();
+            assert_eq!(back, plain, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_outside_the_bounds_are_refused() {
+        let b = batch_of(&[Some(b"a")]);
+        let mut r = rules(false, Target::Producer);
+        r.timestamps = Some((1000, 1000));
+        let now = 1_700_000_000_000;
+        assert!(apply(&r, "t-0", b.clone(), now + 500).is_ok());
+        let e = apply(&r, "t-0", b, now + 5000).unwrap_err();
+        assert_eq!(e.code, code::INVALID_TIMESTAMP);
+        assert_eq!(e.record_errors.len(), 1);
+    }
+}
