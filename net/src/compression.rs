@@ -70,8 +70,32 @@ const XERIAL_HEADER_BYTES: usize = 16;
 /// Uncompressed bytes per xerial block, as snappy-java writes them.
 const XERIAL_BLOCK_BYTES: usize = 32 << 10;
 
-/// Why a payload could not be decompressed.
-pub type Failure = String;
+/// Why a payload could not be (de)compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The output would pass the limit.
+    TooLarge { codec: &'static str, limit: usize },
+    /// The input is not valid in its codec.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::TooLarge { codec, limit } => {
+                write!(
+                    f,
+                    "{codec}: the records decompress to more than {limit} bytes"
+                )
+            }
+            Failure::Corrupt(why) => f.write_str(why),
+        }
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::Corrupt(format!("{what}: {e}"))
+}
 
 /// Decompresses a batch's records, refusing more than `limit` bytes of output.
 pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, Failure> {
@@ -80,12 +104,11 @@ pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, Fa
         Codec::Gzip => read_limited(flate2::read::MultiGzDecoder::new(data), limit, "gzip"),
         Codec::Snappy => snappy_decompress(data, limit),
         Codec::Lz4 => {
-            let decoder = lz4::Decoder::new(data).map_err(|e| format!("lz4: {e}"))?;
+            let decoder = lz4::Decoder::new(data).map_err(|e| corrupt("lz4", e))?;
             read_limited(decoder, limit, "lz4")
         }
         Codec::Zstd => {
-            let decoder =
-                zstd::stream::read::Decoder::new(data).map_err(|e| format!("zstd: {e}"))?;
+            let decoder = zstd::stream::read::Decoder::new(data).map_err(|e| corrupt("zstd", e))?;
             read_limited(decoder, limit, "zstd")
         }
     }
@@ -101,8 +124,8 @@ pub fn compress(codec: Codec, level: i32, data: &[u8]) -> Result<Vec<u8>, Failur
                 flate2::Compression::new(l.min(9))
             });
             let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 2), level);
-            e.write_all(data).map_err(|e| format!("gzip: {e}"))?;
-            e.finish().map_err(|e| format!("gzip: {e}"))
+            e.write_all(data).map_err(|e| corrupt("gzip", e))?;
+            e.finish().map_err(|e| corrupt("gzip", e))
         }
         Codec::Snappy => {
             let mut out = Vec::with_capacity(XERIAL_HEADER_BYTES + data.len() / 2);
@@ -113,8 +136,8 @@ pub fn compress(codec: Codec, level: i32, data: &[u8]) -> Result<Vec<u8>, Failur
             for block in data.chunks(XERIAL_BLOCK_BYTES) {
                 let compressed = encoder
                     .compress_vec(block)
-                    .map_err(|e| format!("snappy: {e}"))?;
-                let len = i32::try_from(compressed.len()).map_err(|e| format!("snappy: {e}"))?;
+                    .map_err(|e| corrupt("snappy", e))?;
+                let len = i32::try_from(compressed.len()).map_err(|e| corrupt("snappy", e))?;
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(&compressed);
             }
@@ -128,31 +151,31 @@ pub fn compress(codec: Codec, level: i32, data: &[u8]) -> Result<Vec<u8>, Failur
                 .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
                 .level(u32::try_from(level).unwrap_or(0))
                 .build(Vec::with_capacity(data.len() / 2))
-                .map_err(|e| format!("lz4: {e}"))?;
-            e.write_all(data).map_err(|e| format!("lz4: {e}"))?;
+                .map_err(|e| corrupt("lz4", e))?;
+            e.write_all(data).map_err(|e| corrupt("lz4", e))?;
             let (out, done) = e.finish();
-            done.map_err(|e| format!("lz4: {e}"))?;
+            done.map_err(|e| corrupt("lz4", e))?;
             Ok(out)
         }
-        Codec::Zstd => zstd::bulk::compress(data, level).map_err(|e| format!("zstd: {e}")),
+        Codec::Zstd => zstd::bulk::compress(data, level).map_err(|e| corrupt("zstd", e)),
     }
 }
 
 /// Reads all of `r`, or fails once it gives more than `limit` bytes.
-fn read_limited(r: impl Read, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
+fn read_limited(r: impl Read, limit: usize, what: &'static str) -> Result<Vec<u8>, Failure> {
     let mut out = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     r.take(cap)
         .read_to_end(&mut out)
-        .map_err(|e| format!("{what}: {e}"))?;
+        .map_err(|e| corrupt(what, e))?;
     if out.len() > limit {
         return Err(too_large(what, limit));
     }
     Ok(out)
 }
 
-fn too_large(what: &str, limit: usize) -> Failure {
-    format!("{what}: the records decompress to more than {limit} bytes")
+fn too_large(codec: &'static str, limit: usize) -> Failure {
+    Failure::TooLarge { codec, limit }
 }
 
 /// Snappy in xerial framing (recognised by its magic alone, as librdkafka and
@@ -160,13 +183,13 @@ fn too_large(what: &str, limit: usize) -> Failure {
 fn snappy_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, Failure> {
     let mut decoder = snap::raw::Decoder::new();
     let raw = |block: &[u8], decoder: &mut snap::raw::Decoder, budget: usize| {
-        let n = snap::raw::decompress_len(block).map_err(|e| format!("snappy: {e}"))?;
+        let n = snap::raw::decompress_len(block).map_err(|e| corrupt("snappy", e))?;
         if n > budget {
             return Err(too_large("snappy", limit));
         }
         decoder
             .decompress_vec(block)
-            .map_err(|e| format!("snappy: {e}"))
+            .map_err(|e| corrupt("snappy", e))
     };
     if data.len() <= XERIAL_HEADER_BYTES || data[..XERIAL_MAGIC.len()] != XERIAL_MAGIC {
         return raw(data, &mut decoder, limit);
@@ -176,18 +199,18 @@ fn snappy_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, Failure> {
     while at < data.len() {
         let len_bytes = data
             .get(at..at + 4)
-            .ok_or("snappy: a xerial block length is cut short")?;
+            .ok_or_else(|| corrupt("snappy", "a xerial block length is cut short"))?;
         let len = usize::try_from(i32::from_be_bytes([
             len_bytes[0],
             len_bytes[1],
             len_bytes[2],
             len_bytes[3],
         ]))
-        .map_err(|_| "snappy: negative xerial block length")?;
+        .map_err(|_| corrupt("snappy", "negative xerial block length"))?;
         at += 4;
         let block = data
             .get(at..at.saturating_add(len))
-            .ok_or("snappy: a xerial block runs past the records")?;
+            .ok_or_else(|| corrupt("snappy", "a xerial block runs past the records"))?;
         at += len;
         let budget = limit.saturating_sub(out.len());
         out.extend(raw(block, &mut decoder, budget)?);
@@ -252,7 +275,7 @@ mod tests {
             let packed = compress(codec, 1, &zeros).unwrap();
             assert!(packed.len() < 1 << 20);
             let e = decompress(codec, &packed, 1 << 20).unwrap_err();
-            assert!(e.contains("more than"), "{codec:?}: {e}");
+            assert!(matches!(e, Failure::TooLarge { .. }), "{codec:?}: {e}");
         }
     }
 

@@ -11,6 +11,8 @@
 //!   epoch. The request's partitions are added or updated, `forgotten_topics_data`
 //!   removed; every partition of the session is read, and the answer holds only the
 //!   ones with records, an error, or offsets that changed since the last answer.
+//!   Partitions that returned records move to the end of the session's order, so a
+//!   busy partition cannot take every answer's `max_bytes` (as in Kafka).
 //!
 //! At most [`SESSIONS_PER_SHARD`] sessions live on a shard; opening one more evicts the
 //! least recently used.
@@ -217,7 +219,9 @@ pub(crate) fn record_sent(plan: &Plan, results: &Results) -> Vec<bool> {
         let Some(session) = s.by_id.get_mut(&id) else {
             return vec![true; plan.asked.len()];
         };
-        plan.asked
+        let mut with_data = Vec::new();
+        let include = plan
+            .asked
             .iter()
             .zip(results)
             .map(|(a, r)| {
@@ -233,11 +237,22 @@ pub(crate) fn record_sent(plan: &Plan, results: &Results) -> Vec<bool> {
                     // Errors and partitions new to the session are always answered.
                     _ => true,
                 };
-                if let (Some(p), Some((hw, start, _))) = (part, now) {
+                if let (Some(p), Some((hw, start, has_data))) = (part, now) {
                     p.sent = Some((hw, start));
+                    if has_data {
+                        with_data.push(a);
+                    }
                 }
                 !plan.incremental || changed
             })
-            .collect()
+            .collect();
+        // As Kafka's sessions do: partitions that returned records go to the end,
+        // so when max_bytes binds, the next fetch starts with the others.
+        session.parts.sort_by_key(|p| {
+            with_data
+                .iter()
+                .any(|a| p.asked.same_partition(&a.topic, &a.topic_id, a.partition))
+        });
+        include
     })
 }

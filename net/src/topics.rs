@@ -194,17 +194,12 @@ impl TopicStore {
         store.write_file(&contents)?;
         let mut topics = Vec::new();
         for (name, t) in &contents.topics {
-            let settings = topic_config::settings(&store.defaults, &t.configs).map_err(|e| {
-                KafkaError::new(
-                    code::KAFKA_STORAGE_ERROR,
-                    format!("topic {name} in {}: {e}", store.path.display()),
-                )
-            })?;
+            let (settings, configs) = stored_settings(&store.defaults, name, &t.configs);
             topics.push(Arc::new(TopicInfo {
                 name: name.as_str().into(),
                 id: t.id,
                 partitions: t.partitions,
-                configs: t.configs.clone(),
+                configs,
                 settings,
             }));
         }
@@ -270,8 +265,7 @@ impl TopicStore {
             if !missing.is_empty() {
                 tracing::warn!(topic = %name, partitions = missing.len(),
                     "registered partitions missing on disk; creating them empty");
-                let settings = topic_config::settings(&self.defaults, &t.configs)
-                    .map_err(|e| KafkaError::new(code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+                let (settings, _) = stored_settings(&self.defaults, name, &t.configs);
                 self.create_partitions(missing, &settings.log).await?;
             }
         }
@@ -574,6 +568,21 @@ fn unknown_topic(name: &str) -> KafkaError {
         code::UNKNOWN_TOPIC_OR_PARTITION,
         format!("topic '{name}' does not exist"),
     )
+}
+
+/// A stored topic's settings; overrides this version refuses are dropped with a
+/// warning naming them (their defaults apply), so an upgrade never fails to start.
+fn stored_settings(
+    defaults: &LogConfig,
+    topic: &str,
+    configs: &BTreeMap<String, String>,
+) -> (TopicSettings, BTreeMap<String, String>) {
+    let (settings, kept, dropped) = topic_config::settings_of_stored(defaults, configs);
+    for e in dropped {
+        tracing::warn!(topic, key = %e.key, error = %e,
+            "stored topic config refused by this version; its default applies");
+    }
+    (settings, kept)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! Kafka-compatible broker, built on the client in `sluice-net`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -26,7 +26,7 @@ use sluice_net::client::{partition_for_key, Client, ClientError};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-use crate::console::{outln, stdout_error, Out};
+use crate::console::{outln, Out};
 pub use crate::console::{CliError, CliResult};
 
 pub(crate) fn connect(bootstrap: &str) -> CliResult<Client> {
@@ -622,10 +622,12 @@ pub fn consume(bootstrap: &str, topic: &str, opts: &ConsumeOptions) -> CliResult
                             continue;
                         }
                         *pos = rec.offset + 1;
-                        print_record(out.raw(), p.partition_index, &rec, opts)
-                            .map_err(stdout_error)?;
+                        out.write(format_args!(
+                            "{}",
+                            record_line(p.partition_index, &rec, opts)
+                        ))?;
                         printed += 1;
-                        if opts.max_records.is_some_and(|m| printed >= m) {
+                        if out.closed() || opts.max_records.is_some_and(|m| printed >= m) {
                             return Ok(printed);
                         }
                     }
@@ -636,27 +638,25 @@ pub fn consume(bootstrap: &str, topic: &str, opts: &ConsumeOptions) -> CliResult
             }
         }
         out.flush()?;
-        if opts.exit_at_end && all_at_end {
+        if out.closed() || (opts.exit_at_end && all_at_end) {
             return Ok(printed);
         }
     }
 }
 
-fn print_record(
-    out: &mut impl Write,
-    partition: i32,
-    r: &Record,
-    opts: &ConsumeOptions,
-) -> std::io::Result<()> {
+/// One record as `sluice consume` prints it (with its newline).
+fn record_line(partition: i32, r: &Record, opts: &ConsumeOptions) -> String {
+    use std::fmt::Write as _;
     let text = |b: &Option<Bytes>| {
         b.as_ref()
             .map_or_else(String::new, |b| String::from_utf8_lossy(b).into_owned())
     };
+    let mut line = String::new();
     if opts.print_position {
-        write!(out, "{partition}\t{}\t", r.offset)?;
+        let _ = write!(line, "{partition}\t{}\t", r.offset);
     }
     if opts.print_key {
-        write!(out, "{}\t", text(&r.key))?;
+        let _ = write!(line, "{}\t", text(&r.key));
     }
     if opts.print_headers {
         let h: Vec<String> = r
@@ -664,7 +664,8 @@ fn print_record(
             .iter()
             .map(|(k, v)| format!("{}={}", k.as_str(), text(v)))
             .collect();
-        write!(out, "{}\t", h.join(","))?;
+        let _ = write!(line, "{}\t", h.join(","));
     }
-    writeln!(out, "{}", text(&r.value))
+    let _ = writeln!(line, "{}", text(&r.value));
+    line
 }

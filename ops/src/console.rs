@@ -4,21 +4,19 @@
 //! Standard output is written only through [`Out`], never with `println!`: when the
 //! reader goes away early (`| head`, `less` quitting, `grep -m 1`) the next write
 //! fails with `EPIPE` (Rust ignores `SIGPIPE`), `println!` would panic, and a plain
-//! error would print a line nobody asked for. [`Out`] turns that one error into
-//! [`CliError::OutputClosed`], which ends the command quietly with status 0, as
-//! `cat` and `kcat` end.
+//! error would print a line nobody asked for. [`Out`] remembers that the reader is
+//! gone and drops what is written after, so a command still does all it was asked
+//! (a reset is still committed after its table was cut short) and exits with status
+//! 0, as `cat` and `kcat` do; commands that would print forever (`consume`) stop
+//! when [`Out::closed`] says so.
 
 use std::fmt;
 use std::io::Write;
 
-/// Why a client command stopped.
+/// Why a client command failed: printed on stderr as `sluice: ...`, exit status 1.
 #[derive(Debug)]
 pub enum CliError {
-    /// Something went wrong: printed on stderr as `sluice: ...`, exit status 1.
     Failed(String),
-    /// Whoever read our standard output closed it: not an error, the command just
-    /// ends (exit status 0, nothing on stderr).
-    OutputClosed,
 }
 
 /// A client command's result.
@@ -40,7 +38,6 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Failed(s) => f.write_str(s),
-            CliError::OutputClosed => f.write_str("standard output closed"),
         }
     }
 }
@@ -49,42 +46,56 @@ impl fmt::Display for CliError {
 /// stdout is). Write with [`outln!`].
 pub struct Out {
     stdout: std::io::StdoutLock<'static>,
+    /// The reader went away: what is written now is dropped.
+    closed: bool,
 }
 
 impl Out {
     pub fn new() -> Out {
         Out {
             stdout: std::io::stdout().lock(),
+            closed: false,
         }
     }
 
-    /// Writes formatted text (use [`outln!`]).
+    /// Writes formatted text (use [`outln!`]); nothing once the reader is gone.
     pub fn write(&mut self, args: fmt::Arguments<'_>) -> CliResult<()> {
-        self.stdout.write_fmt(args).map_err(stdout_error)
+        if self.closed {
+            return Ok(());
+        }
+        let written = self.stdout.write_fmt(args);
+        self.check(written)
     }
 
     /// Writes what is buffered.
     pub fn flush(&mut self) -> CliResult<()> {
-        self.stdout.flush().map_err(stdout_error)
+        if self.closed {
+            return Ok(());
+        }
+        let flushed = self.stdout.flush();
+        self.check(flushed)
     }
 
-    /// The raw writer, for code that writes with `std::io::Write`; map its errors
-    /// with [`stdout_error`].
-    pub fn raw(&mut self) -> &mut impl Write {
-        &mut self.stdout
+    /// Whether the reader has gone away (nothing more will be shown).
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    fn check(&mut self, r: std::io::Result<()>) -> CliResult<()> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if is_closed_reader(&e) => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(CliError::Failed(format!("writing standard output: {e}"))),
+        }
     }
 }
 
-/// A failed write to standard output: a closed reader ends the command quietly,
-/// anything else (a full disk behind a redirection) is an error. By value, to be
-/// `map_err(stdout_error)`.
-#[allow(clippy::needless_pass_by_value)]
-pub fn stdout_error(e: std::io::Error) -> CliError {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        CliError::OutputClosed
-    } else {
-        CliError::Failed(format!("writing standard output: {e}"))
-    }
+/// A write failed because whoever read standard output closed it (`| head`).
+pub fn is_closed_reader(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
 /// `outln!(out, "...", args)`: one line to [`Out`], `?`-able.
@@ -103,13 +114,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_closed_pipe_is_not_an_error_but_other_failures_are() {
-        let closed = stdout_error(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
-        assert!(matches!(closed, CliError::OutputClosed));
-        let full = stdout_error(std::io::Error::from_raw_os_error(28));
-        match full {
-            CliError::Failed(m) => assert!(m.contains("writing standard output"), "{m}"),
-            CliError::OutputClosed => panic!("ENOSPC taken for a closed reader"),
-        }
+    fn only_a_closed_reader_is_taken_for_one() {
+        assert!(is_closed_reader(&std::io::Error::from(
+            std::io::ErrorKind::BrokenPipe
+        )));
+        assert!(!is_closed_reader(&std::io::Error::from_raw_os_error(28)));
     }
 }

@@ -402,11 +402,11 @@ fn init_logging() {
     }
 }
 
-/// Exit status of a client command: errors go to stderr with status 1; a reader
-/// that closed our standard output early (`| head`) ends it quietly with 0.
+/// Exit status of a client command: errors go to stderr with status 1 (a reader
+/// that closed our standard output early, `| head`, is not one).
 fn finish(r: cli::CliResult<()>) -> ExitCode {
     match r {
-        Ok(()) | Err(cli::CliError::OutputClosed) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(cli::CliError::Failed(e)) => {
             eprintln!("sluice: {e}");
             ExitCode::FAILURE

@@ -64,6 +64,10 @@ impl Default for GroupSettings {
     }
 }
 
+/// A `__consumer_offsets` partition larger than this is logged as a warning at
+/// load: without compaction it only grows (its `cleanup.policy` is `compact`, so
+/// retention does not delete it, as in Kafka).
+const OFFSETS_PARTITION_WARN_BYTES: u64 = 1 << 30;
 /// Bytes read per step while loading a partition.
 const LOAD_STEP_BYTES: usize = 1 << 20;
 
@@ -85,8 +89,9 @@ pub struct Coordinator {
     pub index: i32,
     /// Itself, for the deadline timers it starts.
     me: std::rc::Weak<Coordinator>,
-    /// Per group, the deadline a timer is armed for (the earliest, if several).
-    armed: RefCell<HashMap<String, Instant>>,
+    /// Per group, the one timer armed: its deadline, and its task (cancelled when
+    /// an earlier deadline replaces it, so a group never has more than one).
+    armed: RefCell<HashMap<String, (Instant, glommio::task::JoinHandle<()>)>>,
     partition: Rc<Partition>,
     pub settings: GroupSettings,
     groups: RefCell<HashMap<String, GroupEntry>>,
@@ -210,7 +215,7 @@ impl Coordinator {
         let n = out.len();
         let due: Vec<(String, Instant)> = out
             .iter()
-            .filter_map(|(name, e)| Some((name.clone(), e.group.next_deadline()?)))
+            .filter_map(|(name, e)| Some((name.clone(), e.group.next_deadline(Instant::now())?)))
             .collect();
         *self.groups.borrow_mut() = out;
         for (name, at) in due {
@@ -223,6 +228,16 @@ impl Coordinator {
             ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "loaded consumer groups"
         );
+        let bytes = self.partition.size_bytes();
+        if bytes > OFFSETS_PARTITION_WARN_BYTES {
+            tracing::warn!(
+                partition = self.index,
+                bytes,
+                "__consumer_offsets partition is large: it is compacted in Kafka, and \
+                 compaction is not implemented yet, so it only grows and is read whole at \
+                 every start"
+            );
+        }
         Ok(())
     }
 
@@ -250,7 +265,7 @@ impl Coordinator {
             }
             let entry = groups.get_mut(name)?;
             let out = f(entry);
-            (out, entry.group.next_deadline())
+            (out, entry.group.next_deadline(Instant::now()))
         };
         if let Some(at) = due {
             self.arm(name, at);
@@ -258,36 +273,31 @@ impl Coordinator {
         Some(out)
     }
 
-    /// Starts a timer for group `name` at `at`, unless one is armed for that time
-    /// or earlier (that one re-arms for whatever is due after it).
+    /// Arms the timer of group `name` for `at`, unless it is armed for that time
+    /// or earlier (that one re-arms for whatever is due after it); a later timer
+    /// is cancelled.
     fn arm(&self, name: &str, at: Instant) {
-        {
-            let mut armed = self.armed.borrow_mut();
-            if armed.get(name).is_some_and(|t| *t <= at) {
-                return;
-            }
-            armed.insert(name.to_string(), at);
+        if self.armed.borrow().get(name).is_some_and(|(t, _)| *t <= at) {
+            return;
         }
         let me = self.me.clone();
-        let name = name.to_string();
-        glommio::spawn_local(async move {
+        let group = name.to_string();
+        let task = glommio::spawn_local(async move {
             glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
             let Some(c) = me.upgrade().filter(Coordinator::is_current) else {
                 return;
             };
-            {
-                let mut armed = c.armed.borrow_mut();
-                if armed.get(&name) == Some(&at) {
-                    armed.remove(&name);
-                }
-            }
+            c.armed.borrow_mut().remove(&group);
             let now = Instant::now();
             let now_ms = now_ms();
             // Arms the group's next deadline, if it has one.
-            c.with_group(&name, false, |e| e.group.tick(now, now_ms));
-            c.persist(&name).await;
+            c.with_group(&group, false, |e| e.group.tick(now, now_ms));
+            c.persist(&group).await;
         })
         .detach();
+        if let Some((_, later)) = self.armed.borrow_mut().insert(name.to_string(), (at, task)) {
+            later.cancel();
+        }
     }
 
     /// Still the shard's coordinator of its partition (not replaced or unloaded).
@@ -393,7 +403,9 @@ impl Coordinator {
 
     /// Removes a group (DeleteGroups, or an empty group with no offsets left).
     pub fn forget(&self, name: &str) {
-        self.armed.borrow_mut().remove(name);
+        if let Some((_, timer)) = self.armed.borrow_mut().remove(name) {
+            timer.cancel();
+        }
         if let Some(mut e) = self.groups.borrow_mut().remove(name) {
             e.group.kill(code::COORDINATOR_NOT_AVAILABLE);
         }
@@ -473,6 +485,9 @@ impl Coordinator {
     }
 
     fn shut(&self, error: i16) {
+        for (_, (_, timer)) in self.armed.borrow_mut().drain() {
+            timer.cancel();
+        }
         for (_, mut e) in self.groups.borrow_mut().drain() {
             e.group.kill(error);
         }
@@ -535,7 +550,7 @@ impl Coordinator {
                         })
                         .unwrap_or(false);
                     if empty_long && all_gone && remove {
-                        self.groups.borrow_mut().remove(&name);
+                        self.forget(&name);
                     }
                 }
                 Err(e) => tracing::warn!(group = %name, error = %e, "could not expire offsets"),

@@ -965,6 +965,8 @@ impl Group {
             None => member_id.to_string(),
         };
         if self.pending.remove(&id).is_some() {
+            // It may have been the last one a rebalance waited for.
+            self.try_complete_join(now, now_ms);
             return code::NONE;
         }
         let Some(mut m) = self.remove_member(&id) else {
@@ -1022,14 +1024,18 @@ impl Group {
             self.member_gone(now, now_ms);
         }
         self.try_complete_join(now, now_ms);
-        self.next_deadline()
+        self.next_deadline(now)
     }
 
-    /// The earliest time at which [`Group::tick`] may change something: a session
-    /// running out (of a member not waiting in JoinGroup or SyncGroup, whose
-    /// sessions are paused), the rebalance's deadline or first-rebalance delay, a
-    /// pending member id lapsing. `None`: nothing is due until a request comes.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    /// The earliest time after `now` at which [`Group::tick`] may change something:
+    /// a session running out (of a member not waiting in JoinGroup or SyncGroup,
+    /// whose sessions are paused), the rebalance's deadline or first-rebalance
+    /// delay, a pending member id lapsing. `None`: nothing is due until a request
+    /// comes. Only times after `now` count: once `tick(now)` ran, what was due is
+    /// done, except a first-rebalance delay that has passed while a pending member
+    /// is still awaited (the rebalance then ends when it rejoins or lapses), and a
+    /// timer armed for it would fire again at once, forever.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let sessions = self
             .members
             .values()
@@ -1039,6 +1045,7 @@ impl Group {
             .chain(self.rebalance_deadline)
             .chain(self.initial_delay_until)
             .chain(self.pending.values().copied())
+            .filter(|t| *t > now)
             .min()
     }
 
@@ -1228,6 +1235,55 @@ mod tests {
         assert_eq!(ready(&mut sa).unwrap().assignment, Bytes::from_static(b"A"));
         assert_eq!(ready(&mut sb).unwrap().assignment, Bytes::from_static(b"B"));
         (a, b)
+    }
+
+    /// A first-rebalance delay that passed while a pending member is awaited is no
+    /// longer a deadline: a timer armed for it would fire again at once, forever.
+    #[test]
+    fn a_passed_first_rebalance_delay_is_not_a_deadline() {
+        let lim = GroupLimits {
+            initial_rebalance_delay: Duration::from_secs(3),
+            ..GroupLimits::default()
+        };
+        let t0 = Instant::now();
+        let mut g = Group::new("g", 0);
+        // b got a member id and never comes back with it.
+        let Join::Done(b) = g.join(join_req("", "b"), &lim, t0, 0) else {
+            panic!("answered at once");
+        };
+        assert_eq!(b.error, code::MEMBER_ID_REQUIRED);
+        let Join::Done(a) = g.join(join_req("", "a"), &lim, t0, 0) else {
+            panic!("answered at once");
+        };
+        let Join::Wait(_ra) = g.join(join_req(&a.member_id, "a"), &lim, t0, 0) else {
+            panic!("a waits for the rebalance");
+        };
+        let later = t0 + Duration::from_secs(4);
+        let next = g.tick(later, 0).expect("b's pending id still lapses");
+        assert!(next > later, "{next:?} is not after {later:?}");
+    }
+
+    /// A pending member that leaves may be the last one a rebalance waited for.
+    #[test]
+    fn a_pending_member_leaving_completes_the_join() {
+        let now = Instant::now();
+        let mut g = Group::new("g", 0);
+        let (a, b) = two_stable_members(&mut g, now);
+        // c gets a member id (the rebalance now waits for it), a and b rejoin.
+        let Join::Done(c) = g.join(join_req("", "c"), &limits(), now, 0) else {
+            panic!("answered at once");
+        };
+        assert_eq!(c.error, code::MEMBER_ID_REQUIRED);
+        let Join::Wait(mut ra) = g.join(join_req(&a, "a"), &limits(), now, 0) else {
+            panic!("waits for c");
+        };
+        let Join::Wait(mut rb) = g.join(join_req(&b, "b"), &limits(), now, 0) else {
+            panic!("waits for c");
+        };
+        assert!(ready(&mut ra).is_none() && ready(&mut rb).is_none());
+        assert_eq!(g.leave(&c.member_id, None, now, 0), code::NONE);
+        assert_eq!(ready(&mut ra).expect("join completed").generation, 3);
+        assert_eq!(ready(&mut rb).expect("join completed").generation, 3);
     }
 
     #[test]

@@ -323,6 +323,42 @@ pub fn settings(
     })
 }
 
+/// [`settings`] for overrides stored by an earlier version, which may hold values
+/// this one refuses (before the Kafka-exact checks, `index.interval.bytes` and
+/// `segment.index.bytes` took any positive 64-bit number): each refused key is
+/// dropped, so its default applies, and returned with why; the rest is kept. A
+/// start never fails on a stored config.
+pub fn settings_of_stored(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+) -> (TopicSettings, BTreeMap<String, String>, Vec<ConfigError>) {
+    let mut kept = overrides.clone();
+    let mut dropped = Vec::new();
+    loop {
+        match settings(defaults, &kept) {
+            Ok(s) => return (s, kept, dropped),
+            Err(e) if kept.remove(&e.key).is_some() => dropped.push(e),
+            Err(e) => {
+                // Not one key's fault (the defaults themselves): keep none.
+                dropped.push(e);
+                kept.clear();
+                if let Ok(s) = settings(defaults, &kept) {
+                    return (s, kept, dropped);
+                }
+                let s = TopicSettings {
+                    log: defaults.clone(),
+                    min_insync_replicas: 1,
+                    compact: false,
+                    compression: Target::Producer,
+                    timestamp_before_max_ms: i64::MAX,
+                    timestamp_after_max_ms: i64::MAX,
+                };
+                return (s, kept, dropped);
+            }
+        }
+    }
+}
+
 /// `compression.type` and the level configured for its codec.
 fn compression(values: &BTreeMap<&str, Value>) -> Target {
     let level = |name: &str, default: i64| {

@@ -221,3 +221,24 @@ fn kafka_versions() {
         assert!(!is_kafka_version(v), "{v}");
     }
 }
+
+#[test]
+fn stored_overrides_an_older_version_took_are_dropped_not_fatal() {
+    // Before the Kafka-exact checks these took any positive 64-bit number.
+    let stored = over(&[
+        ("index.interval.bytes", "5000000000"),
+        ("segment.index.bytes", "9999999999"),
+        ("retention.ms", "1000"),
+    ]);
+    assert!(settings(&LogConfig::default(), &stored).is_err());
+    let (s, kept, dropped) = settings_of_stored(&LogConfig::default(), &stored);
+    assert_eq!(s.log.retention_ms, Some(1000));
+    assert_eq!(
+        s.log.index_interval_bytes,
+        LogConfig::default().index_interval_bytes
+    );
+    assert_eq!(kept, over(&[("retention.ms", "1000")]));
+    let mut keys: Vec<String> = dropped.into_iter().map(|e| e.key).collect();
+    keys.sort();
+    assert_eq!(keys, ["index.interval.bytes", "segment.index.bytes"]);
+}

@@ -40,6 +40,16 @@ fn fetch(
     parts: &[(&str, i32, i64)],
     forget: &[(&str, i32)],
 ) -> FetchResponse {
+    fetch_max(s, session, parts, forget, 1 << 20)
+}
+
+fn fetch_max(
+    s: &mut std::net::TcpStream,
+    session: (i32, i32),
+    parts: &[(&str, i32, i64)],
+    forget: &[(&str, i32)],
+    max_bytes: i32,
+) -> FetchResponse {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for (t, p, o) in parts {
         let part = FetchPartition::default()
@@ -58,7 +68,7 @@ fn fetch(
     let req = FetchRequest::default()
         .with_max_wait_ms(20)
         .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
+        .with_max_bytes(max_bytes)
         .with_session_id(session.0)
         .with_session_epoch(session.1)
         .with_topics(topics)
@@ -139,4 +149,34 @@ fn incremental_fetches_answer_only_what_changed() {
     assert_eq!(answered(&r).len(), 1);
     let r = fetch(&mut s, (id, 5), &[], &[]);
     assert_eq!(r.error_code, 70);
+}
+
+/// When `max_bytes` leaves room for one partition's data, the partitions that
+/// returned records move to the end of the session, so the next fetches serve the
+/// others (as Kafka's sessions do) instead of the first partition every time.
+#[test]
+fn a_busy_partition_does_not_take_every_answer() {
+    let node = start_with(|s| s.default_partitions = 3);
+    let mut s = connect(node.addr);
+    for p in 0..3 {
+        produce(&mut s, "rot", p, 50);
+    }
+    let parts = [("rot", 0, 0), ("rot", 1, 0), ("rot", 2, 0)];
+    // max_bytes 1: only the first partition with data gets its first batch.
+    let r = fetch_max(&mut s, (0, 0), &parts, &[], 1);
+    let id = r.session_id;
+    let with_data = |r: &FetchResponse| -> Vec<i32> {
+        answered(r)
+            .into_iter()
+            .filter(|g| g.2 > 0)
+            .map(|g| g.1)
+            .collect()
+    };
+    let mut served = vec![with_data(&r)];
+    // The client has not moved its offsets; only the order changes.
+    for epoch in 1..3 {
+        let r = fetch_max(&mut s, (id, epoch), &[], &[], 1);
+        served.push(with_data(&r));
+    }
+    assert_eq!(served, [vec![0], vec![1], vec![2]], "{served:?}");
 }

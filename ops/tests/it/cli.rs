@@ -182,10 +182,11 @@ fn topic_produce_and_consume_commands_work_end_to_end() {
     assert!(err.contains("UnknownTopicOrPartition"), "{err}");
 }
 
-/// 3,000 keyed records in `topic`.
+/// 3,000 keyed records of about 100 bytes in `topic` (more than a pipe's 64 KiB
+/// buffer when printed, so a reader that stops early really cuts the writer off).
 fn fill(node: &Node, topic: &str) {
     let lines: String = (0..3000)
-        .map(|i| format!("k{i}|v{i}\n"))
+        .map(|i| format!("k{i}|v{i}-{}\n", "x".repeat(90)))
         .collect::<Vec<_>>()
         .concat();
     ok(
@@ -235,15 +236,25 @@ fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
         ],
         None,
     );
-    let commands: Vec<Vec<&str>> = vec![
+    let closed_ok = |args: &[&str]| {
+        let (code, stderr) = with_closed_stdout(args);
+        assert!(
+            (code == 0 || code == 141) && stderr.is_empty(),
+            "sluice {args:?} with a closed stdout: status {code}, stderr:\n{stderr}"
+        );
+    };
+    let first: Vec<Vec<&str>> = vec![
         vec!["topic", "list", "-b", b],
         vec!["topic", "describe", "piped", "-b", b],
+        // Prints before it adds the partitions: both must still happen.
         vec![
             "topic",
             "alter",
             "piped",
             "-c",
             "retention.ms=3600000",
+            "-p",
+            "5",
             "-b",
             b,
         ],
@@ -262,6 +273,7 @@ fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
             "-b",
             b,
         ],
+        // Prints its table before it commits: the commit must still happen.
         vec![
             "group",
             "reset-offsets",
@@ -273,18 +285,34 @@ fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
             b,
         ],
         vec!["topic", "create", "piped2", "-b", b],
+    ];
+    for args in &first {
+        closed_ok(args);
+    }
+    let described = ok(&node, &["topic", "describe", "piped"], None);
+    assert!(
+        described.contains("partitions 5") && described.contains("retention.ms=3600000"),
+        "{described}"
+    );
+    let group = ok(&node, &["group", "describe", "g"], None);
+    let committed: Vec<&str> = group
+        .lines()
+        .filter(|l| l.starts_with("piped "))
+        .map(|l| l.split_whitespace().nth(2).unwrap_or("?"))
+        .collect();
+    // Five partitions by then (the alter above), all reset to their start.
+    assert_eq!(
+        committed, ["0"; 5],
+        "reset to the earliest offsets:\n{group}"
+    );
+    for args in [
         vec!["topic", "delete", "piped2", "-b", b],
         vec!["group", "delete", "g", "-b", b],
         vec!["config", "defaults"],
         vec!["config", "reference"],
         vec!["config", "check"],
-    ];
-    for args in &commands {
-        let (code, stderr) = with_closed_stdout(args);
-        assert!(
-            (code == 0 || code == 141) && stderr.is_empty(),
-            "sluice {args:?} with a closed stdout: status {code}, stderr:\n{stderr}"
-        );
+    ] {
+        closed_ok(&args);
     }
     // The work behind the output was still done.
     let topics = ok(&node, &["topic", "list"], None);

@@ -46,6 +46,8 @@ fn produce(addr: &str, topic: &str, codec: &str) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("compression.codec", codec)
+        // Idempotent: sequence numbers must survive recompression.
+        .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("acks", "all")
         .create()

@@ -9,6 +9,11 @@
 //! line must print, keyed by the line's text, and the test fails when a README line
 //! has no step or a step no longer matches a README line, so the two cannot drift.
 //!
+//! The binary is the release build the README's first line makes when
+//! `SLUICE_QUICKSTART_BIN` names it (`.ci/test-all` builds it and sets that), else
+//! the one cargo built for this test; its directory goes first on `PATH`, which is
+//! what the README's first line does.
+//!
 //! The broker binds the default ports: no other test uses 9092 or 9644 (the others
 //! take ports from 10000 up and ephemeral admin ports), so a port in use means
 //! something outside the suite holds it, and the test says so.
@@ -299,12 +304,15 @@ struct Shell {
     /// the newcomer's).
     capture: tempfile::TempDir,
     serve_pid: Option<i32>,
+    /// Background jobs started for lines that run until Ctrl-C (their process
+    /// groups), killed when the shell goes.
+    jobs: Vec<i32>,
     lines: usize,
 }
 
 impl Shell {
     fn start(cwd: &Path) -> Shell {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
+        let bin = sluice_binary();
         let path = format!(
             "{}:{}",
             bin.parent().expect("bin dir").display(),
@@ -330,6 +338,7 @@ impl Shell {
             stdin,
             capture: tempfile::tempdir().expect("tempdir"),
             serve_pid: None,
+            jobs: Vec::new(),
             lines: 0,
         };
         shell.send("set -m");
@@ -427,6 +436,7 @@ impl Shell {
             .trim()
             .parse()
             .expect("job pid");
+        self.jobs.push(job);
         let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let out = self.read(&format!("out.{n}")) + &self.read(&format!("err.{n}"));
@@ -467,12 +477,31 @@ impl Shell {
 
 impl Drop for Shell {
     fn drop(&mut self) {
+        for job in self.jobs.drain(..) {
+            let _ = killpg(Pid::from_raw(job), Signal::SIGKILL);
+        }
         if let Some(pid) = self.serve_pid.take() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The release binary `.ci/test-all` built, or the test's own.
+fn sluice_binary() -> PathBuf {
+    let bin = std::env::var_os("SLUICE_QUICKSTART_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+        PathBuf::from,
+    );
+    assert!(bin.is_file(), "{} is not a file", bin.display());
+    assert_eq!(
+        bin.file_name().and_then(|n| n.to_str()),
+        Some("sluice"),
+        "the README calls the binary `sluice`"
+    );
+    eprintln!("quick start with {}", bin.display());
+    bin
 }
 
 fn port_is_free(port: u16) -> bool {
@@ -513,7 +542,9 @@ fn readme_quick_start_verbatim_in_an_empty_directory() {
         );
     }
     let cwd = tempfile::tempdir().expect("tempdir");
-    let mut shell = Shell::start(cwd.path());
+    // As the broker sees it (the working directory has no symbolic links).
+    let cwd_path = cwd.path().canonicalize().expect("canonical tempdir");
+    let mut shell = Shell::start(&cwd_path);
     for line in readme_lines() {
         let key = without_comment(&line);
         let (_, step) = STEPS
@@ -524,7 +555,7 @@ fn readme_quick_start_verbatim_in_an_empty_directory() {
             Step::Build => {}
             Step::Serve => {
                 shell.serve(&line);
-                the_defaults_are_served(&shell, cwd.path());
+                the_defaults_are_served(&shell, &cwd_path);
             }
             Step::Run(check) => {
                 let o = shell.run(&line);
@@ -548,9 +579,7 @@ fn readme_quick_start_verbatim_in_an_empty_directory() {
     );
     assert!(!log.contains("offline"), "a partition went offline:\n{log}");
     // The data is where the default says: ./sluice-data of the working directory.
-    let demo = cwd
-        .path()
-        .join("sluice-data/demo-0/00000000000000000000.log");
+    let demo = cwd_path.join("sluice-data/demo-0/00000000000000000000.log");
     assert!(demo.is_file(), "{} missing", demo.display());
 }
 
