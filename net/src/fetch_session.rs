@@ -61,6 +61,8 @@ struct Part {
     asked: Asked,
     /// `(high watermark, log start)` last answered; `None`: never answered.
     sent: Option<(i64, i64)>,
+    /// The last answer carried records of it.
+    returned_records: bool,
 }
 
 struct Session {
@@ -155,6 +157,7 @@ pub fn plan(req: &FetchRequest, v: i16) -> Result<Plan, KafkaError> {
                         None => session.parts.push(Part {
                             asked: a,
                             sent: None,
+                            returned_records: false,
                         }),
                     }
                 }
@@ -198,7 +201,11 @@ impl Sessions {
                 next_epoch: 1,
                 parts: asked
                     .into_iter()
-                    .map(|asked| Part { asked, sent: None })
+                    .map(|asked| Part {
+                        asked,
+                        sent: None,
+                        returned_records: false,
+                    })
                     .collect(),
                 used: Instant::now(),
             },
@@ -219,7 +226,9 @@ pub(crate) fn record_sent(plan: &Plan, results: &Results) -> Vec<bool> {
         let Some(session) = s.by_id.get_mut(&id) else {
             return vec![true; plan.asked.len()];
         };
-        let mut with_data = Vec::new();
+        for p in &mut session.parts {
+            p.returned_records = false;
+        }
         let include = plan
             .asked
             .iter()
@@ -239,20 +248,14 @@ pub(crate) fn record_sent(plan: &Plan, results: &Results) -> Vec<bool> {
                 };
                 if let (Some(p), Some((hw, start, has_data))) = (part, now) {
                     p.sent = Some((hw, start));
-                    if has_data {
-                        with_data.push(a);
-                    }
+                    p.returned_records = has_data;
                 }
                 !plan.incremental || changed
             })
             .collect();
         // As Kafka's sessions do: partitions that returned records go to the end,
         // so when max_bytes binds, the next fetch starts with the others.
-        session.parts.sort_by_key(|p| {
-            with_data
-                .iter()
-                .any(|a| p.asked.same_partition(&a.topic, &a.topic_id, a.partition))
-        });
+        session.parts.sort_by_key(|p| p.returned_records);
         include
     })
 }

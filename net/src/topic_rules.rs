@@ -23,7 +23,7 @@
 
 use bytes::Bytes;
 use sluice_engine::batch::{self, BatchHeader, HEADER_BYTES};
-use sluice_engine::TimestampType;
+use sluice_engine::{TimestampType, TopicPartition};
 
 use crate::compression::{self, Codec, Target};
 use crate::kafka_error::{self as code, KafkaError};
@@ -77,7 +77,7 @@ impl TopicRules {
 /// codes), so this only reads batches whose header parses.
 pub fn apply(
     rules: &TopicRules,
-    partition: &str,
+    partition: &TopicPartition,
     records: Bytes,
     now_ms: i64,
 ) -> Result<Bytes, KafkaError> {
@@ -85,9 +85,11 @@ pub fn apply(
         return Ok(records);
     }
     let mut out: Option<Vec<u8>> = None;
-    let mut errors = Errors::default();
-    let mut index = 0i32;
-    let mut budget = DECOMPRESSED_BYTES_MAX;
+    let mut walk = Walk {
+        index: 0,
+        errors: Errors::default(),
+        budget: DECOMPRESSED_BYTES_MAX,
+    };
     let mut pos = 0usize;
     while pos < records.len() {
         let rest = &records[pos..];
@@ -99,11 +101,6 @@ pub fn apply(
             return Ok(records);
         };
         let one = &rest[..size];
-        let mut walk = Walk {
-            index: &mut index,
-            errors: &mut errors,
-            budget: &mut budget,
-        };
         let changed = batch_rules(rules, partition, one, now_ms, &mut walk)?;
         match (changed, &mut out) {
             (Some(new), Some(o)) => o.extend_from_slice(&new),
@@ -117,8 +114,8 @@ pub fn apply(
         }
         pos += size;
     }
-    if errors.total > 0 {
-        return Err(refusal(errors));
+    if walk.errors.total > 0 {
+        return Err(refusal(walk.errors));
     }
     Ok(out.map_or(records, Bytes::from))
 }
@@ -143,28 +140,28 @@ impl Errors {
 }
 
 /// What the walk over a partition's batches carries from one batch to the next.
-struct Walk<'a> {
+struct Walk {
     /// Index of the next record in the partition's record set.
-    index: &'a mut i32,
-    errors: &'a mut Errors,
+    index: i32,
+    errors: Errors,
     /// Decompressed bytes still allowed.
-    budget: &'a mut usize,
+    budget: usize,
 }
 
 /// One batch: its record errors are added to the walk's; `Some` is the batch
 /// rebuilt in the topic's codec.
 fn batch_rules(
     rules: &TopicRules,
-    partition: &str,
+    partition: &TopicPartition,
     one: &[u8],
     now_ms: i64,
-    walk: &mut Walk<'_>,
+    walk: &mut Walk,
 ) -> Result<Option<Vec<u8>>, KafkaError> {
     let Some(h) = BatchHeader::parse(one) else {
         return Ok(None);
     };
-    let first = *walk.index;
-    *walk.index = walk.index.saturating_add(h.record_count.max(0));
+    let first = walk.index;
+    walk.index = walk.index.saturating_add(h.record_count.max(0));
     // What the engine refuses stays as sent, for the engine to refuse.
     let Some(codec) = Codec::from_id(h.compression()) else {
         return Ok(None);
@@ -185,8 +182,8 @@ fn batch_rules(
     }
     // Stored uncompressed, the records must fit max.message.bytes anyway.
     let limit = match recompress_to {
-        Some((Codec::None, _)) => (*walk.budget).min(rules.max_message_bytes),
-        _ => *walk.budget,
+        Some((Codec::None, _)) => walk.budget.min(rules.max_message_bytes),
+        _ => walk.budget,
     };
     let plain =
         compression::decompress(codec, &one[HEADER_BYTES..], limit).map_err(|e| match e {
@@ -201,8 +198,16 @@ fn batch_rules(
                 ),
             ),
         })?;
-    *walk.budget = walk.budget.saturating_sub(plain.len());
-    check_records(rules, partition, &h, &plain, first, now_ms, walk.errors)?;
+    walk.budget = walk.budget.saturating_sub(plain.len());
+    check_records(
+        rules,
+        partition,
+        &h,
+        &plain,
+        first,
+        now_ms,
+        &mut walk.errors,
+    )?;
     let Some((target, level)) = recompress_to else {
         return Ok(None);
     };
@@ -220,7 +225,7 @@ fn batch_rules(
 /// bounds add record errors, one per record at most, the key first (as Kafka).
 fn check_records(
     rules: &TopicRules,
-    partition: &str,
+    partition: &TopicPartition,
     h: &BatchHeader,
     plain: &[u8],
     first: i32,
@@ -305,6 +310,10 @@ mod tests {
     use super::*;
     use sluice_engine::batch::{build_batch, RecordSpec};
 
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0).unwrap()
+    }
+
     fn rules(compact: bool, compression: Target) -> TopicRules {
         TopicRules {
             compact,
@@ -329,14 +338,14 @@ mod tests {
     #[test]
     fn the_default_rules_do_not_touch_the_batch() {
         let b = batch_of(&[None, None]);
-        let out = apply(&rules(false, Target::Producer), "t-0", b.clone(), 0).unwrap();
+        let out = apply(&rules(false, Target::Producer), &tp(), b.clone(), 0).unwrap();
         assert_eq!(out.as_ptr(), b.as_ptr(), "not even copied");
     }
 
     #[test]
     fn keyless_records_of_a_compacted_topic_are_listed() {
         let b = batch_of(&[Some(b"a"), None, Some(b""), None]);
-        let e = apply(&rules(true, Target::Producer), "t-0", b, 0).unwrap_err();
+        let e = apply(&rules(true, Target::Producer), &tp(), b, 0).unwrap_err();
         assert_eq!(e.code, code::INVALID_RECORD);
         let indexes: Vec<i32> = e.record_errors.iter().map(|(i, _)| *i).collect();
         assert_eq!(indexes, [1, 3], "an empty key is a key");
@@ -349,7 +358,7 @@ mod tests {
         // With keys everywhere the batch passes unchanged.
         let b = batch_of(&[Some(b"a"), Some(b"b")]);
         assert_eq!(
-            apply(&rules(true, Target::Producer), "t-0", b.clone(), 0).unwrap(),
+            apply(&rules(true, Target::Producer), &tp(), b.clone(), 0).unwrap(),
             b
         );
     }
@@ -360,7 +369,7 @@ mod tests {
         for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let packed = apply(
                 &rules(false, Target::Codec(codec, 3)),
-                "t-0",
+                &tp(),
                 plain.clone(),
                 0,
             )
@@ -392,7 +401,7 @@ mod tests {
             // Back to uncompressed: byte for byte the original.
             let back = apply(
                 &rules(false, Target::Codec(Codec::None, 0)),
-                "t-0",
+                &tp(),
                 packed,
                 0,
             )
@@ -404,16 +413,16 @@ mod tests {
     #[test]
     fn a_damaged_batch_is_left_for_the_engine_to_refuse() {
         let gzip = rules(false, Target::Codec(Codec::Gzip, 6));
-        let good = apply(&gzip, "t-0", batch_of(&[Some(b"a"), Some(b"b")]), 0).unwrap();
+        let good = apply(&gzip, &tp(), batch_of(&[Some(b"a"), Some(b"b")]), 0).unwrap();
         let mut bad = good.to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
         let bad = Bytes::from(bad);
         let lz4 = rules(false, Target::Codec(Codec::Lz4, 9));
         // Not given a fresh CRC: returned as sent, the engine's CRC check refuses it.
-        assert_eq!(apply(&lz4, "t-0", bad.clone(), 0).unwrap(), bad);
+        assert_eq!(apply(&lz4, &tp(), bad.clone(), 0).unwrap(), bad);
         assert!(!batch::crc_matches(&bad));
-        assert!(batch::crc_matches(&apply(&lz4, "t-0", good, 0).unwrap()));
+        assert!(batch::crc_matches(&apply(&lz4, &tp(), good, 0).unwrap()));
     }
 
     #[test]
@@ -430,7 +439,7 @@ mod tests {
             rules(true, Target::Producer),
             rules(false, Target::Codec(Codec::Gzip, 6)),
         ] {
-            let e = apply(&r, "t-0", b.clone(), 0).unwrap_err();
+            let e = apply(&r, &tp(), b.clone(), 0).unwrap_err();
             assert_eq!(e.code, code::INVALID_RECORD, "{e}");
             assert!(e.message.contains("offset delta"), "{e}");
         }
@@ -450,9 +459,9 @@ mod tests {
             max_message_bytes: 4 << 20,
             ..rules(false, Target::Codec(Codec::Zstd, 3))
         };
-        let zstd = apply(&roomy, "t-0", Bytes::from(plain), 0).unwrap();
+        let zstd = apply(&roomy, &tp(), Bytes::from(plain), 0).unwrap();
         assert!(zstd.len() < 1 << 20);
-        let e = apply(&rules(false, Target::Codec(Codec::None, 0)), "t-0", zstd, 0).unwrap_err();
+        let e = apply(&rules(false, Target::Codec(Codec::None, 0)), &tp(), zstd, 0).unwrap_err();
         assert_eq!(e.code, code::MESSAGE_TOO_LARGE, "{e}");
     }
 
@@ -462,8 +471,8 @@ mod tests {
         let mut r = rules(false, Target::Producer);
         r.timestamps = Some((1000, 1000));
         let now = 1_700_000_000_000;
-        assert!(apply(&r, "t-0", b.clone(), now + 500).is_ok());
-        let e = apply(&r, "t-0", b, now + 5000).unwrap_err();
+        assert!(apply(&r, &tp(), b.clone(), now + 500).is_ok());
+        let e = apply(&r, &tp(), b, now + 5000).unwrap_err();
         assert_eq!(e.code, code::INVALID_TIMESTAMP);
         assert_eq!(e.record_errors.len(), 1);
     }

@@ -97,8 +97,6 @@ pub struct Coordinator {
     groups: RefCell<HashMap<String, GroupEntry>>,
     loaded: Cell<bool>,
     load_lock: futures::lock::Mutex<()>,
-    /// When offsets retention was last checked.
-    retention_checked: Cell<Instant>,
 }
 
 thread_local! {
@@ -153,7 +151,6 @@ impl Coordinator {
                     groups: RefCell::new(HashMap::new()),
                     loaded: Cell::new(false),
                     load_lock: futures::lock::Mutex::new(()),
-                    retention_checked: Cell::new(Instant::now()),
                 });
                 if let Some(old) = COORDINATORS.with(|m| m.borrow_mut().insert(index, c.clone())) {
                     old.shut(code::NOT_COORDINATOR);
@@ -493,15 +490,6 @@ impl Coordinator {
         }
     }
 
-    /// Expires offsets if `offsets.retention.check.interval.ms` passed since the
-    /// last check.
-    async fn check_retention(&self) {
-        if self.retention_checked.get().elapsed() >= self.settings.offsets_retention_check {
-            self.retention_checked.set(Instant::now());
-            self.expire_offsets(now_ms()).await;
-        }
-    }
-
     /// Deletes the offsets of groups that have been empty longer than the
     /// retention (and offsets committed with an explicit expiry that passed).
     async fn expire_offsets(&self, now_ms: i64) {
@@ -673,7 +661,7 @@ async fn retention(interval: Duration) {
         for c in all {
             // Replaced or unloaded meanwhile: nothing of it to check.
             if c.is_current() {
-                c.check_retention().await;
+                c.expire_offsets(now_ms()).await;
             }
         }
     }

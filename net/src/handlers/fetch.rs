@@ -165,22 +165,18 @@ fn whole_batches_within(parts: Vec<Part>, mut budget: usize) -> Vec<Part> {
 }
 
 /// Length of the longest run of whole record batches at the start of `batches`
-/// that is at most `limit` bytes (a batch is its 12-byte offset and length prefix
-/// plus the length).
+/// that is at most `limit` bytes.
 fn batch_prefix_len(batches: &[u8], limit: usize) -> usize {
     let mut at = 0usize;
-    while let Some(len) = batches.get(at + 8..at + 12) {
-        let body = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-        let Some(next) = usize::try_from(body)
-            .ok()
-            .and_then(|b| at.checked_add(12)?.checked_add(b))
-        else {
-            break;
-        };
-        if next > limit || next > batches.len() {
-            break;
+    while let Some(size) = batches
+        .get(at..)
+        .and_then(sluice_engine::batch::BatchHeader::parse)
+        .and_then(|h| h.total_bytes())
+    {
+        match at.checked_add(size) {
+            Some(next) if next <= limit && next <= batches.len() => at = next,
+            _ => break,
         }
-        at = next;
     }
     at
 }
@@ -497,10 +493,10 @@ async fn wait_for_append(ctx: &BrokerContext, wanted: &[Wanted], seen: &[u64], l
 mod tests {
     use super::*;
 
-    /// Two fake batches of 100 and 50 bytes (12-byte prefix + body).
+    /// Two fake batches of 100 and 70 bytes (12-byte prefix + body; a header is 61).
     fn batches() -> Bytes {
         let mut b = Vec::new();
-        for total in [100usize, 50] {
+        for total in [100usize, 70] {
             let mut one = vec![0u8; total];
             one[8..12].copy_from_slice(&i32::try_from(total - 12).unwrap().to_be_bytes());
             b.extend(one);
@@ -512,9 +508,9 @@ mod tests {
     fn only_whole_batches_within_the_budget_are_kept() {
         assert_eq!(batch_prefix_len(&batches(), 99), 0);
         assert_eq!(batch_prefix_len(&batches(), 100), 100);
-        assert_eq!(batch_prefix_len(&batches(), 149), 100);
-        assert_eq!(batch_prefix_len(&batches(), 150), 150);
-        assert_eq!(batch_prefix_len(&batches(), 10_000), 150);
+        assert_eq!(batch_prefix_len(&batches(), 169), 100);
+        assert_eq!(batch_prefix_len(&batches(), 170), 170);
+        assert_eq!(batch_prefix_len(&batches(), 10_000), 170);
         // A length pointing past the end, or negative, stops the walk.
         let mut bad = batches().to_vec();
         bad[108..112].copy_from_slice(&1000i32.to_be_bytes());
@@ -522,9 +518,9 @@ mod tests {
         bad[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert_eq!(batch_prefix_len(&bad, 10_000), 0);
 
-        let kept = whole_batches_within(vec![Part::Mem(batches()), Part::Mem(batches())], 260);
+        let kept = whole_batches_within(vec![Part::Mem(batches()), Part::Mem(batches())], 280);
         let lens: Vec<u64> = kept.iter().map(Part::len).collect();
-        assert_eq!(lens, [150, 100]);
+        assert_eq!(lens, [170, 100]);
         assert!(whole_batches_within(vec![Part::Mem(batches())], 20).is_empty());
     }
 }

@@ -134,7 +134,7 @@ async fn append(
 ) -> Result<Appended, KafkaError> {
     let records = topic_rules::apply(
         &rules,
-        &p.topic_partition().to_string(),
+        p.topic_partition(),
         records,
         sluice_engine::now_ms(),
     )?;

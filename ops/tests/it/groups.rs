@@ -437,19 +437,29 @@ pub(crate) mod protocol {
         member: &str,
         rebalance_ms: i32,
     ) -> JoinGroupResponse {
-        let req = JoinGroupRequest::default()
+        let req = join_request(group, member, 10_000, rebalance_ms);
+        let (_, r): (i16, JoinGroupResponse) =
+            c.call(ApiKey::JoinGroup, 5, &req).expect("JoinGroup");
+        r
+    }
+
+    /// A consumer-protocol JoinGroup (one `range` protocol, empty subscription).
+    fn join_request(
+        group: &str,
+        member: &str,
+        session_ms: i32,
+        rebalance_ms: i32,
+    ) -> JoinGroupRequest {
+        JoinGroupRequest::default()
             .with_group_id(GroupId(s(group)))
-            .with_session_timeout_ms(10_000)
+            .with_session_timeout_ms(session_ms)
             .with_rebalance_timeout_ms(rebalance_ms)
             .with_member_id(s(member))
             .with_protocol_type(s("consumer"))
             .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
             )
             .with_name(s("range"))
-            .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))]);
-        let (_, r): (i16, JoinGroupResponse) =
-            c.call(ApiKey::JoinGroup, 5, &req).expect("JoinGroup");
-        r
+            .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))])
     }
 
     /// Joins `group` as the static member `instance` (JoinGroup v5, SyncGroup v3),
@@ -460,17 +470,8 @@ pub(crate) mod protocol {
         instance: &str,
         session_ms: i32,
     ) -> (i32, String) {
-        let req = JoinGroupRequest::default()
-            .with_group_id(GroupId(s(group)))
-            .with_session_timeout_ms(session_ms)
-            .with_rebalance_timeout_ms(10_000)
-            .with_member_id(s(""))
-            .with_group_instance_id(Some(s(instance)))
-            .with_protocol_type(s("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-            )
-            .with_name(s("range"))
-            .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))]);
+        let req =
+            join_request(group, "", session_ms, 10_000).with_group_instance_id(Some(s(instance)));
         let (_, joined): (i16, JoinGroupResponse) =
             c.call(ApiKey::JoinGroup, 5, &req).expect("JoinGroup");
         assert_eq!(joined.error_code, 0, "join {group}");

@@ -358,19 +358,40 @@ impl Shell {
         std::fs::read_to_string(self.file(name)).unwrap_or_default()
     }
 
-    /// Waits for a file the shell writes last (it writes `NAME.tmp`, then renames).
-    fn wait_for(&self, name: &str, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_mins(2);
+    /// Polls `ready` every 20 ms until it gives something; fails after `limit`
+    /// with `what` and the broker's log.
+    fn poll<T>(&self, what: &str, limit: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
         loop {
-            if let Ok(s) = std::fs::read_to_string(self.file(name)) {
-                return s;
+            if let Some(t) = ready() {
+                return t;
             }
             assert!(
                 Instant::now() < deadline,
-                "{what} did not finish in 2 minutes"
+                "{what} (waited {limit:?})\nbroker:\n{}",
+                self.read("serve.log")
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits for a file the shell writes last (it writes `NAME.tmp`, then renames).
+    fn wait_for(&self, name: &str, what: &str) -> String {
+        self.poll(
+            &format!("`{what}` did not finish"),
+            Duration::from_mins(2),
+            || std::fs::read_to_string(self.file(name)).ok(),
+        )
+    }
+
+    /// Has the shell wait for background job `pid` and report its exit status in
+    /// file `name`.
+    fn exit_status(&mut self, pid: i32, name: &str, what: &str) -> String {
+        let dir = self.capture.path().display().to_string();
+        self.send(&format!(
+            "wait {pid}; echo $? > {dir}/{name}.tmp; mv {dir}/{name}.tmp {dir}/{name}"
+        ));
+        self.wait_for(name, what)
     }
 
     fn outcome(&self, n: usize, statuses: &str) -> Outcome {
@@ -411,15 +432,15 @@ impl Shell {
             .parse()
             .expect("pid");
         self.serve_pid = Some(pid);
-        let deadline = Instant::now() + Duration::from_mins(1);
-        while !self.read("serve.log").contains("serving Kafka clients") {
-            assert!(
-                Instant::now() < deadline,
-                "`{line}` did not start serving:\n{}",
+        self.poll(
+            &format!("`{line}` did not start serving"),
+            Duration::from_mins(1),
+            || {
                 self.read("serve.log")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                    .contains("serving Kafka clients")
+                    .then_some(())
+            },
+        );
     }
 
     /// A line that runs until Ctrl-C: a background job of its own, interrupted once
@@ -437,26 +458,15 @@ impl Shell {
             .parse()
             .expect("job pid");
         self.jobs.push(job);
-        let deadline = Instant::now() + Duration::from_mins(1);
-        loop {
-            let out = self.read(&format!("out.{n}")) + &self.read(&format!("err.{n}"));
-            if until.iter().all(|u| out.contains(u)) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`{line}` did not print {until:?} in a minute:\nstdout: {out}\nstderr: {}\nbroker:\n{}",
-                self.read(&format!("err.{n}")),
-                self.read("serve.log")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let printed = || self.read(&format!("out.{n}")) + &self.read(&format!("err.{n}"));
+        self.poll(
+            &format!("`{line}` did not print {until:?}"),
+            Duration::from_mins(1),
+            || until.iter().all(|u| printed().contains(u)).then_some(()),
+        );
         // Ctrl-C reaches the job's whole process group.
         killpg(Pid::from_raw(job), Signal::SIGINT).expect("SIGINT");
-        self.send(&format!(
-            "wait {job}; echo $? > {dir}/ps.{n}.tmp; mv {dir}/ps.{n}.tmp {dir}/ps.{n}"
-        ));
-        let status = self.wait_for(&format!("ps.{n}"), line);
+        let status = self.exit_status(job, &format!("ps.{n}"), line);
         self.outcome(n, &status)
     }
 
@@ -464,11 +474,7 @@ impl Shell {
     fn stop_serve(&mut self) -> i32 {
         let pid = self.serve_pid.take().expect("serving");
         kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
-        let dir = self.capture.path().display().to_string();
-        self.send(&format!(
-            "wait {pid}; echo $? > {dir}/serve.rc.tmp; mv {dir}/serve.rc.tmp {dir}/serve.rc"
-        ));
-        self.wait_for("serve.rc", "stopping sluice serve")
+        self.exit_status(pid, "serve.rc", "stopping sluice serve")
             .trim()
             .parse()
             .expect("status")
