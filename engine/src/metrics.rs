@@ -103,6 +103,12 @@ pub struct ShardMetrics {
     /// File I/O submitted by this shard: (operations, bytes).
     pub file_reads: (u64, u64),
     pub file_writes: (u64, u64),
+    /// Cold reads (data no longer in the batch cache): O_DIRECT block reads
+    /// completed (reads, bytes), bytes answered from them, and bytes of file ranges
+    /// answered for `sendfile` because the page cache held them.
+    pub cold_block_reads: (u64, u64),
+    pub cold_bytes_served: u64,
+    pub resident_bytes_served: u64,
 }
 
 #[derive(Default)]
@@ -115,6 +121,9 @@ struct Local {
     connections_accepted: u64,
     fdatasync: Histogram,
     hops_sent: u64,
+    cold_block_reads: (u64, u64),
+    cold_bytes_served: u64,
+    resident_bytes_served: u64,
     /// The request whose handler is being polled (for [`tally`]).
     current: Option<(i16, i16)>,
 }
@@ -218,6 +227,21 @@ pub(crate) fn hop_sent() {
     with(|l| l.hops_sent += 1);
 }
 
+pub(crate) fn cold_read_done(bytes: u64) {
+    with(|l| {
+        l.cold_block_reads.0 += 1;
+        l.cold_block_reads.1 += bytes;
+    });
+}
+
+pub(crate) fn cold_read_served(bytes: u64) {
+    with(|l| l.cold_bytes_served += bytes);
+}
+
+pub(crate) fn resident_read_served(bytes: u64) {
+    with(|l| l.resident_bytes_served += bytes);
+}
+
 /// Copies this shard's counters; call on the shard (a glommio thread).
 pub fn snapshot(shard: usize) -> ShardMetrics {
     let mut m = with(|l| ShardMetrics {
@@ -230,6 +254,9 @@ pub fn snapshot(shard: usize) -> ShardMetrics {
         connections_accepted: l.connections_accepted,
         fdatasync: l.fdatasync.clone(),
         hops_sent: l.hops_sent,
+        cold_block_reads: l.cold_block_reads,
+        cold_bytes_served: l.cold_bytes_served,
+        resident_bytes_served: l.resident_bytes_served,
         ..ShardMetrics::default()
     });
     let ex = glommio::executor();

@@ -423,7 +423,7 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
             Value::Gauge(if r.is_some() { 1.0 } else { 0.0 }),
         );
     }
-    let shard_families: [(&'static str, &'static str, MetricType, Get); 11] = [
+    let shard_families: [(&'static str, &'static str, MetricType, Get); 15] = [
         (
             "sluice_connections_open",
             "Kafka client connections open.",
@@ -477,6 +477,30 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
             "Bytes of file writes the shard submitted to io_uring.",
             MetricType::Counter,
             |m| f(m.file_writes.1),
+        ),
+        (
+            "sluice_shard_cold_reads",
+            "O_DIRECT block reads of data no longer in the batch cache (reads ahead included).",
+            MetricType::Counter,
+            |m| f(m.cold_block_reads.0),
+        ),
+        (
+            "sluice_shard_cold_read_bytes",
+            "Bytes of O_DIRECT block reads of data no longer in the batch cache.",
+            MetricType::Counter,
+            |m| f(m.cold_block_reads.1),
+        ),
+        (
+            "sluice_shard_cold_served_bytes",
+            "Record bytes answered from segment files through the read-ahead blocks.",
+            MetricType::Counter,
+            |m| f(m.cold_bytes_served),
+        ),
+        (
+            "sluice_shard_page_cache_served_bytes",
+            "Record bytes answered as file ranges for sendfile because the page cache held them.",
+            MetricType::Counter,
+            |m| f(m.resident_bytes_served),
         ),
         (
             "sluice_shard_flushes",

@@ -150,7 +150,7 @@ impl Partition {
             ));
         };
         let target = i64::try_from(offset).unwrap_or(i64::MAX);
-        let cut = read::find_batch(&file, &path, start_hint, size, |h| {
+        let cut = read::find_batch(&read::Walk::Direct(&file, &path), start_hint, size, |h| {
             h.last_offset() >= target
         })
         .await?;

@@ -19,6 +19,7 @@ mod maintenance;
 mod open;
 pub mod producer_state;
 mod read;
+pub(crate) mod read_ahead;
 pub mod segment;
 
 use std::cell::{Cell, RefCell};

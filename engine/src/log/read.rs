@@ -1,11 +1,13 @@
-//! Reads: whole batches from an offset, from the shard's cache of recent batches or
-//! as file ranges the network layer can `sendfile`; timestamp lookups.
+//! Reads: whole batches from an offset, from the shard's cache of recent batches,
+//! from segment files through their read-ahead windows, or as file ranges the
+//! network layer can `sendfile` when the page cache holds them; timestamp lookups.
 //!
 //! A file range never reaches past `written_size` of its segment, the last batch
 //! boundary known to be in the file. Batches not yet written are always in the cache
 //! (the cache never evicts them), so every offset below the log end can be read.
 
-use std::path::PathBuf;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -13,6 +15,7 @@ use glommio::io::DmaFile;
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::error::{Error, Result};
+use crate::log::read_ahead::{self, ReadAhead, Source};
 use crate::log::{segment, Partition};
 
 /// Bytes read at a time while walking batch headers in a file.
@@ -23,8 +26,9 @@ const HEADER_WALK_CHUNK_BYTES: usize = 64 << 10;
 pub enum ReadChunk {
     /// Whole batches from the cache (a reference, not a copy).
     Memory(Bytes),
-    /// Whole batches in a segment file, for `sendfile`. The file is open O_DIRECT;
-    /// `sendfile` needs a buffered descriptor of `path`.
+    /// Whole batches in a segment file that the page cache held when it was read,
+    /// for `sendfile`. The file is open O_DIRECT; `sendfile` needs a buffered
+    /// descriptor of `path`.
     File {
         file: Rc<DmaFile>,
         path: PathBuf,
@@ -113,13 +117,45 @@ enum Plan {
         start_hint: u64,
         jump: u64,
         limit: u64,
+        window: Rc<ReadAhead>,
     },
+}
+
+/// Where a walk over a segment file gets its bytes.
+pub(crate) enum Walk<'a> {
+    /// One O_DIRECT read per request (small reads; truncation, resident ranges).
+    Direct(&'a DmaFile, &'a Path),
+    /// The segment's read-ahead window.
+    Ahead(Source<'a>),
+}
+
+impl Walk<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Walk::Direct(_, path) => path,
+            Walk::Ahead(src) => src.path,
+        }
+    }
+
+    async fn bytes(&self, pos: u64, len: usize) -> Result<Bytes> {
+        match self {
+            Walk::Direct(file, path) => Ok(Bytes::from(
+                segment::read_exact_at(file, path, pos, len).await?,
+            )),
+            Walk::Ahead(src) => src.bytes(pos, len as u64).await,
+        }
+    }
 }
 
 impl Partition {
     /// Reads whole batches starting with the one holding `offset`, up to `max_bytes`
     /// (at least one batch, even a larger one), and only batches wholly below
     /// `upper` (the high watermark for consumers; `None`: the log end).
+    ///
+    /// Batches in the cache are answered from it. Older ones come from the segment
+    /// file: as a file range for `sendfile` when the page cache holds it, otherwise
+    /// read into memory through the segment's read-ahead window (asynchronous
+    /// O_DIRECT reads, see [`super::read_ahead`]).
     pub async fn read(
         self: &Rc<Self>,
         offset: u64,
@@ -127,7 +163,7 @@ impl Partition {
         upper: Option<u64>,
     ) -> Result<ReadResult> {
         let plan = self.plan_read(offset, max_bytes, upper)?;
-        let (file, path, start_hint, jump, limit) = match plan {
+        let (file, path, start_hint, jump, limit, window) = match plan {
             Plan::Done(r) => return Ok(r),
             Plan::File {
                 file,
@@ -135,20 +171,35 @@ impl Partition {
                 start_hint,
                 jump,
                 limit,
-            } => (file, path, start_hint, jump, limit),
+                window,
+            } => (file, path, start_hint, jump, limit, window),
+        };
+        let resident = read_ahead::resident(
+            file.as_raw_fd(),
+            start_hint,
+            (max_bytes as u64).min(limit - start_hint),
+        );
+        let walk = if resident {
+            Walk::Direct(&file, &path)
+        } else {
+            Walk::Ahead(Source {
+                file: &file,
+                path: &path,
+                window: &window,
+                written: limit,
+                reader_bytes: max_bytes as u64,
+                ledger: &self.ctx.read_ahead,
+            })
         };
         let upper = upper.unwrap_or(u64::MAX);
         let target = i64::try_from(offset).unwrap_or(i64::MAX);
-        let Some((start, _)) = find_batch(&file, &path, start_hint, limit, |h| {
-            h.last_offset() >= target
-        })
-        .await?
+        let Some((start, _)) =
+            find_batch(&walk, start_hint, limit, |h| h.last_offset() >= target).await?
         else {
             return Ok(self.empty_result());
         };
         let end = batch_end(
-            &file,
-            &path,
+            &walk,
             jump.max(start),
             start,
             limit,
@@ -158,12 +209,26 @@ impl Partition {
         .await?;
         let mut r = self.empty_result();
         if end > start {
-            r.chunks.push(ReadChunk::File {
-                file,
-                path,
-                position: start,
-                length: end - start,
-            });
+            if resident {
+                crate::metrics::resident_read_served(end - start);
+                r.chunks.push(ReadChunk::File {
+                    file,
+                    path,
+                    position: start,
+                    length: end - start,
+                });
+            } else {
+                let len = usize::try_from(end - start).unwrap_or(usize::MAX);
+                r.chunks
+                    .push(ReadChunk::Memory(walk.bytes(start, len).await?));
+                // The next read starts at the index entry at or below the next
+                // offset: within this range (Kafka's index names a batch's last
+                // offset), so keep the blocks from its start.
+                if let Walk::Ahead(src) = &walk {
+                    src.consumed(start);
+                }
+                crate::metrics::cold_read_served(end - start);
+            }
         }
         Ok(r)
     }
@@ -238,6 +303,7 @@ impl Partition {
             start_hint,
             jump,
             limit: seg.written_size,
+            window: seg.ahead.clone(),
         })
     }
 
@@ -315,20 +381,19 @@ impl Partition {
 /// Walks batch headers from `pos` (a batch start) below `limit`, returning the first
 /// batch for which `want` holds.
 pub(crate) async fn find_batch(
-    file: &DmaFile,
-    path: &std::path::Path,
+    walk: &Walk<'_>,
     mut pos: u64,
     limit: u64,
     want: impl Fn(&BatchHeader) -> bool,
 ) -> Result<Option<(u64, BatchHeader)>> {
-    let mut chunk: Vec<u8> = Vec::new();
+    let mut chunk = Bytes::new();
     let mut chunk_start = pos;
     while pos + HEADER_BYTES as u64 <= limit {
         let at = usize::try_from(pos - chunk_start).unwrap_or(usize::MAX);
         if at.saturating_add(HEADER_BYTES) > chunk.len() {
             let len = usize::try_from((limit - pos).min(HEADER_WALK_CHUNK_BYTES as u64))
                 .unwrap_or(HEADER_BYTES);
-            chunk = segment::read_exact_at(file, path, pos, len).await?;
+            chunk = walk.bytes(pos, len).await?;
             chunk_start = pos;
             continue;
         }
@@ -336,7 +401,7 @@ pub(crate) async fn find_batch(
             break;
         };
         let Some(size) = h.total_bytes() else {
-            return Err(corrupt(path, pos, "bad batch length"));
+            return Err(corrupt(walk.path(), pos, "bad batch length"));
         };
         if want(&h) {
             return Ok(Some((pos, h)));
@@ -350,8 +415,7 @@ pub(crate) async fn find_batch(
 /// `max_bytes` (at least one batch), stays below `limit`, and whose batches are all
 /// below offset `upper`. Uses the offset index to jump, then walks headers.
 async fn batch_end(
-    file: &DmaFile,
-    path: &std::path::Path,
+    walk: &Walk<'_>,
     jump: u64,
     start: u64,
     limit: u64,
@@ -367,12 +431,12 @@ async fn batch_end(
         if pos + HEADER_BYTES as u64 > limit {
             return Ok(pos);
         }
-        let head = segment::read_exact_at(file, path, pos, HEADER_BYTES).await?;
+        let head = walk.bytes(pos, HEADER_BYTES).await?;
         let Some(h) = BatchHeader::parse(&head) else {
             return Ok(pos);
         };
         let Some(size) = h.total_bytes() else {
-            return Err(corrupt(path, pos, "bad batch length"));
+            return Err(corrupt(walk.path(), pos, "bad batch length"));
         };
         let end = pos + size as u64;
         if end > limit

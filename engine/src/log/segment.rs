@@ -30,6 +30,7 @@ use crate::disk::{align_down, align_up};
 use crate::error::{Error, Result};
 use crate::failpoint::{self, Action};
 use crate::log::index::{OffsetIndex, TimeIndex};
+use crate::log::read_ahead::ReadAhead;
 
 /// Bytes read at a time when scanning a segment.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
@@ -140,6 +141,8 @@ pub(crate) struct Segment {
     pub index_rebuilt: bool,
     /// Bytes of the file reserved with `fallocate` (the file's size until it closes).
     pub allocated: u64,
+    /// Blocks of the file read ahead of cold readers.
+    pub ahead: Rc<ReadAhead>,
 }
 
 impl Segment {
@@ -166,6 +169,7 @@ impl Segment {
             unsynced: false,
             index_rebuilt: false,
             allocated: 0,
+            ahead: Rc::default(),
         }
     }
 

@@ -35,6 +35,8 @@ pub(crate) struct ShardCtx {
     pub flush_signal: Notify,
     pub stopping: Cell<bool>,
     cache: RefCell<CacheLedger>,
+    /// Blocks the shard's segments hold for cold readers.
+    pub read_ahead: Rc<crate::log::read_ahead::Ledger>,
 }
 
 #[derive(Default)]
@@ -52,6 +54,7 @@ impl ShardCtx {
             flush_signal: Notify::default(),
             stopping: Cell::new(false),
             cache: RefCell::new(CacheLedger::default()),
+            read_ahead: Rc::default(),
         }
     }
 

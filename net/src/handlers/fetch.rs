@@ -30,11 +30,6 @@ use crate::registry::HandlerFuture;
 
 const KEY: i16 = ApiKey::Fetch as i16;
 
-/// File ranges shorter than this are read into memory on the owning shard (an
-/// asynchronous O_DIRECT read) rather than sent with `sendfile`, whose reads of data
-/// not in the page cache block the shard.
-const SENDFILE_MIN_BYTES: u64 = 16 << 10;
-
 /// What one partition's read found.
 pub(crate) struct Read {
     data: Vec<Part>,
@@ -349,34 +344,24 @@ async fn read_all(ctx: &BrokerContext, wanted: &[Wanted]) -> Vec<Result<Read, Ka
             let hw = p.offsets().high_watermark;
             let r = p.read(offset, max_bytes.max(1), Some(hw)).await?;
             let mut data = Vec::with_capacity(r.chunks.len());
-            let mut opened: Option<(std::path::PathBuf, Arc<std::fs::File>)> = None;
             for c in &r.chunks {
                 match c {
                     ReadChunk::Memory(b) => data.push(Part::Mem(b.clone())),
+                    // Only ranges the page cache held when they were read come as
+                    // file ranges (see the engine's read-ahead): `sendfile` them.
                     ReadChunk::File {
                         path,
                         position,
                         length,
                         ..
-                    } if *length >= SENDFILE_MIN_BYTES => {
-                        let file = match &opened {
-                            Some((p, f)) if p == path => Some(f.clone()),
-                            _ => buffered_open(path).inspect(|f| {
-                                opened = Some((path.clone(), f.clone()));
-                            }),
-                        };
-                        if let Some(file) = file {
-                            advise_will_need(&file, *position, *length);
-                            data.push(Part::File(FileRange {
-                                file,
-                                offset: *position,
-                                len: *length,
-                            }));
-                        } else {
-                            data.push(Part::Mem(materialize(c, &r).await?));
-                        }
-                    }
-                    ReadChunk::File { .. } => data.push(Part::Mem(materialize(c, &r).await?)),
+                    } => match buffered_open(path) {
+                        Some(file) => data.push(Part::File(FileRange {
+                            file,
+                            offset: *position,
+                            len: *length,
+                        })),
+                        None => data.push(Part::Mem(materialize(c, &r).await?)),
+                    },
                 }
             }
             Ok(Read {
@@ -413,20 +398,6 @@ fn buffered_open(path: &std::path::Path) -> Option<Arc<std::fs::File>> {
             None
         }
     }
-}
-
-/// Starts reading the range into the page cache now, so that `sendfile` on the
-/// connection's shard finds it there rather than reading the disk itself.
-fn advise_will_need(file: &std::fs::File, offset: u64, len: u64) {
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    let _ = nix::fcntl::posix_fadvise(
-        std::os::fd::AsRawFd::as_raw_fd(file),
-        offset,
-        len,
-        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
-    );
 }
 
 /// Waits until any wanted partition's high watermark moves past `seen` (what the

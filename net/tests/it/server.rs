@@ -15,7 +15,7 @@ use sluice_net::BrokerSettings;
 pub struct Node {
     pub broker: Option<sluice_net::Broker>,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Drop for Node {
@@ -23,6 +23,21 @@ impl Drop for Node {
         if let Some(b) = self.broker.take() {
             b.shutdown().expect("clean shutdown");
         }
+    }
+}
+
+impl Node {
+    /// Every shard's counters, added up where they add.
+    pub fn metrics(&self) -> Vec<sluice_engine::metrics::ShardMetrics> {
+        let router = self.broker.as_ref().expect("running").router();
+        (0..router.shard_count())
+            .map(|s| {
+                futures::executor::block_on(router.call(s, move |_| async move {
+                    sluice_engine::metrics::snapshot(s)
+                }))
+                .expect("shard answers")
+            })
+            .collect()
     }
 }
 
@@ -60,7 +75,7 @@ pub fn start_with_engine(
     Node {
         broker: Some(broker),
         addr,
-        _dir: dir,
+        dir,
     }
 }
 

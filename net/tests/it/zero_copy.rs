@@ -1,8 +1,10 @@
-//! Fetches of data no longer in the batch cache go out with `sendfile` from the
-//! segment file; fetches of cached data with `writev` from the cached bytes. Both
-//! must give the consumer exactly what was produced, in every Fetch version shape
-//! (before and after flexible versions), also to a consumer that reads slowly (the
-//! socket fills and the writer waits).
+//! Fetches of data no longer in the batch cache are read from the segment file
+//! with asynchronous O_DIRECT reads ahead of the consumer and go out with `writev`,
+//! except ranges the page cache holds, which go out with `sendfile`; fetches of
+//! cached data with `writev` from the cached bytes. Each must give the consumer
+//! exactly what was produced, in every Fetch version shape (before and after
+//! flexible versions), also to a consumer that reads slowly (the socket fills and
+//! the writer waits).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -116,12 +118,67 @@ fn fetch_and_check(addr: std::net::SocketAddr, v: i16, slow: bool) {
     );
 }
 
+/// (cold bytes served, O_DIRECT block reads, resident bytes served) of all shards.
+fn cold_counters(node: &Node) -> (u64, u64, u64) {
+    node.metrics().iter().fold((0, 0, 0), |(c, r, s), m| {
+        (
+            c + m.cold_bytes_served,
+            r + m.cold_block_reads.0,
+            s + m.resident_bytes_served,
+        )
+    })
+}
+
 #[test]
-fn data_on_disk_is_sent_with_sendfile_and_arrives_intact() {
+fn data_on_disk_is_read_ahead_and_arrives_intact() {
     // A 1 MiB cache per shard: most of what is written is read from the segment.
     let node = start_with_engine(|e| e.cache_bytes_per_shard = 1 << 20, |_| {});
     let mut s = connect(node.addr);
     produce_all(&mut s);
+
+    let sendfile_before = SENDFILE_BYTES.load(Ordering::Relaxed);
+    let (cold_before, reads_before, _) = cold_counters(&node);
+    for v in [4, 12, 16] {
+        fetch_and_check(node.addr, v, false);
+    }
+    // A consumer that does not read for a while: the socket fills, the writer
+    // waits and the answer is still whole and in order.
+    fetch_and_check(node.addr, 12, true);
+    let (cold, reads, resident) = cold_counters(&node);
+    let (cold, reads) = (cold - cold_before, reads - reads_before);
+    eprintln!("cold bytes {cold} in {reads} block reads; resident {resident}");
+    assert!(
+        cold >= 4 * (14 << 20),
+        "4 fetches of 16 MiB, at most 1 MiB of it cached, read {cold} bytes cold"
+    );
+    // Each fetch reads the 16 MiB segment in 1 MiB blocks: tens of reads, not one
+    // per batch (256) or per header.
+    assert!((16..=4 * 17 + 8).contains(&reads), "{reads} block reads");
+    assert_eq!(
+        resident, 0,
+        "O_DIRECT writes leave nothing in the page cache"
+    );
+    assert_eq!(
+        SENDFILE_BYTES.load(Ordering::Relaxed),
+        sendfile_before,
+        "nothing the page cache did not hold went out with sendfile"
+    );
+}
+
+#[test]
+fn data_in_the_page_cache_is_sent_with_sendfile_and_arrives_intact() {
+    let node = start_with_engine(|e| e.cache_bytes_per_shard = 1 << 20, |_| {});
+    let mut s = connect(node.addr);
+    produce_all(&mut s);
+    // Someone reads the segment files through the page cache (a backup, `cat`).
+    let mut segments = 0;
+    for entry in walk(node.dir.path()) {
+        if entry.extension().is_some_and(|e| e == "log") {
+            std::fs::read(&entry).expect("read segment");
+            segments += 1;
+        }
+    }
+    assert!(segments >= 1, "found the segment files");
 
     let before = SENDFILE_BYTES.load(Ordering::Relaxed);
     for v in [4, 12, 16] {
@@ -132,17 +189,26 @@ fn data_on_disk_is_sent_with_sendfile_and_arrives_intact() {
         sent >= 3 * (14 << 20),
         "3 fetches of 16 MiB, at most 1 MiB of it cached, sent {sent} bytes with sendfile"
     );
+    let (_, _, resident) = cold_counters(&node);
+    assert!(resident >= 3 * (14 << 20), "{resident} resident bytes");
 
-    // A consumer that does not read for a while: the socket fills, the writer waits
-    // and the answer is still whole and in order.
     let copied_before = FILE_COPIED_BYTES.load(Ordering::Relaxed);
     fetch_and_check(node.addr, 12, true);
     let copied = FILE_COPIED_BYTES.load(Ordering::Relaxed) - copied_before;
-    eprintln!(
-        "sendfile bytes {}, copied when the socket was full {copied}",
-        SENDFILE_BYTES.load(Ordering::Relaxed) - before,
-    );
     assert!(copied > 0, "the socket was full at least once");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]
