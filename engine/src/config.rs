@@ -157,8 +157,10 @@ pub struct EngineConfig {
     /// Longest a shard runs tasks before it polls for I/O (glommio's preempt timer,
     /// Seastar's task quota). Queued disk writes are submitted only when the shard
     /// polls, so a long quota can leave the disk idle behind a burst of requests.
-    /// Kept at glommio's 100 ms for now: with 250-500 µs, a shard was seen to sleep
-    /// forever during recovery under load (a lost wakeup not yet found).
+    /// 500 µs by default. Short quotas need the vendored glommio's fix
+    /// (vendor/glommio/VENDORED.md): glommio 0.9.0 parks a shard whose preempt timer
+    /// fired before it ran anything, even with runnable tasks, and a shard doing only
+    /// its own work (recovery) then slept forever.
     pub task_quota: Duration,
 }
 
@@ -174,7 +176,7 @@ impl EngineConfig {
             write_buffer_bytes: 1 << 20,
             pending_bytes_max: 8 << 20,
             writeback_interval: Duration::from_millis(5),
-            task_quota: Duration::from_millis(100),
+            task_quota: Duration::from_micros(500),
             checkpoint_interval: Duration::from_mins(1),
             retention_check_interval: Duration::from_mins(5),
             shard_inbox_capacity: 1024,

@@ -174,6 +174,7 @@ async fn shard_main(
     shard.open_partitions(tps).await;
     let flusher = glommio::spawn_local(flusher::run(ctx.clone()));
     let housekeeping = glommio::spawn_local(shard.clone().housekeeping());
+    let warm = glommio::spawn_local_into(warm_cache_memory(ctx.clone()), background_queue());
     let _ = ready.send(Ok(()));
     let in_flight = Rc::new(std::cell::Cell::new(0usize));
     let drained = Rc::new(crate::sync::Notify::default());
@@ -208,6 +209,7 @@ async fn shard_main(
     let closed = shard.close_all().await;
     let () = flusher.await;
     drop(housekeeping);
+    drop(warm);
     router::set_current_shard(None);
     if let Some(tx) = reply {
         let _ = tx.send(closed);
@@ -303,4 +305,31 @@ fn online_cpus(config: &EngineConfig) -> Result<Vec<usize>> {
         ));
     }
     Ok(cpus)
+}
+
+/// A task queue for work nobody waits for: it runs when the shard has nothing
+/// else to do (or after the others' share).
+fn background_queue() -> glommio::TaskQueueHandle {
+    glommio::executor().create_task_queue(
+        glommio::Shares::Static(10),
+        glommio::Latency::NotImportant,
+        "background",
+    )
+}
+
+/// Maps and populates the batch cache's memory, one chunk at a time, so that
+/// appends find it ready (see `shard::arena`).
+async fn warm_cache_memory(ctx: Rc<ShardCtx>) {
+    let started = std::time::Instant::now();
+    let mut chunks = 0usize;
+    while ctx.arena.borrow_mut().grow() {
+        chunks += 1;
+        glommio::executor().yield_task_queue_now().await;
+    }
+    tracing::debug!(
+        shard = ctx.id,
+        mib = chunks * (crate::shard::arena::CHUNK_BYTES >> 20),
+        took_ms = started.elapsed().as_millis(),
+        "batch cache memory ready"
+    );
 }

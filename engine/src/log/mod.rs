@@ -282,7 +282,7 @@ impl Partition {
         }
         let info = {
             let mut st = self.st.borrow_mut();
-            self.append_in_memory(&mut st, records, &checked, opts)?
+            self.append_in_memory(&mut st, &records, &checked, opts)?
         };
         if !info.duplicate {
             self.appended.notify_all();
@@ -306,7 +306,7 @@ impl Partition {
     fn append_in_memory(
         self: &Rc<Self>,
         st: &mut LogState,
-        records: Bytes,
+        records: &[u8],
         checked: &[CheckedBatch],
         opts: AppendOptions,
     ) -> Result<AppendInfo> {
@@ -322,7 +322,7 @@ impl Partition {
         let now = now_ms();
         self.maybe_roll(st, total, records_total, now);
         let (data, base_offset, next_offset, log_append_time) =
-            Self::stamp_and_index(st, records, checked, opts, now);
+            self.stamp_and_index(st, records, checked, opts, now);
         let buffer_bytes = self.ctx.config.write_buffer_bytes;
         let seg = st.active_mut();
         seg.push(&data, buffer_bytes);
@@ -395,16 +395,38 @@ impl Partition {
     /// Assigns offsets, the leader epoch and (for LogAppendTime) timestamps in place
     /// and updates the active segment's indexes. Returns the stamped bytes, the first
     /// offset, the next offset and whether LogAppendTime was applied.
+    /// Copies the batches into the shard's cache memory, stamped with their
+    /// offsets (and the append time), and indexes them.
     fn stamp_and_index(
+        &self,
         st: &mut LogState,
-        records: Bytes,
+        records: &[u8],
         checked: &[CheckedBatch],
         opts: AppendOptions,
         now: i64,
     ) -> (Bytes, u64, u64, bool) {
-        let mut data = records
-            .try_into_mut()
-            .unwrap_or_else(|b| BytesMut::from(&b[..]));
+        let mut stamped = None;
+        let mut stamp = |data: &mut [u8]| stamped = Some(Self::stamp(st, data, checked, opts, now));
+        let copied = self.ctx.arena.borrow_mut().copy(records, &mut stamp);
+        let data = copied.unwrap_or_else(|| {
+            // Larger than a chunk of cache memory: memory of its own.
+            let mut data = BytesMut::from(records);
+            stamp(&mut data);
+            data.freeze()
+        });
+        let (base_offset, next_offset, log_append_time) = stamped.unwrap_or_default();
+        (data, base_offset, next_offset, log_append_time)
+    }
+
+    /// Stamps the batches in `data` and indexes them: (base offset, next offset,
+    /// whether the append time was stamped).
+    fn stamp(
+        st: &mut LogState,
+        data: &mut [u8],
+        checked: &[CheckedBatch],
+        opts: AppendOptions,
+        now: i64,
+    ) -> (u64, u64, bool) {
         let log_append_time = st.config.message_timestamp_type == TimestampType::LogAppendTime;
         let base_offset = st.next_offset;
         let mut offset = base_offset;
@@ -453,7 +475,7 @@ impl Partition {
             st.producers.record(&c.header, offset, last);
             offset = last + 1;
         }
-        (data.freeze(), base_offset, offset, log_append_time)
+        (base_offset, offset, log_append_time)
     }
 
     /// Rolls the active segment if the append would break one of Kafka's roll rules:

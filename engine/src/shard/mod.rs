@@ -9,6 +9,7 @@
 //! shard's budget is exceeded, but never a batch that is not yet in its file (reads
 //! of such offsets are served from memory only).
 
+pub(crate) mod arena;
 pub mod flusher;
 pub mod router;
 pub mod table;
@@ -35,6 +36,8 @@ pub(crate) struct ShardCtx {
     pub flush_signal: Notify,
     pub stopping: Cell<bool>,
     cache: RefCell<CacheLedger>,
+    /// The batch cache's memory.
+    pub arena: RefCell<arena::Arena>,
     /// Blocks the shard's segments hold for cold readers.
     pub read_ahead: Rc<crate::log::read_ahead::Ledger>,
 }
@@ -47,6 +50,7 @@ struct CacheLedger {
 
 impl ShardCtx {
     pub(crate) fn new(id: usize, config: Arc<EngineConfig>) -> Self {
+        let arena = RefCell::new(arena::Arena::new(config.cache_bytes_per_shard));
         ShardCtx {
             id,
             config,
@@ -55,6 +59,7 @@ impl ShardCtx {
             stopping: Cell::new(false),
             cache: RefCell::new(CacheLedger::default()),
             read_ahead: Rc::default(),
+            arena,
         }
     }
 
