@@ -1,7 +1,9 @@
 //! Broker processes for the benchmark binaries: start `sluice serve`, wait until it
-//! listens, stop it when dropped, and run `sluice-bench` scenarios against it.
+//! listens, stop it when dropped, read its metrics, and run `sluice-bench` scenarios
+//! against it.
 
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -107,4 +109,94 @@ pub fn run_bench(
     let text = std::fs::read_to_string(out_file).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(out_file);
     serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+/// `sluice-bench` run with the same length and partition count for every scenario.
+pub struct Bench {
+    /// The `sluice-bench` binary.
+    pub bin: PathBuf,
+    /// Where its JSON reports are written for a moment.
+    pub dir: PathBuf,
+    /// Length of a produce run in seconds.
+    pub seconds: u64,
+    pub partitions: i32,
+}
+
+impl Bench {
+    /// Runs one scenario with `extra` arguments and reads its JSON report. Consumers
+    /// read what was written, however long that takes (up to 30 minutes).
+    pub fn run(
+        &self,
+        broker: &Broker,
+        scenario: &str,
+        extra: &[&str],
+    ) -> Result<serde_json::Value, String> {
+        let seconds = if scenario == "consume" {
+            1800
+        } else {
+            self.seconds
+        };
+        let out_file = self.dir.join(format!("bench-{}.json", std::process::id()));
+        let mut all: Vec<String> = vec![
+            "--seconds".into(),
+            seconds.to_string(),
+            "--partitions".into(),
+            self.partitions.to_string(),
+        ];
+        all.extend(extra.iter().map(|e| (*e).to_string()));
+        run_bench(&self.bin, scenario, broker, &all, &out_file)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's choice),
+/// so brokers of a benchmark do not collide with anything else on the machine.
+pub fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Most bytes read of a /metrics answer; a node with thousands of partitions
+/// answers a few MiB.
+const METRICS_BYTES_MAX: u64 = 64 << 20;
+
+/// The sum over all label sets of the metric `name` on a broker's admin endpoint
+/// (`host:port`, its /metrics in Prometheus' text format).
+pub fn metric_sum(admin: &str, name: &str) -> Result<f64, String> {
+    let fail = |e: std::io::Error| format!("GET http://{admin}/metrics: {e}");
+    let mut s = TcpStream::connect(admin).map_err(fail)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(fail)?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(fail)?;
+    let mut text = String::new();
+    s.take(METRICS_BYTES_MAX)
+        .read_to_string(&mut text)
+        .map_err(fail)?;
+    if !text.starts_with("HTTP/1.1 200") {
+        let status = text.lines().next().unwrap_or("no answer");
+        return Err(format!("GET http://{admin}/metrics: {status}"));
+    }
+    let (mut sum, mut found) = (0.0, false);
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // `name{labels} value` or `name value`; not `name_longer ...`.
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            sum += v;
+            found = true;
+        }
+    }
+    if !found {
+        return Err(format!("http://{admin}/metrics has no {name}"));
+    }
+    Ok(sum)
 }

@@ -2,6 +2,7 @@
 //! disk under test, `iperf3` over loopback) that figures are compared with.
 
 pub mod broker;
+pub mod rdkafka_performance;
 
 use std::path::Path;
 use std::process::Command;
@@ -43,7 +44,7 @@ pub fn fio(dir: &Path, fdatasync: bool, seconds: u64, space: FioSpace) -> Result
     if fdatasync {
         args.push("--fdatasync=1".into());
     }
-    let job = run_fio(&file, seconds, &args)?;
+    let job = run_fio(&file, seconds, "psync", &args)?;
     let bw = job["write"]["bw_bytes"]
         .as_f64()
         .ok_or("fio output has no write bandwidth")?;
@@ -56,16 +57,18 @@ pub fn free_bytes(dir: &Path) -> Result<u64, String> {
     Ok(st.blocks_available() * st.fragment_size())
 }
 
-/// Runs fio with `args` on `file` for `seconds` (time-based, JSON output), removes
-/// the file, and returns fio's report of its only job.
-fn run_fio(file: &Path, seconds: u64, args: &[String]) -> Result<serde_json::Value, String> {
+/// Runs fio with `args` on `file` for `seconds` (O_DIRECT through `ioengine`,
+/// time-based, JSON output), removes the file, and returns fio's report of its only
+/// job.
+fn run_fio(
+    file: &Path,
+    seconds: u64,
+    ioengine: &str,
+    args: &[String],
+) -> Result<serde_json::Value, String> {
     let out = Command::new("fio")
-        .args([
-            "--direct=1",
-            "--ioengine=psync",
-            "--time_based",
-            "--output-format=json",
-        ])
+        .args(["--direct=1", "--time_based", "--output-format=json"])
+        .arg(format!("--ioengine={ioengine}"))
         .args(args)
         .arg(format!("--runtime={seconds}"))
         .arg(format!("--filename={}", file.display()))
@@ -121,8 +124,10 @@ pub fn iperf3_loopback(seconds: u64, port: u16) -> Result<f64, String> {
 
 /// fio's sequential 1 MiB O_DIRECT read bandwidth in MB/s of a file it first writes
 /// (4 GiB, or less when the disk is short of space): what a consumer of data that is
-/// not in memory can get at most.
-pub fn fio_read(dir: &Path, seconds: u64) -> Result<f64, String> {
+/// not in memory can get at most. `iodepth` reads are in flight at once: 1 reads
+/// with `psync`, more with `io_uring` (`libaio` where io_uring is refused), as a
+/// broker reading ahead of its consumers does.
+pub fn fio_read(dir: &Path, seconds: u64, iodepth: u32) -> Result<f64, String> {
     let file = dir.join("fio-read.dat");
     let size_gib = (free_bytes(dir)? >> 30).saturating_sub(2).clamp(1, 4);
     let layout = Command::new("fio")
@@ -138,20 +143,89 @@ pub fn fio_read(dir: &Path, seconds: u64) -> Result<f64, String> {
             String::from_utf8_lossy(&layout.stderr)
         ));
     }
-    let job = run_fio(
-        &file,
-        seconds,
-        &[
-            "--name=seqread".into(),
-            "--rw=read".into(),
-            "--bs=1M".into(),
-            format!("--size={size_gib}G"),
-        ],
-    )?;
+    let args = [
+        "--name=seqread".into(),
+        "--rw=read".into(),
+        "--bs=1M".into(),
+        format!("--size={size_gib}G"),
+        format!("--iodepth={}", iodepth.max(1)),
+    ];
+    // io_uring is refused only where the kernel or a seccomp filter forbids it;
+    // run_fio has removed the file by then, and the libaio job lays it out again.
+    let job = if iodepth <= 1 {
+        run_fio(&file, seconds, "psync", &args)?
+    } else {
+        match run_fio(&file, seconds, "io_uring", &args) {
+            Ok(job) => job,
+            Err(uring) => {
+                return fio_read_libaio(dir, seconds, &args)
+                    .map_err(|e| format!("{uring}; with libaio: {e}"));
+            }
+        }
+    };
     let bw = job["read"]["bw_bytes"]
         .as_f64()
         .ok_or("fio output has no read bandwidth")?;
     Ok(bw / 1e6)
+}
+
+/// [`fio_read`] with `libaio`; fio lays the file out again itself (a read job on a
+/// missing file writes it first).
+fn fio_read_libaio(dir: &Path, seconds: u64, args: &[String]) -> Result<f64, String> {
+    let job = run_fio(&dir.join("fio-read.dat"), seconds, "libaio", args)?;
+    let bw = job["read"]["bw_bytes"]
+        .as_f64()
+        .ok_or("fio output has no read bandwidth")?;
+    Ok(bw / 1e6)
+}
+
+/// The latency of one O_DIRECT write and of the fdatasync after it, as fio measures
+/// them (`clat` of the write, `lat` of the sync).
+#[derive(Debug, Clone, Copy)]
+pub struct SyncLatency {
+    pub write: Latency,
+    pub fdatasync: Latency,
+}
+
+/// fio writing `block_bytes` O_DIRECT blocks, each followed by fdatasync, at
+/// `mb_per_s` (`None`: one after the other, as fast as the disk goes): the
+/// percentiles of one write and of one fdatasync.
+pub fn fio_sync_latency(
+    dir: &Path,
+    seconds: u64,
+    block_bytes: usize,
+    mb_per_s: Option<f64>,
+) -> Result<SyncLatency, String> {
+    let file = dir.join("fio-lat.dat");
+    let mut args = vec![
+        "--name=synclat".to_string(),
+        "--rw=write".into(),
+        "--fdatasync=1".into(),
+        "--size=4G".into(),
+        format!("--bs={block_bytes}"),
+    ];
+    if let Some(mb) = mb_per_s {
+        args.push(format!("--rate={:.0}", (mb * 1e6).max(1.0)));
+    }
+    let job = run_fio(&file, seconds, "psync", &args)?;
+    Ok(SyncLatency {
+        write: fio_latency(&job["write"]["clat_ns"]).ok_or("fio output has no write latency")?,
+        fdatasync: fio_latency(&job["sync"]["lat_ns"])
+            .ok_or("fio output has no fdatasync latency")?,
+    })
+}
+
+/// One of fio's latency objects (nanoseconds, with percentiles) in milliseconds.
+fn fio_latency(v: &serde_json::Value) -> Option<Latency> {
+    let ms = |ns: &serde_json::Value| ns.as_f64().map(|ns| ns / 1e6);
+    let pct = &v["percentile"];
+    Some(Latency {
+        p50: ms(&pct["50.000000"])?,
+        p99: ms(&pct["99.000000"])?,
+        p999: ms(&pct["99.900000"])?,
+        max: ms(&v["max"])?,
+        samples: v["N"].as_u64()?,
+    })
 }
 
 /// fio writing `block_bytes` O_DIRECT blocks, each followed by fdatasync, at
@@ -163,26 +237,16 @@ pub fn fio_sync_latency_p99(
     block_bytes: usize,
     mb_per_s: f64,
 ) -> Result<f64, String> {
-    let file = dir.join("fio-lat.dat");
-    let job = run_fio(
-        &file,
-        seconds,
-        &[
-            "--name=synclat".into(),
-            "--rw=write".into(),
-            "--fdatasync=1".into(),
-            "--size=4G".into(),
-            format!("--bs={block_bytes}"),
-            format!("--rate={:.0}", (mb_per_s * 1e6).max(1.0)),
-        ],
-    )?;
-    let write = job["write"]["clat_ns"]["percentile"]["99.000000"]
-        .as_f64()
-        .ok_or("fio output has no write latency")?;
-    let sync = job["sync"]["lat_ns"]["percentile"]["99.000000"]
-        .as_f64()
-        .ok_or("fio output has no fdatasync latency")?;
-    Ok((write + sync) / 1e6)
+    let l = fio_sync_latency(dir, seconds, block_bytes, Some(mb_per_s))?;
+    Ok(l.write.p99 + l.fdatasync.p99)
+}
+
+/// Writes dirty pages out and empties the page cache (needs root), so the next read
+/// of any file comes from the disk.
+pub fn drop_page_cache() -> Result<(), String> {
+    nix::unistd::sync();
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .map_err(|e| format!("cannot drop the page cache (needs root): {e}"))
 }
 
 /// Latency figures in milliseconds.

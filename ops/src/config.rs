@@ -267,7 +267,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "storage",
         "cache_mib_per_shard",
-        "recent batches each shard keeps in memory for consumers, MiB",
+        "recent batches each shard keeps in memory for consumers, MiB (taken at start)",
     ),
     (
         "storage",

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use clap::Parser;
-use sluice_benches::broker::{run_bench, sibling, start_sluice, wait_listening, Broker};
+use sluice_benches::broker::{sibling, start_sluice, wait_listening, Bench, Broker};
 
 #[derive(Parser, Debug)]
 #[command(about = "Sluice against fio, iperf3 and Tansu, side by side in one run")]
@@ -87,26 +87,16 @@ fn bench(
     scenario: &str,
     extra: &[&str],
 ) -> Result<serde_json::Value, String> {
-    // Consumers read what was written, however long that takes (up to 10 minutes).
-    let seconds = if scenario == "consume" {
-        600
-    } else {
-        args.seconds
-    };
-    let bin = args
-        .bench
-        .clone()
-        .unwrap_or_else(|| sibling("sluice-bench"));
-    let out_file = args.dir.join(format!("bench-{}.json", std::process::id()));
-    let mut all: Vec<String> = [
-        "--seconds".to_string(),
-        seconds.to_string(),
-        "--partitions".to_string(),
-        args.partitions.to_string(),
-    ]
-    .into();
-    all.extend(extra.iter().map(|e| (*e).to_string()));
-    run_bench(&bin, scenario, broker, &all, &out_file)
+    Bench {
+        bin: args
+            .bench
+            .clone()
+            .unwrap_or_else(|| sibling("sluice-bench")),
+        dir: args.dir.clone(),
+        seconds: args.seconds,
+        partitions: args.partitions,
+    }
+    .run(broker, scenario, extra)
 }
 
 fn row(what: &str, v: &serde_json::Value, reference: Option<(&str, f64)>) -> Row {
@@ -231,7 +221,7 @@ fn run(args: &Args) -> Result<(), String> {
         args.seconds,
         sluice_benches::FioSpace::Fresh,
     )?;
-    let fio_read = sluice_benches::fio_read(&args.dir, args.seconds)?;
+    let fio_read = sluice_benches::fio_read(&args.dir, args.seconds, 1)?;
     let iperf = sluice_benches::iperf3_loopback(args.seconds, 15201)?;
     rows.push(reference_row("fio 1 MiB O_DIRECT write", fio_nosync));
     rows.push(reference_row(

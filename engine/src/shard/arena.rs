@@ -1,5 +1,5 @@
 //! The batch cache's memory: chunks of [`CHUNK_BYTES`] that are mapped and written
-//! once (in the background, when the shard starts) and then used again and again.
+//! once (when the shard starts) and then used again and again.
 //!
 //! Appended batches are copied out of the request (and stamped with their offsets)
 //! into the shard's current chunk, one after another, and cached as [`Bytes`] that
@@ -11,8 +11,8 @@
 //! alone, a shard's batch cache takes fresh memory until it has filled its budget
 //! once, so a large cache (1 GiB) made produce more than twice as slow for the
 //! first gigabytes. Here the budget is mapped and populated with
-//! `MADV_POPULATE_WRITE` by a background task at start, chunk by chunk, and the
-//! append path only ever finds memory that is already there.
+//! `MADV_POPULATE_WRITE` before the shard serves, and the append path only ever
+//! finds memory that is already there.
 
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
@@ -23,9 +23,11 @@ use bytes::Bytes;
 /// their own.
 pub(crate) const CHUNK_BYTES: usize = 8 << 20;
 
-/// Chunks beyond the budget kept for the moments when answers still hold evicted
-/// batches (and for the last, partly used chunk).
-const SPARE_CHUNKS: usize = 4;
+/// Chunks beyond the budget's (an eighth more, at least one) kept for the moments
+/// when answers still hold evicted batches, and for the last, partly used chunk.
+fn spare_chunks(budget_chunks: usize) -> usize {
+    (budget_chunks / 8).max(1)
+}
 
 /// A private anonymous mapping of [`CHUNK_BYTES`].
 struct Mem(NonNull<u8>);
@@ -128,7 +130,8 @@ impl Arena {
             free: FreeList::default(),
             current: None,
             pooled: 0,
-            max_pooled: cache_bytes.div_ceil(CHUNK_BYTES) + SPARE_CHUNKS,
+            max_pooled: cache_bytes.div_ceil(CHUNK_BYTES)
+                + spare_chunks(cache_bytes.div_ceil(CHUNK_BYTES)),
         }
     }
 
@@ -208,8 +211,12 @@ impl Arena {
 mod tests {
     use super::*;
 
+    const SPARE_CHUNKS: usize = 1;
+
     #[test]
     fn batches_are_cut_from_chunks_that_come_back_when_the_last_is_dropped() {
+        assert_eq!(spare_chunks(2), SPARE_CHUNKS);
+        assert_eq!(spare_chunks(128), 16);
         let mut a = Arena::new(2 * CHUNK_BYTES);
         while a.grow() {}
         assert_eq!(a.free_chunks(), 2 + SPARE_CHUNKS);
