@@ -164,6 +164,88 @@ const METRICS_BYTES_MAX: u64 = 64 << 20;
 /// The sum over all label sets of the metric `name` on a broker's admin endpoint
 /// (`host:port`, its /metrics in Prometheus' text format).
 pub fn metric_sum(admin: &str, name: &str) -> Result<f64, String> {
+    let text = metrics_text(admin)?;
+    let (mut sum, mut found) = (0.0, false);
+    for (_, v) in series(&text, name) {
+        sum += v;
+        found = true;
+    }
+    if !found {
+        return Err(format!("http://{admin}/metrics has no {name}"));
+    }
+    Ok(sum)
+}
+
+/// `(labels, value)` of every series of the metric `name` in Prometheus' text format.
+fn series<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    text.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
+        // `name{labels} value` or `name value`; not `name_longer ...`.
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            return None;
+        }
+        let (labels, value) = rest.rsplit_once(' ')?;
+        Some((labels, value.parse::<f64>().ok()?))
+    })
+}
+
+/// Quantiles `qs` (0..1), in milliseconds, of the histogram `name` summed over
+/// the series whose labels contain `filter`: each is the upper bound of the bucket
+/// that holds it (so "at most"). `None` when no observation matched.
+pub fn histogram_quantiles_ms(
+    admin: &str,
+    name: &str,
+    filter: &str,
+    qs: &[f64],
+) -> Result<Option<Vec<f64>>, String> {
+    Ok(quantiles_in(&metrics_text(admin)?, name, filter, qs))
+}
+
+fn quantiles_in(text: &str, name: &str, filter: &str, qs: &[f64]) -> Option<Vec<f64>> {
+    let bucket = format!("{name}_bucket");
+    let mut by_le: Vec<(f64, f64)> = Vec::new();
+    for (labels, count) in series(text, &bucket) {
+        if !labels.contains(filter) {
+            continue;
+        }
+        let Some(le) = labels
+            .split("le=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|v| {
+                if v == "+Inf" {
+                    Some(f64::INFINITY)
+                } else {
+                    v.parse().ok()
+                }
+            })
+        else {
+            continue;
+        };
+        match by_le.iter_mut().find(|(l, _)| l.total_cmp(&le).is_eq()) {
+            Some((_, c)) => *c += count,
+            None => by_le.push((le, count)),
+        }
+    }
+    by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let &(_, total) = by_le.last()?;
+    if total <= 0.0 {
+        return None;
+    }
+    Some(
+        qs.iter()
+            .map(|q| {
+                by_le
+                    .iter()
+                    .find(|(_, c)| *c >= q * total)
+                    .map_or(f64::INFINITY, |(le, _)| le * 1000.0)
+            })
+            .collect(),
+    )
+}
+
+/// The text of a broker's /metrics.
+fn metrics_text(admin: &str) -> Result<String, String> {
     let fail = |e: std::io::Error| format!("GET http://{admin}/metrics: {e}");
     let mut s = TcpStream::connect(admin).map_err(fail)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -181,22 +263,33 @@ pub fn metric_sum(admin: &str, name: &str) -> Result<f64, String> {
         let status = text.lines().next().unwrap_or("no answer");
         return Err(format!("GET http://{admin}/metrics: {status}"));
     }
-    let (mut sum, mut found) = (0.0, false);
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        // `name{labels} value` or `name value`; not `name_longer ...`.
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue;
-        }
-        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-            sum += v;
-            found = true;
-        }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_add_up_the_matching_series() {
+        let text = "\
+# TYPE h histogram
+h_bucket{le=\"0.001\",api=\"Produce\"} 50
+h_bucket{le=\"0.01\",api=\"Produce\"} 99
+h_bucket{le=\"+Inf\",api=\"Produce\"} 100
+h_bucket{le=\"0.001\",api=\"Fetch\"} 0
+h_bucket{le=\"0.01\",api=\"Fetch\"} 0
+h_bucket{le=\"+Inf\",api=\"Fetch\"} 1000
+h_count{api=\"Produce\"} 100
+";
+        let q = quantiles_in(text, "h", "api=\"Produce\"", &[0.5, 0.99, 0.999]).unwrap();
+        assert!((q[0] - 1.0).abs() < 1e-9, "{q:?}");
+        assert!((q[1] - 10.0).abs() < 1e-9, "{q:?}");
+        assert!(q[2].is_infinite());
+        // Every series: the Fetch ones dominate.
+        let all = quantiles_in(text, "h", "", &[0.5]).unwrap();
+        assert!(all[0].is_infinite());
+        assert!(quantiles_in(text, "h", "api=\"Metadata\"", &[0.5]).is_none());
+        assert!(quantiles_in(text, "nothing", "", &[0.5]).is_none());
     }
-    if !found {
-        return Err(format!("http://{admin}/metrics has no {name}"));
-    }
-    Ok(sum)
 }

@@ -7,7 +7,7 @@ use super::{
     consume_timeout, records_in_gb, Case, Node, Referee, Row, Target, HOT_CACHE_MIB, HOT_PASSES,
     LATENCY_RATE, RECORD_BYTES,
 };
-use sluice_benches::broker::metric_sum;
+use sluice_benches::broker::{histogram_quantiles_ms, metric_sum};
 use sluice_benches::rdkafka_performance::{latency_file, Produce, Summary};
 use sluice_benches::{FioSpace, Latency, SyncLatency};
 
@@ -377,6 +377,30 @@ impl Referee {
                 l.max, s.records_per_s, s.failed
             )),
         );
+        // Where the tail is: the broker's own view of the same run, from its
+        // histograms (bucket upper bounds).
+        for (what, name, filter) in [
+            (
+                "broker: Produce requests, read to answered",
+                "sluice_request_duration_seconds",
+                "api=\"Produce\"",
+            ),
+            (
+                "broker: fdatasync of log files",
+                "sluice_shard_flush_duration_seconds",
+                "",
+            ),
+        ] {
+            if let Some(q) = histogram_quantiles_ms(&node.admin, name, filter, &[0.5, 0.99, 0.999])?
+            {
+                let mut row = Row::new(Case::Latency, what);
+                row.p50_ms = q.first().copied();
+                row.p99_ms = q.get(1).copied();
+                row.p999_ms = q.get(2).copied();
+                self.rows
+                    .push(row.note("at most: upper bounds of /metrics histogram buckets"));
+            }
+        }
         let sum = |f: fn(&Latency) -> f64| f(&disk.write) + f(&disk.fdatasync);
         let mut disk_row = Row::new(Case::Latency, "disk: fio 4 KiB write + fdatasync");
         disk_row.p50_ms = Some(sum(|l| l.p50));
