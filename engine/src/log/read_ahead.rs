@@ -122,14 +122,24 @@ impl Ledger {
                 drop(doomed);
             }
         }
-        // Entries of blocks already gone (released, replaced) stand for nothing.
+        // Entries of blocks already gone (released behind a reader, replaced) stand
+        // for nothing. They are dropped in bulk once they outnumber the blocks held,
+        // so the ledger stays proportional to the blocks even when a block that is
+        // kept for long (an idle reader's) sits at its front.
         let mut order = self.order.borrow_mut();
-        while order.front().is_some_and(|(w, start, id)| {
-            w.upgrade()
-                .is_none_or(|w| w.blocks.borrow().get(start).is_none_or(|b| b.id != *id))
-        }) {
-            order.pop_front();
+        let held = usize::try_from(self.bytes.get() / BLOCK_BYTES).unwrap_or(usize::MAX);
+        if order.len() > 2 * held + 16 {
+            order.retain(|(w, start, id)| {
+                w.upgrade()
+                    .is_some_and(|w| w.blocks.borrow().get(start).is_some_and(|b| b.id == *id))
+            });
         }
+    }
+
+    /// Entries in the ledger, for tests.
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        self.order.borrow().len()
     }
 }
 
@@ -452,6 +462,44 @@ mod tests {
             assert!(src.bytes(src.written - 10, 11).await.is_err());
             drop(window);
             assert_eq!(ledger.bytes(), 0, "a dropped segment gives its blocks back");
+        });
+    }
+
+    #[test]
+    fn the_ledger_stays_proportional_to_the_blocks_held() {
+        with_file(async |file, path| {
+            let ledger = Rc::new(Ledger::default());
+            // An idle reader's block stays at the front of the ledger throughout.
+            let idle = Rc::new(ReadAhead::default());
+            let src = |window| Source {
+                file: &file,
+                path,
+                window,
+                written: 5 * BLOCK_BYTES,
+                reader_bytes: BLOCK_BYTES,
+                ledger: &ledger,
+            };
+            src(&idle).bytes(0, 10).await.unwrap();
+            src(&idle).consumed(0);
+            // Another reader goes over the file again and again.
+            let busy = Rc::new(ReadAhead::default());
+            for _ in 0..40 {
+                let mut pos = 0;
+                while pos < 5 * BLOCK_BYTES {
+                    let len = (5 * BLOCK_BYTES - pos).min(BLOCK_BYTES);
+                    src(&busy).bytes(pos, len).await.unwrap();
+                    src(&busy).consumed(pos);
+                    pos += len;
+                }
+                src(&busy).consumed(5 * BLOCK_BYTES);
+            }
+            let held = usize::try_from(ledger.bytes() / BLOCK_BYTES).unwrap();
+            assert!(idle.blocks() >= 1, "the idle reader kept its block");
+            assert!(
+                ledger.entries() <= 2 * held + 16 + 8,
+                "{} ledger entries for {held} blocks",
+                ledger.entries()
+            );
         });
     }
 
