@@ -195,6 +195,7 @@ impl Broker {
     /// Stops accepting, answers what was read, flushes and closes every log.
     pub fn shutdown(mut self) -> Result<(), sluice_engine::Error> {
         self.stop_listeners();
+        self.topics.stop();
         match self.engine.take() {
             Some(engine) => engine.shutdown(),
             None => Ok(()),
@@ -206,6 +207,7 @@ impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(engine) = self.engine.take() {
             self.stop_listeners();
+            self.topics.stop();
             let _ = engine.shutdown();
         }
     }

@@ -1,37 +1,45 @@
-//! The topic registry of a single node: names, topic ids, partition counts and config
-//! overrides, kept in `<data_dir>/topics.json` and served to every shard as an
-//! immutable image.
+//! The node's view of the topics, and the only way to change them.
 //!
-//! Readers (Metadata, Produce, Fetch on any shard) load the current image without a
-//! lock. Changes (create, delete, add partitions, alter configs) are serialised by
-//! one async lock, change the partitions through the shard router, then write the
-//! file (write a temporary file, fsync, rename, fsync the directory) and install the
-//! next image. The metadata quorum replaces this file when clustering arrives.
+//! The metadata lives in `sluice-raft`: a versioned [`MetadataImage`] changed only by
+//! [`Command`]s that the [`MetadataStore`] commits (durable in
+//! `<data_dir>/metadata/`, on a thread of its own, never on a shard). Commit first,
+//! then apply: a change is proposed, and once committed, this node's reconciler
+//! (a thread of its own) compares the image with the partitions the shards host,
+//! deletes the partitions of topics the image no longer has, creates the ones it
+//! lacks and pushes changed topic configs to the shards. Then it publishes the
+//! image to the handlers as a [`TopicsImage`] with each topic's settings; readers
+//! load it without a lock. A request that changed something is answered once this
+//! node applied it.
 //!
-//! Crash order: a topic is written to the file after its partitions exist, and a
-//! deleted topic is first marked `deleting` in the file. On start the file and the
-//! partition directories are reconciled: partitions missing from disk are created
-//! empty, directories of topics the file does not know are adopted, and deletions
-//! that were under way are finished.
+//! A crash anywhere leaves a committed image and partition directories that are
+//! reconciled on the next start: partitions of topics the image does not list
+//! were being deleted and are deleted; partitions it lists and the disk lacks are
+//! created empty. A data directory from before this store (`topics.json`) is
+//! imported on first start and the file renamed `topics.json.imported`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
+use futures::channel::oneshot;
+use serde::Deserialize;
 use sluice_engine::{LogConfig, ShardRouter, TopicPartition};
+use sluice_raft::{
+    Applied, Command, LocalLog, MetadataImage, MetadataStore, ProposeError, Refusal, TopicRecord,
+};
 use uuid::Uuid;
 
 use crate::kafka_error::{self as code, KafkaError};
 use crate::topic_config::{self, TopicSettings};
 
-/// The registry file in the data directory.
+/// The registry file of versions before the metadata store; imported once.
 pub const TOPICS_FILE: &str = "topics.json";
 
 /// Most partitions one topic may have.
-pub const PARTITIONS_MAX: i32 = 100_000;
+pub const PARTITIONS_MAX: i32 = sluice_raft::PARTITIONS_MAX;
 
 /// One topic as handlers see it.
 #[derive(Debug, Clone)]
@@ -44,10 +52,12 @@ pub struct TopicInfo {
     pub settings: TopicSettings,
 }
 
-/// One version of the registry.
+/// One version of the topics, as this node has applied it.
 #[derive(Debug, Default)]
 pub struct TopicsImage {
     pub cluster_id: String,
+    /// The metadata version this view reflects.
+    pub version: u64,
     by_name: BTreeMap<Arc<str>, Arc<TopicInfo>>,
     by_id: HashMap<Uuid, Arc<str>>,
 }
@@ -65,24 +75,21 @@ impl TopicsImage {
         self.by_name.values()
     }
 
-    fn with(&self, changed: Vec<Arc<TopicInfo>>, removed: &[Arc<str>]) -> TopicsImage {
-        let mut by_name = self.by_name.clone();
-        for name in removed {
-            by_name.remove(name);
-        }
-        for t in changed {
-            by_name.insert(t.name.clone(), t);
-        }
+    fn from_topics(cluster_id: String, version: u64, topics: Vec<Arc<TopicInfo>>) -> TopicsImage {
+        let by_name: BTreeMap<Arc<str>, Arc<TopicInfo>> =
+            topics.into_iter().map(|t| (t.name.clone(), t)).collect();
         let by_id = by_name.values().map(|t| (t.id, t.name.clone())).collect();
         TopicsImage {
-            cluster_id: self.cluster_id.clone(),
+            cluster_id,
+            version,
             by_name,
             by_id,
         }
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The pre-store registry file, read once to import it.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileTopic {
     id: Uuid,
@@ -93,34 +100,62 @@ struct FileTopic {
     deleting: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileContents {
+    #[allow(dead_code)]
     version: u32,
     cluster_id: String,
-    /// Producer ids below this may have been handed out.
     #[serde(default)]
     producer_ids_reserved: i64,
     topics: BTreeMap<String, FileTopic>,
 }
 
-/// Producer ids are reserved in the file this many at a time.
+/// Producer ids are reserved through the metadata this many at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// How long the reconciler waits before trying again after a failure.
+const RECONCILE_RETRY: Duration = Duration::from_secs(1);
+
+/// Which metadata versions this node has applied, and who waits for which.
+#[derive(Default)]
+struct Progress {
+    applied: u64,
+    waiters: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
+}
+
+impl Progress {
+    fn finish(&mut self, version: u64, result: &Result<(), String>) {
+        if result.is_ok() {
+            self.applied = self.applied.max(version);
+        }
+        let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|(v, _)| *v <= version);
+        self.waiters = wait;
+        for (_, tx) in done {
+            let _ = tx.send(result.clone());
+        }
+    }
+}
 
 /// The registry.
 pub struct TopicStore {
-    path: PathBuf,
+    data_dir: PathBuf,
     defaults: LogConfig,
-    router: ShardRouter,
-    image: ArcSwap<TopicsImage>,
-    change: futures::lock::Mutex<()>,
-    /// The next producer id and the end of the reserved block.
-    producer_ids: std::sync::Mutex<(i64, i64)>,
+    meta: MetadataStore,
+    view: Arc<ArcSwap<TopicsImage>>,
+    progress: Arc<Mutex<Progress>>,
+    reconciler: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The next producer id and the end of this node's reserved block.
+    producer_ids: Mutex<(i64, i64)>,
+    /// Serialises the reservation of producer-id blocks.
+    reserving: futures::lock::Mutex<()>,
 }
 
 impl std::fmt::Debug for TopicStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TopicStore({})", self.path.display())
+        write!(f, "TopicStore({})", self.data_dir.display())
     }
 }
 
@@ -149,140 +184,262 @@ fn new_cluster_id() -> String {
     out
 }
 
+fn storage(e: impl std::fmt::Display) -> KafkaError {
+    KafkaError::new(code::KAFKA_STORAGE_ERROR, e.to_string())
+}
+
+fn proposal_error(e: ProposeError) -> KafkaError {
+    match e {
+        ProposeError::Refused(r) => {
+            let c = match &r {
+                Refusal::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,
+                Refusal::UnknownTopic(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
+                Refusal::PartitionCount { .. } | Refusal::InvalidPartitions(_) => {
+                    code::INVALID_PARTITIONS
+                }
+                Refusal::ClusterIdSet | Refusal::InvalidBlock(_) => code::UNKNOWN_SERVER_ERROR,
+            };
+            KafkaError::new(c, r.to_string())
+        }
+        ProposeError::Storage(e) => storage(e),
+        // Retriable: the node is stopping.
+        ProposeError::Stopped => KafkaError::new(code::REQUEST_TIMED_OUT, e.to_string()),
+    }
+}
+
+/// Partition numbers on disk, by topic.
+fn hosted_partitions(router: &ShardRouter) -> BTreeMap<Arc<str>, BTreeSet<i32>> {
+    let mut out: BTreeMap<Arc<str>, BTreeSet<i32>> = BTreeMap::new();
+    for tp in router.table().partitions() {
+        out.entry(tp.topic.clone())
+            .or_default()
+            .insert(tp.partition);
+    }
+    out
+}
+
+/// Commits a command during start (before the store's thread runs).
+fn commit_at_start(log: &mut LocalLog, cmd: Command) -> Result<Applied, KafkaError> {
+    log.commit(cmd).map_err(storage)
+}
+
+/// First start on a data directory without a metadata store: the topics of
+/// `topics.json` (if any) and of partition directories it does not list.
+fn import(log: &mut LocalLog, data_dir: &Path, router: &ShardRouter) -> Result<(), KafkaError> {
+    let path = data_dir.join(TOPICS_FILE);
+    let file = match std::fs::read(&path) {
+        Ok(bytes) => Some(serde_json::from_slice::<FileContents>(&bytes).map_err(|e| {
+            storage(format!(
+                "{} is not a valid topic registry: {e}",
+                path.display()
+            ))
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(storage(format!("cannot read {}: {e}", path.display()))),
+    };
+    let cluster_id = file
+        .as_ref()
+        .map_or_else(new_cluster_id, |f| f.cluster_id.clone());
+    commit_at_start(log, Command::InitCluster { cluster_id })?;
+    let mut topics: BTreeMap<String, (Uuid, i32, BTreeMap<String, String>)> = BTreeMap::new();
+    let mut deleting = BTreeSet::new();
+    if let Some(f) = &file {
+        if f.producer_ids_reserved > 0 {
+            commit_at_start(
+                log,
+                Command::ReserveProducerIds {
+                    count: f.producer_ids_reserved,
+                },
+            )?;
+        }
+        for (name, t) in &f.topics {
+            if t.deleting {
+                deleting.insert(name.clone());
+            } else {
+                topics.insert(name.clone(), (t.id, t.partitions, t.configs.clone()));
+            }
+        }
+    }
+    for (name, parts) in hosted_partitions(router) {
+        if deleting.contains(name.as_ref()) {
+            continue;
+        }
+        let n = parts.iter().max().map_or(0, |m| m + 1);
+        match topics.get_mut(name.as_ref()) {
+            Some(t) if n > t.1 => {
+                tracing::warn!(topic = %name, registry = t.1, on_disk = n,
+                    "more partitions on disk than registered; keeping them");
+                t.1 = n;
+            }
+            Some(_) => {}
+            None => {
+                tracing::warn!(topic = %name, partitions = n,
+                    "adopting partition directories of a topic the registry does not list");
+                topics.insert(name.to_string(), (new_uuid(), n, BTreeMap::new()));
+            }
+        }
+    }
+    for (name, (id, partitions, configs)) in topics {
+        commit_at_start(
+            log,
+            Command::CreateTopic {
+                name,
+                id,
+                partitions,
+                configs,
+            },
+        )?;
+    }
+    if file.is_some() {
+        let to = data_dir.join(format!("{TOPICS_FILE}.imported"));
+        std::fs::rename(&path, &to)
+            .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
+            .map_err(|e| storage(format!("cannot rename {}: {e}", path.display())))?;
+        tracing::info!(from = %path.display(), to = %to.display(),
+            "imported the topic registry into the metadata store");
+    }
+    Ok(())
+}
+
 impl TopicStore {
-    /// Opens the registry of `data_dir` (creating it on first start) and reconciles
-    /// it with the partitions the engine found. Runs before the listeners open.
+    /// Opens the metadata of `data_dir` (importing `topics.json` on first start) and
+    /// reconciles the partitions with it. Runs before the listeners open, off the
+    /// shards.
     pub async fn open(
         data_dir: &Path,
         defaults: LogConfig,
         router: ShardRouter,
     ) -> Result<TopicStore, KafkaError> {
-        let path = data_dir.join(TOPICS_FILE);
-        let mut contents = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<FileContents>(&bytes).map_err(|e| {
-                KafkaError::new(
-                    code::KAFKA_STORAGE_ERROR,
-                    format!("{} is not a valid topic registry: {e}", path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileContents {
-                version: 1,
-                cluster_id: new_cluster_id(),
-                producer_ids_reserved: 0,
-                topics: BTreeMap::new(),
-            },
-            Err(e) => {
-                return Err(KafkaError::new(
-                    code::KAFKA_STORAGE_ERROR,
-                    format!("cannot read {}: {e}", path.display()),
-                ))
+        let dir = data_dir.join(sluice_raft::METADATA_DIR);
+        let mut log = LocalLog::open(&dir).map_err(storage)?;
+        if log.is_empty() {
+            import(&mut log, data_dir, &router)?;
+        } else {
+            // Partitions beyond the registered count can only come from outside
+            // (a copied directory): keep them, as before the store.
+            let image = log.image().clone();
+            for (name, parts) in hosted_partitions(&router) {
+                let n = parts.iter().max().map_or(0, |m| m + 1);
+                match image.topic(&name) {
+                    Some(t) if n > t.partitions => {
+                        tracing::warn!(topic = %name, registry = t.partitions, on_disk = n,
+                            "more partitions on disk than registered; keeping them");
+                        commit_at_start(
+                            &mut log,
+                            Command::CreatePartitions {
+                                name: name.to_string(),
+                                id: t.id,
+                                total: n,
+                            },
+                        )?;
+                    }
+                    Some(_) => {}
+                    None => tracing::warn!(topic = %name, partitions = parts.len(),
+                        "deleting the partitions of a topic the metadata no longer lists (a deletion was under way)"),
+                }
             }
-        };
-        let store = TopicStore {
-            path,
-            defaults,
+        }
+        let first = Arc::new(log.image().clone());
+        let view = Arc::new(ArcSwap::from_pointee(TopicsImage::default()));
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let mut reconciler = Reconciler {
             router,
-            image: ArcSwap::from_pointee(TopicsImage::default()),
-            change: futures::lock::Mutex::new(()),
-            // Ids reserved before this start are never handed out again.
-            producer_ids: std::sync::Mutex::new((
-                contents.producer_ids_reserved,
-                contents.producer_ids_reserved,
-            )),
+            defaults: defaults.clone(),
+            view: view.clone(),
+            hosted: HashMap::new(),
         };
-        store.reconcile(&mut contents).await?;
-        store.write_file(&contents)?;
-        let mut topics = Vec::new();
-        for (name, t) in &contents.topics {
-            let (settings, configs) = stored_settings(&store.defaults, name, &t.configs);
-            topics.push(Arc::new(TopicInfo {
-                name: name.as_str().into(),
-                id: t.id,
-                partitions: t.partitions,
-                configs,
-                settings,
-            }));
+        reconciler.reconcile(&first).await.map_err(storage)?;
+        if let Ok(mut p) = progress.lock() {
+            p.applied = first.version;
         }
-        for t in &topics {
-            store.apply_settings(t).await;
-        }
-        let image = TopicsImage {
-            cluster_id: contents.cluster_id.clone(),
-            ..TopicsImage::default()
-        }
-        .with(topics, &[]);
-        store.image.store(Arc::new(image));
-        Ok(store)
+        let (tx, rx) = mpsc::channel();
+        let meta = MetadataStore::start(log, tx).map_err(storage)?;
+        let prog = progress.clone();
+        let thread = std::thread::Builder::new()
+            .name("reconciler".into())
+            .spawn(move || reconciler.run(&rx, &prog))
+            .map_err(storage)?;
+        Ok(TopicStore {
+            data_dir: data_dir.to_path_buf(),
+            defaults,
+            meta,
+            view,
+            progress,
+            reconciler: Mutex::new(Some(thread)),
+            producer_ids: Mutex::new((0, 0)),
+            reserving: futures::lock::Mutex::new(()),
+        })
     }
 
-    /// Brings the file and the partition directories into agreement.
-    async fn reconcile(&self, contents: &mut FileContents) -> Result<(), KafkaError> {
-        let table = self.router.table();
-        let mut on_disk: BTreeMap<Arc<str>, i32> = BTreeMap::new();
-        for tp in table.partitions() {
-            let n = on_disk.entry(tp.topic.clone()).or_insert(0);
-            *n = (*n).max(tp.partition + 1);
+    /// Stops the metadata store and the reconciler (before the engine stops).
+    pub fn stop(&self) {
+        self.meta.stop();
+        let thread = self.reconciler.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
         }
-        let deleting: Vec<String> = contents
-            .topics
-            .iter()
-            .filter(|(_, t)| t.deleting)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in deleting {
-            tracing::info!(topic = %name, "finishing the deletion of a topic");
-            if let Some(n) = on_disk.remove(name.as_str()) {
-                self.delete_partitions(&name, 0..n).await?;
-            }
-            contents.topics.remove(&name);
-        }
-        for (name, n) in &on_disk {
-            if let Some(t) = contents.topics.get_mut(name.as_ref()) {
-                if *n > t.partitions {
-                    tracing::warn!(topic = %name, registry = t.partitions, on_disk = n,
-                        "more partitions on disk than registered; keeping them");
-                    t.partitions = *n;
-                }
-            } else {
-                tracing::warn!(topic = %name, partitions = n,
-                    "adopting partition directories of a topic the registry does not list");
-                contents.topics.insert(
-                    name.to_string(),
-                    FileTopic {
-                        id: new_uuid(),
-                        partitions: *n,
-                        configs: BTreeMap::new(),
-                        deleting: false,
-                    },
-                );
-            }
-        }
-        for (name, t) in &contents.topics {
-            let missing: Vec<TopicPartition> = (0..t.partitions)
-                .filter_map(|p| TopicPartition::new(name, p).ok())
-                .filter(|tp| table.shard_of(tp).is_none())
-                .collect();
-            if !missing.is_empty() {
-                tracing::warn!(topic = %name, partitions = missing.len(),
-                    "registered partitions missing on disk; creating them empty");
-                let (settings, _) = stored_settings(&self.defaults, name, &t.configs);
-                self.create_partitions(missing, &settings.log).await?;
-            }
-        }
-        Ok(())
     }
 
     pub fn image(&self) -> Arc<TopicsImage> {
-        self.image.load_full()
+        self.view.load_full()
     }
 
-    /// The data directory the registry lives in.
+    /// The data directory.
     pub fn data_dir(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
+        &self.data_dir
     }
 
     pub fn defaults(&self) -> &LogConfig {
         &self.defaults
+    }
+
+    /// Commits `cmd` and waits until this node applied it.
+    async fn change(&self, cmd: Command) -> Result<Applied, KafkaError> {
+        match self.meta.propose(cmd).await {
+            Ok((image, applied)) => {
+                self.wait_applied(image.version).await?;
+                Ok(applied)
+            }
+            Err(e @ ProposeError::Refused(_)) => {
+                // Refused against a committed image this node may not show yet (a
+                // concurrent create of the same topic): show it before answering.
+                self.wait_applied(self.meta.committed_version()).await?;
+                Err(proposal_error(e))
+            }
+            Err(e) => Err(proposal_error(e)),
+        }
+    }
+
+    async fn wait_applied(&self, version: u64) -> Result<(), KafkaError> {
+        let rx = {
+            let mut p = self
+                .progress
+                .lock()
+                .map_err(|_| storage("reconciler state poisoned"))?;
+            if p.applied >= version {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            p.waiters.push((version, tx));
+            rx
+        };
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(storage(format!(
+                "committed, but this node could not apply it yet (it keeps trying): {e}"
+            ))),
+            Err(_) => Err(KafkaError::new(
+                code::REQUEST_TIMED_OUT,
+                "the node is stopping; the change is committed",
+            )),
+        }
+    }
+
+    fn current(&self, name: &str) -> Result<Arc<TopicInfo>, KafkaError> {
+        self.image()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))
     }
 
     /// Creates a topic. With `validate_only` only the checks run.
@@ -303,7 +460,6 @@ impl TopicStore {
         }
         let settings = topic_config::settings(&self.defaults, &configs)
             .map_err(|e| KafkaError::new(code::INVALID_CONFIG, e.to_string()))?;
-        let _guard = self.change.lock().await;
         if self.image().get(name).is_some() {
             return Err(KafkaError::new(
                 code::TOPIC_ALREADY_EXISTS,
@@ -320,27 +476,25 @@ impl TopicStore {
         if validate_only {
             return Ok(info);
         }
-        let tps: Vec<TopicPartition> = (0..partitions)
-            .filter_map(|p| TopicPartition::new(name, p).ok())
-            .collect();
-        if let Err(e) = self.create_partitions(tps, &info.settings.log).await {
-            let _ = self.delete_partitions(name, 0..partitions).await;
-            return Err(e);
-        }
-        self.commit(vec![info.clone()], &[], None)?;
+        self.change(Command::CreateTopic {
+            name: name.to_string(),
+            id: info.id,
+            partitions,
+            configs: info.configs.clone(),
+        })
+        .await?;
         tracing::info!(topic = %name, partitions, "created topic");
-        Ok(info)
+        Ok(self.image().get(name).cloned().unwrap_or(info))
     }
 
     /// Deletes a topic and its data.
     pub async fn delete(&self, name: &str) -> Result<(), KafkaError> {
-        let _guard = self.change.lock().await;
-        let Some(info) = self.image().get(name).cloned() else {
-            return Err(unknown_topic(name));
-        };
-        self.commit(Vec::new(), &[], Some(&info.name))?;
-        self.delete_partitions(name, 0..info.partitions).await?;
-        self.commit(Vec::new(), std::slice::from_ref(&info.name), None)?;
+        let info = self.current(name)?;
+        self.change(Command::DeleteTopic {
+            name: name.to_string(),
+            id: info.id,
+        })
+        .await?;
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
     }
@@ -352,31 +506,25 @@ impl TopicStore {
         total: i32,
         validate_only: bool,
     ) -> Result<(), KafkaError> {
-        let _guard = self.change.lock().await;
-        let Some(info) = self.image().get(name).cloned() else {
-            return Err(unknown_topic(name));
-        };
+        let info = self.current(name)?;
         if total <= info.partitions || total > PARTITIONS_MAX {
-            return Err(KafkaError::new(
-                code::INVALID_PARTITIONS,
-                format!(
-                    "topic '{name}' has {} partitions; the new count must be larger and at most {PARTITIONS_MAX}, not {total}",
-                    info.partitions
-                ),
-            ));
+            return Err(proposal_error(ProposeError::Refused(
+                Refusal::PartitionCount {
+                    name: name.to_string(),
+                    have: info.partitions,
+                    asked: total,
+                },
+            )));
         }
         if validate_only {
             return Ok(());
         }
-        let tps: Vec<TopicPartition> = (info.partitions..total)
-            .filter_map(|p| TopicPartition::new(name, p).ok())
-            .collect();
-        self.create_partitions(tps, &info.settings.log).await?;
-        let next = Arc::new(TopicInfo {
-            partitions: total,
-            ..(*info).clone()
-        });
-        self.commit(vec![next], &[], None)?;
+        self.change(Command::CreatePartitions {
+            name: name.to_string(),
+            id: info.id,
+            total,
+        })
+        .await?;
         tracing::info!(topic = %name, partitions = total, "added partitions");
         Ok(())
     }
@@ -388,177 +536,261 @@ impl TopicStore {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), KafkaError> {
-        let settings = topic_config::settings(&self.defaults, &configs)
+        topic_config::settings(&self.defaults, &configs)
             .map_err(|e| KafkaError::new(code::INVALID_CONFIG, e.to_string()))?;
-        let _guard = self.change.lock().await;
-        let Some(info) = self.image().get(name).cloned() else {
-            return Err(unknown_topic(name));
-        };
+        let info = self.current(name)?;
         if validate_only {
             return Ok(());
         }
-        let next = Arc::new(TopicInfo {
+        tracing::info!(topic = %name, configs = ?configs, "altering topic configs");
+        self.change(Command::SetTopicConfigs {
+            name: name.to_string(),
+            id: info.id,
             configs,
-            settings,
-            ..(*info).clone()
-        });
-        self.commit(vec![next.clone()], &[], None)?;
-        self.apply_settings(&next).await;
-        tracing::info!(topic = %name, configs = ?next.configs, "altered topic configs");
+        })
+        .await?;
         Ok(())
-    }
-
-    fn producer_ids_reserved(&self) -> i64 {
-        self.producer_ids.lock().map_or(0, |p| p.1)
     }
 
     /// A producer id never handed out before (InitProducerId). Ids are reserved in
-    /// the file a block at a time, so a restart never repeats one.
+    /// the metadata a block at a time, so a restart never repeats one.
     pub async fn new_producer_id(&self) -> Result<i64, KafkaError> {
         let poisoned = || KafkaError::new(code::UNKNOWN_SERVER_ERROR, "producer id lock poisoned");
-        {
-            let mut ids = self.producer_ids.lock().map_err(|_| poisoned())?;
-            if ids.0 < ids.1 {
+        let take = |ids: &mut (i64, i64)| {
+            (ids.0 < ids.1).then(|| {
                 ids.0 += 1;
-                return Ok(ids.0 - 1);
-            }
+                ids.0 - 1
+            })
+        };
+        if let Some(id) = take(&mut *self.producer_ids.lock().map_err(|_| poisoned())?) {
+            return Ok(id);
         }
-        let _guard = self.change.lock().await;
-        {
-            let mut ids = self.producer_ids.lock().map_err(|_| poisoned())?;
-            if ids.0 >= ids.1 {
-                ids.1 = ids.0 + PRODUCER_ID_BLOCK;
-            }
+        let _guard = self.reserving.lock().await;
+        if let Some(id) = take(&mut *self.producer_ids.lock().map_err(|_| poisoned())?) {
+            return Ok(id);
         }
-        self.commit(Vec::new(), &[], None)?;
+        let (_, applied) = self
+            .meta
+            .propose(Command::ReserveProducerIds {
+                count: PRODUCER_ID_BLOCK,
+            })
+            .await
+            .map_err(proposal_error)?;
+        let Applied::ProducerIds { first } = applied else {
+            return Err(KafkaError::new(
+                code::UNKNOWN_SERVER_ERROR,
+                "the metadata store reserved no producer ids",
+            ));
+        };
         let mut ids = self.producer_ids.lock().map_err(|_| poisoned())?;
-        ids.0 += 1;
-        Ok(ids.0 - 1)
+        *ids = (first + 1, first + PRODUCER_ID_BLOCK);
+        Ok(first)
     }
+}
 
-    /// Writes the file with `changed` added/replaced, `removed` gone and `deleting`
-    /// marked, then installs the image.
-    fn commit(
-        &self,
-        changed: Vec<Arc<TopicInfo>>,
-        removed: &[Arc<str>],
-        deleting: Option<&Arc<str>>,
-    ) -> Result<(), KafkaError> {
-        let next = self.image().with(changed, removed);
-        let contents = FileContents {
-            version: 1,
-            cluster_id: next.cluster_id.clone(),
-            producer_ids_reserved: self.producer_ids_reserved(),
-            topics: next
-                .topics()
-                .map(|t| {
-                    (
-                        t.name.to_string(),
-                        FileTopic {
-                            id: t.id,
-                            partitions: t.partitions,
-                            configs: t.configs.clone(),
-                            deleting: deleting.is_some_and(|d| *d == t.name),
-                        },
-                    )
-                })
-                .collect(),
-        };
-        self.write_file(&contents)?;
-        // A topic being deleted is already gone for clients.
-        let next = match deleting {
-            Some(d) => next.with(Vec::new(), std::slice::from_ref(d)),
-            None => next,
-        };
-        self.image.store(Arc::new(next));
-        Ok(())
-    }
+/// A topic as this node last applied it.
+struct Hosted {
+    record: Arc<TopicRecord>,
+    info: Arc<TopicInfo>,
+}
 
-    /// Replaces the file atomically and durably. Small and rare: done inline.
-    fn write_file(&self, contents: &FileContents) -> Result<(), KafkaError> {
-        let storage = |what: &str, e: &dyn std::fmt::Display| {
-            KafkaError::new(
-                code::KAFKA_STORAGE_ERROR,
-                format!("cannot {what} {}: {e}", self.path.display()),
-            )
-        };
-        let json = serde_json::to_vec_pretty(contents).map_err(|e| storage("encode", &e))?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(|e| storage("write", &e))?;
-            f.write_all(&json).map_err(|e| storage("write", &e))?;
-            f.sync_all().map_err(|e| storage("sync", &e))?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(|e| storage("rename", &e))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| storage("sync the directory of", &e))?;
-        }
-        Ok(())
-    }
+/// Brings the shards' partitions to what committed images say, one image at a
+/// time (level-triggered: it compares with what the shards host, so a failed
+/// pass is simply repeated).
+struct Reconciler {
+    router: ShardRouter,
+    defaults: LogConfig,
+    view: Arc<ArcSwap<TopicsImage>>,
+    /// Topics as applied, by name.
+    hosted: HashMap<String, Hosted>,
+}
 
-    async fn create_partitions(
-        &self,
-        tps: Vec<TopicPartition>,
-        log: &LogConfig,
-    ) -> Result<(), KafkaError> {
-        for r in self.router.create_partitions(tps, Some(log.clone())).await {
-            match r {
-                Ok(_) | Err(sluice_engine::Error::PartitionExists(_)) => {}
-                Err(e) => return Err(KafkaError::new(e.kafka_code(), e.to_string())),
+impl Reconciler {
+    fn run(mut self, rx: &mpsc::Receiver<Arc<MetadataImage>>, progress: &Mutex<Progress>) {
+        let mut pending: Option<Arc<MetadataImage>> = None;
+        loop {
+            let next = if pending.is_some() {
+                rx.recv_timeout(RECONCILE_RETRY)
+            } else {
+                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            };
+            match next {
+                Ok(image) => pending = Some(image),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
-        }
-        Ok(())
-    }
-
-    async fn delete_partitions(
-        &self,
-        name: &str,
-        range: std::ops::Range<i32>,
-    ) -> Result<(), KafkaError> {
-        for p in range {
-            let Ok(tp) = TopicPartition::new(name, p) else {
+            // Only the newest image matters; the ones before it are covered.
+            while let Ok(image) = rx.try_recv() {
+                pending = Some(image);
+            }
+            let Some(image) = pending.clone() else {
                 continue;
             };
-            match self.router.delete_partition(tp).await {
-                Ok(()) | Err(sluice_engine::Error::UnknownPartition(_)) => {}
-                Err(e) => return Err(KafkaError::new(e.kafka_code(), e.to_string())),
+            let r = futures::executor::block_on(self.reconcile(&image));
+            if let Err(e) = &r {
+                tracing::error!(version = image.version, error = %e,
+                    "could not apply the metadata; trying again");
+            } else {
+                pending = None;
+            }
+            if let Ok(mut p) = progress.lock() {
+                p.finish(image.version, &r);
             }
         }
-        Ok(())
     }
 
-    /// Pushes a topic's log settings to its partitions, one hop per shard.
-    async fn apply_settings(&self, info: &TopicInfo) {
-        let mut per_shard: BTreeMap<usize, Vec<TopicPartition>> = BTreeMap::new();
-        for p in 0..info.partitions {
-            if let Ok(tp) = TopicPartition::new(&info.name, p) {
-                if let Some(s) = self.router.shard_of(&tp) {
-                    per_shard.entry(s).or_default().push(tp);
+    fn publish(&self, image: &MetadataImage) {
+        let topics = self.hosted.values().map(|h| h.info.clone()).collect();
+        self.view.store(Arc::new(TopicsImage::from_topics(
+            image.cluster_id.clone(),
+            image.version,
+            topics,
+        )));
+    }
+
+    async fn reconcile(&mut self, image: &MetadataImage) -> Result<(), String> {
+        let on_disk = hosted_partitions(&self.router);
+        // Topics gone, or replaced by a new topic of the same name: out of the view
+        // first, then their partitions.
+        let gone: Vec<String> = on_disk
+            .keys()
+            .map(ToString::to_string)
+            .chain(self.hosted.keys().cloned())
+            .filter(|name| match (image.topic(name), self.hosted.get(name)) {
+                (None, _) => true,
+                (Some(t), Some(h)) => h.record.id != t.id,
+                (Some(_), None) => false,
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !gone.is_empty() {
+            for name in &gone {
+                self.hosted.remove(name);
+            }
+            self.publish(image);
+            for name in &gone {
+                for p in on_disk.get(name.as_str()).into_iter().flatten() {
+                    let Ok(tp) = TopicPartition::new(name, *p) else {
+                        continue;
+                    };
+                    match self.router.delete_partition(tp).await {
+                        Ok(()) | Err(sluice_engine::Error::UnknownPartition(_)) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                tracing::info!(topic = %name, "deleted the partitions of a deleted topic");
+            }
+        }
+        let on_disk = hosted_partitions(&self.router);
+        let mut result = Ok(());
+        for (name, record) in &image.topics {
+            if self
+                .hosted
+                .get(name)
+                .is_some_and(|h| Arc::ptr_eq(&h.record, record))
+            {
+                continue;
+            }
+            if let Err(e) = self
+                .apply_topic(name, record, on_disk.get(name.as_str()))
+                .await
+            {
+                result = Err(format!("topic '{name}': {e}"));
+            }
+        }
+        self.publish(image);
+        result
+    }
+
+    async fn apply_topic(
+        &mut self,
+        name: &str,
+        record: &Arc<TopicRecord>,
+        on_disk: Option<&BTreeSet<i32>>,
+    ) -> Result<(), String> {
+        let configs_changed = self
+            .hosted
+            .get(name)
+            .is_none_or(|h| h.record.configs != record.configs);
+        let info = match self.hosted.get(name) {
+            Some(h) if !configs_changed => Arc::new(TopicInfo {
+                partitions: record.partitions,
+                ..(*h.info).clone()
+            }),
+            _ => {
+                let (settings, configs) = stored_settings(&self.defaults, name, &record.configs);
+                Arc::new(TopicInfo {
+                    name: name.into(),
+                    id: record.id,
+                    partitions: record.partitions,
+                    configs,
+                    settings,
+                })
+            }
+        };
+        let missing: Vec<TopicPartition> = (0..record.partitions)
+            .filter(|p| !on_disk.is_some_and(|d| d.contains(p)))
+            .filter_map(|p| TopicPartition::new(name, p).ok())
+            .collect();
+        if configs_changed {
+            apply_settings(&self.router, &info).await;
+        }
+        if !missing.is_empty() {
+            if on_disk.is_some() && !self.hosted.contains_key(name) {
+                tracing::warn!(topic = %name, partitions = missing.len(),
+                    "registered partitions missing on disk; creating them empty");
+            }
+            for r in self
+                .router
+                .create_partitions(missing, Some(info.settings.log.clone()))
+                .await
+            {
+                match r {
+                    Ok(_) | Err(sluice_engine::Error::PartitionExists(_)) => {}
+                    Err(e) => return Err(e.to_string()),
                 }
             }
         }
-        let jobs: Vec<_> = per_shard
-            .into_iter()
-            .map(|(s, tps)| {
-                let log = info.settings.log.clone();
-                (s, move |shard: Rc<sluice_engine::Shard>| async move {
-                    for tp in tps {
-                        if let Ok(p) = shard.partition(&tp) {
-                            if let Err(e) = p.set_config(log.clone()) {
-                                tracing::warn!(partition = %tp, error = %e, "config not applied");
-                            }
+        self.hosted.insert(
+            name.to_string(),
+            Hosted {
+                record: record.clone(),
+                info,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Pushes a topic's log settings to its partitions, one hop per shard.
+async fn apply_settings(router: &ShardRouter, info: &TopicInfo) {
+    let mut per_shard: BTreeMap<usize, Vec<TopicPartition>> = BTreeMap::new();
+    for p in 0..info.partitions {
+        if let Ok(tp) = TopicPartition::new(&info.name, p) {
+            if let Some(s) = router.shard_of(&tp) {
+                per_shard.entry(s).or_default().push(tp);
+            }
+        }
+    }
+    let jobs: Vec<_> = per_shard
+        .into_iter()
+        .map(|(s, tps)| {
+            let log = info.settings.log.clone();
+            (s, move |shard: Rc<sluice_engine::Shard>| async move {
+                for tp in tps {
+                    if let Ok(p) = shard.partition(&tp) {
+                        if let Err(e) = p.set_config(log.clone()) {
+                            tracing::warn!(partition = %tp, error = %e, "config not applied");
                         }
                     }
-                })
+                }
             })
-            .collect();
-        for r in self.router.scatter(jobs).await {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "a shard did not take new topic settings");
-            }
+        })
+        .collect();
+    for r in router.scatter(jobs).await {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "a shard did not take new topic settings");
         }
     }
 }

@@ -220,7 +220,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "",
         "data_dir",
-        "where partitions, topics.json and __consumer_offsets live",
+        "where partitions, the metadata store (metadata/) and __consumer_offsets live",
     ),
     ("", "node_id", "Kafka's node.id"),
     (

@@ -233,3 +233,142 @@ fn sigkill_during_acks_all_produce_loses_no_acknowledged_record() {
         assert_eq!(offsets, want, "partition {p} offsets are not contiguous");
     }
 }
+
+/// A data directory of the release before the metadata store: `topics.json` is
+/// imported on first start (topic id, partitions, configs, cluster id, reserved
+/// producer ids), a topic it marked `deleting` is deleted, partition directories it
+/// does not list are adopted with their data, and everything stays across the next
+/// restart, which reads the store alone.
+#[test]
+fn a_topics_json_data_directory_is_imported_with_nothing_lost() {
+    let mut node = Node::start();
+    let create = |name: &str, partitions: i32| {
+        let new = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for r in futures::executor::block_on(admin(&node.addr).create_topics(&[new], &opts()))
+            .expect("create")
+        {
+            r.expect("created");
+        }
+    };
+    create("kept", 3);
+    create("doomed", 2);
+    create("orphan", 1);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &node.addr)
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for (topic, partitions) in [("kept", 3), ("doomed", 2), ("orphan", 1)] {
+        for i in 0..300 {
+            let value = format!("{topic} {i}");
+            futures::executor::block_on(
+                producer
+                    .send_result(
+                        FutureRecord::<(), _>::to(topic)
+                            .payload(&value)
+                            .partition(i % partitions),
+                    )
+                    .unwrap_or_else(|_| panic!("queue full")),
+            )
+            .expect("future")
+            .unwrap_or_else(|(e, _)| panic!("not delivered: {e}"));
+        }
+    }
+    drop(producer);
+    let kept = consume_all(&node.addr, "kept", 3);
+    let orphan = consume_all(&node.addr, "orphan", 1);
+    assert_eq!((kept.len(), orphan.len()), (300, 300));
+    assert!(node.stop().success(), "{}", node.log());
+
+    // Turn the directory into what the previous release left.
+    let dir = node.data_dir();
+    std::fs::remove_dir_all(dir.join("metadata")).expect("remove the store");
+    let cluster_id = "q1Sh-9_ITSWEsnxoBNJ8dw";
+    let kept_id = "5c6a4a6e-1b7f-4a42-9e58-2f0d8a3c9b11";
+    std::fs::write(
+        dir.join("topics.json"),
+        format!(
+            r#"{{
+  "version": 1,
+  "cluster_id": "{cluster_id}",
+  "producer_ids_reserved": 5000,
+  "topics": {{
+    "kept": {{ "id": "{kept_id}", "partitions": 3, "configs": {{ "retention.ms": "7200000" }} }},
+    "doomed": {{ "id": "0f6a4a6e-1b7f-4a42-9e58-2f0d8a3c9b12", "partitions": 2, "deleting": true }}
+  }}
+}}"#
+        ),
+    )
+    .expect("write topics.json");
+
+    for start in 0..2 {
+        node.restart();
+        assert!(!dir.join("topics.json").exists(), "start {start}");
+        assert!(dir.join("topics.json.imported").exists(), "start {start}");
+        let admin = admin(&node.addr);
+        assert_eq!(
+            admin
+                .inner()
+                .fetch_cluster_id(Duration::from_secs(10))
+                .as_deref(),
+            Some(cluster_id),
+            "start {start}"
+        );
+        let topics = user_topics(&node.addr);
+        assert_eq!(
+            topics,
+            vec![("kept".to_string(), 3), ("orphan".to_string(), 1)],
+            "start {start}\n{}",
+            node.log()
+        );
+        let leftovers: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read data dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("doomed-"))
+            .collect();
+        assert!(leftovers.is_empty(), "start {start}: {leftovers:?}");
+        assert_eq!(retention_ms(&node.addr, "kept"), "7200000");
+        assert_eq!(consume_all(&node.addr, "kept", 3), kept);
+        assert_eq!(consume_all(&node.addr, "orphan", 1), orphan);
+        // Ids reserved by the old release are never handed out again.
+        let producer_id = new_producer_id(&node.addr);
+        assert!(producer_id >= 5000, "start {start}: {producer_id}");
+        assert!(node.stop().success(), "{}", node.log());
+    }
+}
+
+/// Topics (not internal ones) and their partition counts, by name.
+fn user_topics(addr: &str) -> Vec<(String, usize)> {
+    let md = admin(addr)
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let mut topics: Vec<(String, usize)> = md
+        .topics()
+        .iter()
+        .filter(|t| !t.name().starts_with("__"))
+        .map(|t| (t.name().to_string(), t.partitions().len()))
+        .collect();
+    topics.sort();
+    topics
+}
+
+/// An idempotent producer's id from InitProducerId.
+fn new_producer_id(addr: &str) -> i64 {
+    use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
+    let mut c =
+        sluice_net::client::Client::connect(addr, Duration::from_secs(10)).expect("connect");
+    let (_, r): (i16, InitProducerIdResponse) = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .expect("InitProducerId");
+    assert_eq!(r.error_code, 0);
+    r.producer_id.0
+}
