@@ -342,11 +342,13 @@ impl TopicStore {
         let first = Arc::new(log.image().clone());
         let view = Arc::new(ArcSwap::from_pointee(TopicsImage::default()));
         let progress = Arc::new(Mutex::new(Progress::default()));
+        let owners = Owners::load(&dir, &first, &router)?;
         let mut reconciler = Reconciler {
             router,
             defaults: defaults.clone(),
             view: view.clone(),
             hosted: HashMap::new(),
+            owners,
         };
         reconciler.reconcile(&first).await.map_err(storage)?;
         if let Ok(mut p) = progress.lock() {
@@ -603,6 +605,86 @@ struct Reconciler {
     view: Arc<ArcSwap<TopicsImage>>,
     /// Topics as applied, by name.
     hosted: HashMap<String, Hosted>,
+    /// Which topic id the partition directories of each name belong to.
+    owners: Owners,
+}
+
+/// The topic id each name's partition directories belong to, kept durably in
+/// `metadata/owners.json` by the reconciler: a topic deleted and created again
+/// under the same name, with a crash before the old directories went, must not
+/// adopt the old data. An id is recorded before its partitions are created and
+/// removed after they are deleted, so the file never names the wrong owner.
+struct Owners {
+    path: PathBuf,
+    ids: BTreeMap<String, Uuid>,
+}
+
+/// The file of [`Owners`] under the metadata directory.
+const OWNERS_FILE: &str = "owners.json";
+
+impl Owners {
+    /// Loads the file; without one (the first start of this version), the
+    /// directories on disk belong to the image's topics of their names.
+    fn load(dir: &Path, image: &MetadataImage, router: &ShardRouter) -> Result<Owners, KafkaError> {
+        let path = dir.join(OWNERS_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let ids = serde_json::from_slice(&bytes).map_err(|e| {
+                    storage(format!(
+                        "{} is damaged: {e}; remove it to trust the directories' names",
+                        path.display()
+                    ))
+                })?;
+                Ok(Owners { path, ids })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let ids = hosted_partitions(router)
+                    .keys()
+                    .filter_map(|n| image.topic(n).map(|t| (n.to_string(), t.id)))
+                    .collect();
+                let owners = Owners { path, ids };
+                owners.save().map_err(storage)?;
+                Ok(owners)
+            }
+            Err(e) => Err(storage(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    /// The directories of `name` belong to another topic than `id`.
+    fn other_than(&self, name: &str, id: Uuid) -> bool {
+        self.ids.get(name).is_some_and(|o| *o != id)
+    }
+
+    fn set(&mut self, name: &str, id: Option<Uuid>) -> Result<(), String> {
+        let before = self.ids.get(name).copied();
+        if before == id {
+            return Ok(());
+        }
+        match id {
+            Some(id) => self.ids.insert(name.to_string(), id),
+            None => self.ids.remove(name),
+        };
+        self.save()
+    }
+
+    /// Replaces the file (temporary file, fsync, rename, directory fsync). On the
+    /// reconciler's thread or before the shards serve.
+    fn save(&self) -> Result<(), String> {
+        use std::io::Write;
+        let bytes = serde_json::to_vec_pretty(&self.ids).map_err(|e| e.to_string())?;
+        let tmp = self.path.with_extension("json.tmp");
+        let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", tmp.display());
+        let mut f = std::fs::File::create(&tmp).map_err(|e| fail("create", e))?;
+        f.write_all(&bytes).map_err(|e| fail("write", e))?;
+        f.sync_all().map_err(|e| fail("fsync", e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| fail("rename", e))?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail("fsync the directory of", e))?;
+        }
+        Ok(())
+    }
 }
 
 impl Reconciler {
@@ -659,7 +741,7 @@ impl Reconciler {
             .filter(|name| match (image.topic(name), self.hosted.get(name)) {
                 (None, _) => true,
                 (Some(t), Some(h)) => h.record.id != t.id,
-                (Some(_), None) => false,
+                (Some(t), None) => self.owners.other_than(name, t.id),
             })
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -679,6 +761,7 @@ impl Reconciler {
                         Err(e) => return Err(e.to_string()),
                     }
                 }
+                self.owners.set(name, None)?;
                 tracing::info!(topic = %name, "deleted the partitions of a deleted topic");
             }
         }
@@ -736,6 +819,8 @@ impl Reconciler {
         if configs_changed {
             apply_settings(&self.router, &info).await;
         }
+        // Recorded before any of its partitions is created.
+        self.owners.set(name, Some(record.id))?;
         if !missing.is_empty() {
             if on_disk.is_some() && !self.hosted.contains_key(name) {
                 tracing::warn!(topic = %name, partitions = missing.len(),

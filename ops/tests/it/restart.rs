@@ -372,3 +372,69 @@ fn new_producer_id(addr: &str) -> i64 {
     assert_eq!(r.error_code, 0);
     r.producer_id.0
 }
+
+/// A topic deleted and created again under the same name, with the node stopped
+/// before it applied either change (both are committed in its metadata log, as a
+/// crash right after the commits leaves them): the new topic starts empty, and the
+/// old topic's records are not adopted.
+#[test]
+fn a_topic_created_again_under_its_name_before_a_crash_starts_empty() {
+    let mut node = Node::start();
+    let new = NewTopic::new("reborn", 2, TopicReplication::Fixed(1));
+    for r in futures::executor::block_on(admin(&node.addr).create_topics(&[new], &opts()))
+        .expect("create")
+    {
+        r.expect("created");
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &node.addr)
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for i in 0..100 {
+        let value = format!("old {i}");
+        futures::executor::block_on(
+            producer
+                .send_result(
+                    FutureRecord::<(), _>::to("reborn")
+                        .payload(&value)
+                        .partition(i % 2),
+                )
+                .unwrap_or_else(|_| panic!("queue full")),
+        )
+        .expect("future")
+        .unwrap_or_else(|(e, _)| panic!("not delivered: {e}"));
+    }
+    drop(producer);
+    assert_eq!(consume_all(&node.addr, "reborn", 2).len(), 100);
+    assert!(node.stop().success(), "{}", node.log());
+
+    // What the node would have committed just before a crash.
+    let mut log =
+        sluice_raft::LocalLog::open(&node.data_dir().join("metadata")).expect("metadata log");
+    let old_id = log.image().topic("reborn").expect("registered").id;
+    let new_id = uuid::Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0001);
+    log.commit(sluice_raft::Command::DeleteTopic {
+        name: "reborn".into(),
+        id: old_id,
+    })
+    .expect("commit the delete");
+    log.commit(sluice_raft::Command::CreateTopic {
+        name: "reborn".into(),
+        id: new_id,
+        partitions: 3,
+        configs: BTreeMap::new(),
+    })
+    .expect("commit the create");
+    drop(log);
+
+    node.restart();
+    assert_eq!(
+        user_topics(&node.addr),
+        vec![("reborn".to_string(), 3)],
+        "{}",
+        node.log()
+    );
+    let records = consume_all(&node.addr, "reborn", 3);
+    assert!(records.is_empty(), "old records adopted: {}", records.len());
+}
