@@ -25,3 +25,4 @@ mod python;
 mod quickstart;
 mod restart;
 mod systemd;
+mod testkit;
