@@ -53,6 +53,8 @@ pub struct BrokerContext {
     pub shard: usize,
     /// The client's address, in a connection's own context (Kafka's client host).
     pub peer: Option<std::net::IpAddr>,
+    /// This shard's services (coordinators, fetch sessions, leadership hooks).
+    pub services: std::rc::Rc<crate::services::ShardServices>,
 }
 
 impl BrokerContext {
@@ -65,6 +67,7 @@ impl BrokerContext {
             topics: self.topics.clone(),
             shard: self.shard,
             peer,
+            services: self.services.clone(),
         }
     }
 

@@ -73,13 +73,9 @@ struct Session {
 }
 
 #[derive(Default)]
-struct Sessions {
+pub struct Sessions {
     next_id: i32,
     by_id: HashMap<i32, Session>,
-}
-
-thread_local! {
-    static SESSIONS: RefCell<Sessions> = RefCell::new(Sessions::default());
 }
 
 fn asked_in(req: &FetchRequest) -> Vec<Asked> {
@@ -98,7 +94,7 @@ fn asked_in(req: &FetchRequest) -> Vec<Asked> {
 }
 
 /// Works out what `req` reads, opening, closing or updating its session.
-pub fn plan(req: &FetchRequest, v: i16) -> Result<Plan, KafkaError> {
+pub fn plan(sessions: &RefCell<Sessions>, req: &FetchRequest, v: i16) -> Result<Plan, KafkaError> {
     let full = |session_id, session| Plan {
         session_id,
         asked: asked_in(req),
@@ -109,8 +105,8 @@ pub fn plan(req: &FetchRequest, v: i16) -> Result<Plan, KafkaError> {
     if v < 7 {
         return Ok(full(0, None));
     }
-    SESSIONS.with(|cell| {
-        let mut s = cell.borrow_mut();
+    {
+        let mut s = sessions.borrow_mut();
         match (req.session_id, req.session_epoch) {
             (0, -1) => Ok(full(0, None)),
             (0, 0) => {
@@ -169,7 +165,7 @@ pub fn plan(req: &FetchRequest, v: i16) -> Result<Plan, KafkaError> {
                 })
             }
         }
-    })
+    }
 }
 
 impl Sessions {
@@ -217,12 +213,16 @@ impl Sessions {
 /// Records what the answer tells the client and says which asked partitions the
 /// answer includes (all for a full fetch; for an incremental one, those with
 /// records, an error, or offsets changed since the last answer).
-pub(crate) fn record_sent(plan: &Plan, results: &Results) -> Vec<bool> {
+pub(crate) fn record_sent(
+    sessions: &RefCell<Sessions>,
+    plan: &Plan,
+    results: &Results,
+) -> Vec<bool> {
     let Some(id) = plan.session else {
         return vec![true; plan.asked.len()];
     };
-    SESSIONS.with(|cell| {
-        let mut s = cell.borrow_mut();
+    {
+        let mut s = sessions.borrow_mut();
         let Some(session) = s.by_id.get_mut(&id) else {
             return vec![true; plan.asked.len()];
         };
@@ -257,5 +257,5 @@ pub(crate) fn record_sent(plan: &Plan, results: &Results) -> Vec<bool> {
         // so when max_bytes binds, the next fetch starts with the others.
         session.parts.sort_by_key(|p| p.returned_records);
         include
-    })
+    }
 }

@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod kafka_error;
 pub mod registry;
 pub mod server;
+pub mod services;
 pub mod stats;
 pub mod topic_config;
 pub mod topic_rules;

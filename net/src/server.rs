@@ -6,7 +6,7 @@
 //! Shutdown: every shard stops accepting, its connections stop reading new requests
 //! and answer the ones already read, then the engine flushes and closes every log.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use sluice_engine::{Engine, EngineConfig, ShardRouter};
 
 use crate::context::{BrokerContext, BrokerSettings};
 use crate::kafka_error::KafkaError;
+use crate::services::ShardServices;
 use crate::topics::TopicStore;
 
 /// Why the broker did not start.
@@ -53,10 +54,6 @@ struct ShardServer {
     stop: Notify,
     open: Cell<usize>,
     closed: Notify,
-}
-
-thread_local! {
-    static SHARD_SERVER: RefCell<Option<Rc<ShardServer>>> = const { RefCell::new(None) };
 }
 
 impl Broker {
@@ -127,22 +124,25 @@ impl Broker {
         let settings = settings.clone();
         let router = self.router.clone();
         let topics = self.topics.clone();
-        let bound = futures::executor::block_on(self.router.call(shard, move |_| async move {
+        let bound = futures::executor::block_on(self.router.call(shard, move |s| async move {
             let listener = listen(addr).map_err(|e| e.to_string())?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             let mut settings = settings;
             if settings.advertised_port == 0 {
                 settings.advertised_port = local.port();
             }
+            let services = ShardServices::of(&s);
             let ctx = Rc::new(BrokerContext {
                 settings,
                 router,
                 topics,
                 shard,
                 peer: None,
+                services: services.clone(),
             });
             let server = Rc::new(ShardServer::default());
-            SHARD_SERVER.with(|s| *s.borrow_mut() = Some(server.clone()));
+            *services.server.borrow_mut() = Some(server.clone());
+            crate::group::coordinator::follow_leadership(&ctx);
             let loading = ctx.clone();
             glommio::spawn_local(async move {
                 crate::group::coordinator::load_owned(&loading).await;
@@ -163,14 +163,16 @@ impl Broker {
         let drain = self.drain_timeout;
         let jobs: Vec<_> = (0..self.router.shard_count())
             .map(|s| {
-                (s, move |_| async move {
-                    let Some(server) = SHARD_SERVER.with(|s| s.borrow_mut().take()) else {
+                (s, move |shard: Rc<sluice_engine::Shard>| async move {
+                    let services = ShardServices::of(&shard);
+                    let taken = services.server.borrow_mut().take();
+                    let Some(server) = taken.and_then(|s| s.downcast::<ShardServer>().ok()) else {
                         return;
                     };
                     server.stopping.set(true);
                     server.stop.notify_all();
                     // Members waiting in JoinGroup or SyncGroup are answered now.
-                    crate::group::coordinator::unload_local();
+                    crate::group::coordinator::unload_local(&services);
                     let deadline = std::time::Instant::now() + drain;
                     while server.open.get() > 0 && std::time::Instant::now() < deadline {
                         let closed = server.closed.notified();

@@ -70,6 +70,8 @@ pub async fn shard_report(shard: &Rc<Shard>) -> ShardReport {
     ShardReport {
         metrics: sluice_engine::metrics::snapshot(id),
         partitions,
-        committed: crate::group::coordinator::committed_offsets(),
+        committed: crate::group::coordinator::committed_offsets(
+            &crate::services::ShardServices::of(shard),
+        ),
     }
 }

@@ -752,6 +752,13 @@ impl Reconciler {
             }
             self.publish(image);
             for name in &gone {
+                let tps: Vec<TopicPartition> = on_disk
+                    .get(name.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| TopicPartition::new(name, *p).ok())
+                    .collect();
+                announce(&self.router, tps, false).await;
                 for p in on_disk.get(name.as_str()).into_iter().flatten() {
                     let Ok(tp) = TopicPartition::new(name, *p) else {
                         continue;
@@ -826,16 +833,19 @@ impl Reconciler {
                 tracing::warn!(topic = %name, partitions = missing.len(),
                     "registered partitions missing on disk; creating them empty");
             }
-            for r in self
+            let created = self
                 .router
-                .create_partitions(missing, Some(info.settings.log.clone()))
-                .await
-            {
+                .create_partitions(missing.clone(), Some(info.settings.log.clone()))
+                .await;
+            let mut led = Vec::new();
+            for (tp, r) in missing.into_iter().zip(created) {
                 match r {
-                    Ok(_) | Err(sluice_engine::Error::PartitionExists(_)) => {}
+                    Ok(_) => led.push(tp),
+                    Err(sluice_engine::Error::PartitionExists(_)) => {}
                     Err(e) => return Err(e.to_string()),
                 }
             }
+            announce(&self.router, led, true).await;
         }
         self.hosted.insert(
             name.to_string(),
@@ -845,6 +855,37 @@ impl Reconciler {
             },
         );
         Ok(())
+    }
+}
+
+/// Tells the leadership followers (group coordinators) of the shards owning `tps`
+/// that they lead them now (`elected`) or no longer do; one hop per shard.
+async fn announce(router: &ShardRouter, tps: Vec<TopicPartition>, elected: bool) {
+    let mut per_shard: BTreeMap<usize, Vec<TopicPartition>> = BTreeMap::new();
+    for tp in tps {
+        if let Some(s) = router.shard_of(&tp) {
+            per_shard.entry(s).or_default().push(tp);
+        }
+    }
+    let jobs: Vec<_> = per_shard
+        .into_iter()
+        .map(|(s, tps)| {
+            (s, move |shard: Rc<sluice_engine::Shard>| async move {
+                let services = crate::services::ShardServices::of(&shard);
+                for tp in tps {
+                    if !elected {
+                        services.resigned(&tp);
+                    } else if let Ok(p) = shard.partition(&tp) {
+                        services.elected(&p);
+                    }
+                }
+            })
+        })
+        .collect();
+    for r in router.scatter(jobs).await {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "a shard did not take a leadership change");
+        }
     }
 }
 

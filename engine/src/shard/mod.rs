@@ -165,6 +165,9 @@ impl Partition {
 pub struct Shard {
     pub(crate) ctx: Rc<ShardCtx>,
     partitions: RefCell<BTreeMap<TopicPartition, Rc<Partition>>>,
+    /// What the layers above keep per shard (the protocol layer's services),
+    /// reachable from every job the router runs here.
+    services: RefCell<Option<Rc<dyn std::any::Any>>>,
 }
 
 impl Shard {
@@ -172,7 +175,20 @@ impl Shard {
         Shard {
             ctx,
             partitions: RefCell::new(BTreeMap::new()),
+            services: RefCell::new(None),
         }
+    }
+
+    /// The shard's services value of type `T`, made by `make` on first use.
+    pub fn services<T: 'static>(&self, make: impl FnOnce() -> T) -> Rc<T> {
+        if let Some(s) = self.services.borrow().clone() {
+            if let Ok(t) = s.downcast::<T>() {
+                return t;
+            }
+        }
+        let t = Rc::new(make());
+        *self.services.borrow_mut() = Some(t.clone());
+        t
     }
 
     pub fn id(&self) -> usize {

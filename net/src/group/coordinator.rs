@@ -35,6 +35,7 @@ use super::state::{Group, GroupLimits, GroupState};
 use super::{partition_for, OFFSETS_TOPIC};
 use crate::context::BrokerContext;
 use crate::kafka_error::{self as code, KafkaError};
+use crate::services::{Leadership, ShardServices};
 use crate::topics::TopicInfo;
 
 /// Broker settings for groups and committed offsets.
@@ -89,6 +90,8 @@ pub struct Coordinator {
     pub index: i32,
     /// Itself, for the deadline timers it starts.
     me: std::rc::Weak<Coordinator>,
+    /// The shard's services, which list it while it is current.
+    services: std::rc::Weak<ShardServices>,
     /// Per group, the one timer armed: its deadline, and its task (cancelled when
     /// an earlier deadline replaces it, so a group never has more than one).
     armed: RefCell<HashMap<String, (Instant, glommio::task::JoinHandle<()>)>>,
@@ -99,16 +102,10 @@ pub struct Coordinator {
     load_lock: futures::lock::Mutex<()>,
 }
 
-thread_local! {
-    static COORDINATORS: RefCell<HashMap<i32, Rc<Coordinator>>> = RefCell::new(HashMap::new());
-    /// The shard's offsets-retention task runs (while it has coordinators).
-    static RETAINING: Cell<bool> = const { Cell::new(false) };
-}
-
 /// The committed offsets of every group this shard coordinates (for metrics).
-pub fn committed_offsets() -> Vec<crate::stats::CommittedOffset> {
+pub fn committed_offsets(services: &ShardServices) -> Vec<crate::stats::CommittedOffset> {
     let coordinators: Vec<Rc<Coordinator>> =
-        COORDINATORS.with(|m| m.borrow().values().cloned().collect());
+        services.coordinators.borrow().values().cloned().collect();
     let mut out = Vec::new();
     for c in coordinators {
         for (group, entry) in c.groups.borrow().iter() {
@@ -136,8 +133,9 @@ impl Coordinator {
         index: i32,
         partition: Rc<Partition>,
         settings: &GroupSettings,
+        services: &Rc<ShardServices>,
     ) -> Result<Rc<Coordinator>, KafkaError> {
-        let existing = COORDINATORS.with(|c| c.borrow().get(&index).cloned());
+        let existing = services.coordinators.borrow().get(&index).cloned();
         let c = match existing {
             Some(c) if Rc::ptr_eq(&c.partition, &partition) => c,
             _ => {
@@ -145,6 +143,7 @@ impl Coordinator {
                 let c = Rc::new_cyclic(|me| Coordinator {
                     index,
                     me: me.clone(),
+                    services: Rc::downgrade(services),
                     armed: RefCell::new(HashMap::new()),
                     partition,
                     settings: settings.clone(),
@@ -152,11 +151,16 @@ impl Coordinator {
                     loaded: Cell::new(false),
                     load_lock: futures::lock::Mutex::new(()),
                 });
-                if let Some(old) = COORDINATORS.with(|m| m.borrow_mut().insert(index, c.clone())) {
+                let old = services.coordinators.borrow_mut().insert(index, c.clone());
+                if let Some(old) = old {
                     old.shut(code::NOT_COORDINATOR);
                 }
-                if !RETAINING.with(|t| t.replace(true)) {
-                    glommio::spawn_local(retention(settings.offsets_retention_check)).detach();
+                if !services.retaining.replace(true) {
+                    glommio::spawn_local(retention(
+                        Rc::downgrade(services),
+                        settings.offsets_retention_check,
+                    ))
+                    .detach();
                 }
                 c
             }
@@ -299,8 +303,9 @@ impl Coordinator {
 
     /// Still the shard's coordinator of its partition (not replaced or unloaded).
     fn is_current(self: &Rc<Self>) -> bool {
-        COORDINATORS.with(|m| {
-            m.borrow()
+        self.services.upgrade().is_some_and(|s| {
+            s.coordinators
+                .borrow()
                 .get(&self.index)
                 .is_some_and(|x| Rc::ptr_eq(x, self))
         })
@@ -649,13 +654,15 @@ impl Replay {
 /// The shard's offsets-retention task: every coordinator of the shard, every
 /// `interval`; it ends when the shard has none left (shutdown) and starts again
 /// with the next one.
-async fn retention(interval: Duration) {
+async fn retention(services: std::rc::Weak<ShardServices>, interval: Duration) {
     loop {
         glommio::timer::sleep(interval).await;
-        let all: Vec<Rc<Coordinator>> =
-            COORDINATORS.with(|m| m.borrow().values().cloned().collect());
+        let Some(services) = services.upgrade() else {
+            return;
+        };
+        let all: Vec<Rc<Coordinator>> = services.coordinators.borrow().values().cloned().collect();
         if all.is_empty() {
-            RETAINING.with(|t| t.set(false));
+            services.retaining.set(false);
             return;
         }
         for c in all {
@@ -717,7 +724,7 @@ where
             let p = s
                 .partition(&tp)
                 .map_err(|e| KafkaError::new(code::COORDINATOR_NOT_AVAILABLE, e.to_string()))?;
-            let c = Coordinator::get(index, p, &settings).await?;
+            let c = Coordinator::get(index, p, &settings, &ShardServices::of(&s)).await?;
             f(c).await
         })
         .await
@@ -741,9 +748,13 @@ where
 
 /// Shutdown: every group coordinated on this shard answers its waiting members
 /// `NOT_COORDINATOR` (they find the coordinator again once the node is back).
-pub fn unload_local() {
-    let all: Vec<Rc<Coordinator>> =
-        COORDINATORS.with(|m| m.borrow_mut().drain().map(|(_, c)| c).collect());
+pub fn unload_local(services: &ShardServices) {
+    let all: Vec<Rc<Coordinator>> = services
+        .coordinators
+        .borrow_mut()
+        .drain()
+        .map(|(_, c)| c)
+        .collect();
     for c in all {
         c.shut(code::NOT_COORDINATOR);
     }
@@ -791,4 +802,49 @@ where
     }
     let topic = offsets_topic(ctx).await?;
     on_partition(ctx, partition_for(group, topic.partitions), f).await
+}
+
+/// Group coordinators follow the leadership of `__consumer_offsets` partitions: a
+/// partition led here gets its coordinator loaded at once; one no longer led here
+/// has its coordinator unloaded (waiting members are answered `NOT_COORDINATOR`).
+struct GroupLeadership {
+    settings: GroupSettings,
+}
+
+impl Leadership for GroupLeadership {
+    fn elected(&self, services: &Rc<ShardServices>, partition: &Rc<Partition>) {
+        let tp = partition.topic_partition();
+        if &*tp.topic != OFFSETS_TOPIC {
+            return;
+        }
+        let (index, partition, settings, services) = (
+            tp.partition,
+            partition.clone(),
+            self.settings.clone(),
+            services.clone(),
+        );
+        glommio::spawn_local(async move {
+            if let Err(e) = Coordinator::get(index, partition, &settings, &services).await {
+                tracing::warn!(partition = index, error = %e, "could not load consumer groups");
+            }
+        })
+        .detach();
+    }
+
+    fn resigned(&self, services: &Rc<ShardServices>, tp: &TopicPartition) {
+        if &*tp.topic != OFFSETS_TOPIC {
+            return;
+        }
+        let gone = services.coordinators.borrow_mut().remove(&tp.partition);
+        if let Some(c) = gone {
+            c.shut(code::NOT_COORDINATOR);
+        }
+    }
+}
+
+/// Registers the group coordinators' leadership hooks on the context's shard.
+pub fn follow_leadership(ctx: &BrokerContext) {
+    ctx.services.follow_leadership(Rc::new(GroupLeadership {
+        settings: ctx.settings.groups.clone(),
+    }));
 }

@@ -66,7 +66,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         );
         let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
         let max_bytes = usize::try_from(req.max_bytes.max(0)).unwrap_or(0);
-        let plan = match fetch_session::plan(&req, v) {
+        let plan = match fetch_session::plan(&ctx.services.fetch_sessions, &req, v) {
             Ok(plan) => plan,
             Err(e) => {
                 let response = FetchResponse::default()
@@ -78,7 +78,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let (errors, wanted) = resolve(&ctx, &plan.asked, v, max_bytes);
         let reads = read_until_ready(&ctx, &wanted, min_bytes, wait).await;
         let mut results = kept_to_max_bytes(errors, &wanted, reads, max_bytes);
-        let include = fetch_session::record_sent(&plan, &results);
+        let include = fetch_session::record_sent(&ctx.services.fetch_sessions, &plan, &results);
         let topics = respond(
             &plan,
             &wanted,

@@ -13,4 +13,5 @@ mod api_versions;
 mod fetch_sessions;
 mod log_admin;
 mod server;
+mod services;
 mod zero_copy;
