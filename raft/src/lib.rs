@@ -16,6 +16,7 @@
 mod command;
 mod image;
 mod local;
+pub mod rpc;
 mod store;
 
 pub use command::{apply, Applied, Command, Refusal, PARTITIONS_MAX};
