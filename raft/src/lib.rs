@@ -14,12 +14,15 @@
 //! reconciler compares each image with what its shards host.
 
 mod command;
+mod entry_log;
+mod framing;
 mod image;
 mod local;
 pub mod rpc;
 mod store;
 
 pub use command::{apply, Applied, Command, Refusal, PARTITIONS_MAX};
+pub use entry_log::{EntryLog, EntryLogError};
 pub use image::{MetadataImage, TopicRecord};
 pub use local::{LocalLog, LogError, METADATA_DIR};
 pub use store::{MetadataStore, ProposeError};

@@ -21,15 +21,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{apply, Applied, Command, Refusal};
+use crate::framing::{frame, next_frame};
 use crate::image::MetadataImage;
 
 /// The store's directory under the data directory.
 pub const METADATA_DIR: &str = "metadata";
 const LOG_FILE: &str = "log";
 const SNAPSHOT_FILE: &str = "snapshot";
-const HEADER: usize = 8;
-/// Largest entry or snapshot accepted (a snapshot of ~100k topics fits).
-const FRAME_MAX: usize = 256 << 20;
 /// Entries between snapshots by default.
 pub(crate) const SNAPSHOT_EVERY: u64 = 1024;
 
@@ -77,46 +75,8 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// One frame at `pos`: `Ok(Some((payload, next)))`, `Ok(None)` if the frame is torn
-/// (it reaches the end of the data), `Err` if it is bad with data after it.
-fn next_frame(data: &[u8], pos: usize) -> Result<Option<(&[u8], usize)>, String> {
-    let rest = data.len() - pos;
-    if rest < HEADER {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-    let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap_or_default());
-    if HEADER + len > rest {
-        // Claims more than the file holds: an append cut short.
-        return Ok(None);
-    }
-    if len > FRAME_MAX {
-        return Err(format!("a frame of {len} bytes"));
-    }
-    let payload = &data[pos + HEADER..pos + HEADER + len];
-    if crc32c::crc32c(payload) != crc {
-        return if HEADER + len == rest {
-            Ok(None)
-        } else {
-            Err("checksum mismatch".into())
-        };
-    }
-    Ok(Some((payload, pos + HEADER + len)))
-}
-
 fn fsync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync the directory", dir))
+    crate::framing::fsync_dir(dir).map_err(io("fsync the directory", dir))
 }
 
 impl LocalLog {
@@ -267,6 +227,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::framing::HEADER;
 
     fn create(name: &str, partitions: i32) -> Command {
         Command::CreateTopic {
