@@ -49,7 +49,7 @@ pub enum Command {
 }
 
 /// What an applied command produced, beyond the new image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     Done,
     /// The first id of a reserved producer-id block.
@@ -59,7 +59,7 @@ pub enum Applied {
 }
 
 /// Why a command does not fit the image.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Refusal {
     #[error("the cluster id is already set")]
     ClusterIdSet,

@@ -217,11 +217,26 @@ impl EntryLog {
             .map(|e| (e.index, e.bytes.as_slice()))
     }
 
-    /// Appends entries that follow the last one; durable when it returns.
+    /// Appends entries; durable when it returns. The first may replace entries from
+    /// its index on (they are cut first, as after a conflict); each must follow the
+    /// one before it.
     pub fn append(
         &mut self,
         entries: impl IntoIterator<Item = (u64, Vec<u8>)>,
     ) -> Result<(), EntryLogError> {
+        // Entries a purge already covered (a snapshot holds them) are not kept again.
+        let purged = self.purged.as_ref().map(|p| p.0);
+        let mut entries = entries
+            .into_iter()
+            .filter(|(i, _)| purged.is_none_or(|p| *i > p))
+            .peekable();
+        if let Some((first, _)) = entries.peek() {
+            if self.last_index().is_some_and(|l| *first <= l)
+                && self.purged.as_ref().is_none_or(|p| *first > p.0)
+            {
+                self.truncate_from(*first)?;
+            }
+        }
         let mut out = Vec::new();
         let mut added = Vec::new();
         let mut last = self.last_index();
@@ -329,6 +344,12 @@ mod tests {
         let mut log = EntryLog::open(dir.path()).unwrap();
         assert_eq!((log.first_index(), log.last_index()), (None, None));
         log.append(entries(1, 10)).unwrap();
+        // Re-appending from an index replaces what followed it.
+        log.append(vec![(9, b"other 9".to_vec())]).unwrap();
+        assert_eq!(log.last_index(), Some(9));
+        assert_eq!(log.get(9), Some(&b"other 9"[..]));
+        log.append(vec![(9, b"entry 9".to_vec())]).unwrap();
+        log.append(entries(10, 10)).unwrap();
         assert!(matches!(
             log.append(entries(12, 12)),
             Err(EntryLogError::Order { last: 10, got: 12 })
@@ -346,6 +367,9 @@ mod tests {
         assert_eq!(log.vote(), Some(&b"term 3, node 2"[..]));
         assert_eq!(log.get(6), Some(&b"entry 6"[..]));
         assert_eq!(log.get(4), None);
+        // Entries a purge covered are not kept again.
+        log.append(entries(3, 3)).unwrap();
+        assert_eq!(all(&log), before);
         // Purging everything keeps where the log stands.
         log.purge_to(9, b"id-9".to_vec()).unwrap();
         log.append(entries(10, 11)).unwrap();

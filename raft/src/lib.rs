@@ -18,6 +18,7 @@ mod entry_log;
 mod framing;
 mod image;
 mod local;
+pub mod quorum;
 pub mod rpc;
 mod store;
 
