@@ -4,17 +4,19 @@
 //! store works under any runtime (openraft's conformance suite drives it on tokio;
 //! the node will drive it on shard 0).
 //!
-//! Not yet here: the glommio `AsyncRuntime` (the type configuration uses openraft's
-//! tokio runtime until it is), the network, and snapshots kept on disk.
+//! Raft itself runs on glommio through [`GlommioRuntime`] (on shard 0 in the node).
+//! Not yet here: the network and snapshots kept on disk.
 
 // openraft's traits return its StorageError (over 200 bytes); the helpers here
 // return the same type rather than box it and convert back.
 #![allow(clippy::result_large_err)]
 
 mod log_store;
+mod runtime;
 mod state_machine;
 
 pub use log_store::LogStore;
+pub use runtime::GlommioRuntime;
 pub use state_machine::StateMachine;
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +39,7 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = std::io::Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = GlommioRuntime,
 );
 
 /// Storage errors as openraft wants them.
