@@ -75,11 +75,15 @@ fn create(name: &str, id: u128) -> Command {
 }
 
 async fn start(dir: &std::path::Path, sm: StateMachine) -> Raft<TypeConfig> {
+    start_with(dir, sm, Config::default()).await
+}
+
+async fn start_with(dir: &std::path::Path, sm: StateMachine, config: Config) -> Raft<TypeConfig> {
     let config = Config {
         heartbeat_interval: 50,
         election_timeout_min: 150,
         election_timeout_max: 300,
-        ..Config::default()
+        ..config
     };
     let log = LogStore::open(dir).expect("open the log");
     Raft::new(1, Arc::new(config.validate().unwrap()), Alone, log, sm)
@@ -100,7 +104,7 @@ fn a_single_voter_commits_applies_and_rebuilds_after_a_restart_on_glommio() {
     let path = dir.path().to_path_buf();
     glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
-            let sm = StateMachine::default();
+            let sm = StateMachine::open(&path).await.expect("state machine");
             let raft = start(&path, sm.clone()).await;
             raft.initialize(BTreeMap::from([(1, BasicNode::new("127.0.0.1:9095"))]))
                 .await
@@ -130,7 +134,7 @@ fn a_single_voter_commits_applies_and_rebuilds_after_a_restart_on_glommio() {
             drop(raft);
 
             // Again on the same files, with an empty state machine.
-            let sm = StateMachine::default();
+            let sm = StateMachine::open(&path).await.expect("state machine");
             let raft = start(&path, sm.clone()).await;
             leads(&raft).await;
             raft.client_write(create("b", 3)).await.expect("commit");
@@ -141,6 +145,62 @@ fn a_single_voter_commits_applies_and_rebuilds_after_a_restart_on_glommio() {
                 vec!["a".to_string(), "b".to_string()]
             );
             assert_eq!(image.producer_ids_reserved, 10);
+            raft.shutdown().await.expect("shutdown");
+        })
+        .expect("executor")
+        .join()
+        .expect("the test's executor");
+}
+
+/// With a snapshot every 5 entries and nothing kept behind it, the log is purged;
+/// after a restart the state machine comes back from the snapshot on disk plus the
+/// entries after it.
+#[test]
+fn snapshots_are_on_disk_before_the_log_behind_them_is_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            let config = || Config {
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5),
+                max_in_snapshot_log_to_keep: 0,
+                purge_batch_size: 1,
+                ..Config::default()
+            };
+            let sm = StateMachine::open(&path).await.expect("state machine");
+            let raft = start_with(&path, sm.clone(), config()).await;
+            raft.initialize(BTreeMap::from([(1, BasicNode::new("127.0.0.1:9095"))]))
+                .await
+                .expect("initialize");
+            leads(&raft).await;
+            let mut last = None;
+            for i in 0..23u128 {
+                let w = raft
+                    .client_write(create(&format!("t{i}"), i + 1))
+                    .await
+                    .expect("commit");
+                last = Some(w.log_id);
+            }
+            let m = raft
+                .wait(Some(Duration::from_secs(10)))
+                .metrics(|m| m.purged.is_some_and(|p| p.index >= 20), "purged")
+                .await
+                .expect("a snapshot and a purge");
+            assert!(m.snapshot.is_some());
+            assert!(path.join("raft-snapshot").exists());
+            raft.shutdown().await.expect("shutdown");
+            drop(raft);
+
+            let sm = StateMachine::open(&path).await.expect("state machine");
+            let raft = start_with(&path, sm.clone(), config()).await;
+            leads(&raft).await;
+            raft.wait(Some(Duration::from_secs(10)))
+                .metrics(|m| m.last_applied >= last, "applied again")
+                .await
+                .expect("applied");
+            let image = sm.image();
+            assert_eq!(image.topics.len(), 23);
+            assert!((0..23).all(|i| image.topic(&format!("t{i}")).is_some()));
             raft.shutdown().await.expect("shutdown");
         })
         .expect("executor")

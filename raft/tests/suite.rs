@@ -13,7 +13,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = LogStore::open(dir.path()).expect("open the log");
-        Ok((dir, log, StateMachine::default()))
+        let sm = StateMachine::open(dir.path()).await?;
+        Ok((dir, log, sm))
     }
 }
 

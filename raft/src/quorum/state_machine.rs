@@ -3,11 +3,15 @@
 //! snapshot is the image, the last applied entry and the membership, as JSON framed
 //! with a CRC-32C; an installed snapshot is checked before it replaces anything.
 //!
-//! In memory for now: snapshots kept on disk come with the node's quorum (the log
-//! is purged only behind a snapshot that is on disk).
+//! Each snapshot is on disk (`<dir>/raft-snapshot`: its meta and image, framed
+//! with a CRC-32C, replaced atomically) before openraft learns of it, so the log
+//! is purged only behind a snapshot that survives a restart; opening loads it. The
+//! file I/O runs on a short-lived thread of its own (snapshots are rare), never on
+//! the shard.
 
 use std::cell::RefCell;
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use openraft::storage::RaftStateMachine;
@@ -19,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{io_error, Outcome, StorageError, TypeConfig};
 use crate::command::apply;
-use crate::framing::{frame, next_frame};
+use crate::framing::{frame, next_frame, replace_file};
 use crate::image::MetadataImage;
 
 type C = TypeConfig;
@@ -41,13 +45,102 @@ struct SnapshotBody {
     image: MetadataImage,
 }
 
+/// The snapshot file: its meta and image.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotFile {
+    meta: SnapshotMeta<u64, BasicNode>,
+    image: MetadataImage,
+}
+
+const SNAPSHOT_FILE: &str = "raft-snapshot";
+
+/// Runs `f` on a thread of its own and waits for it without blocking the caller's
+/// executor.
+async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("raft-snapshot".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })?;
+    rx.await
+        .map_err(|_| std::io::Error::other("the snapshot thread ended without an answer"))?
+}
+
+/// Writes the snapshot file.
+async fn save(
+    dir: &Path,
+    meta: &SnapshotMeta<u64, BasicNode>,
+    image: &MetadataImage,
+) -> Result<(), StorageError> {
+    let bytes = serde_json::to_vec(&SnapshotFile {
+        meta: meta.clone(),
+        image: image.clone(),
+    })
+    .map_err(|e| io_error(StorageIOError::write_state_machine, &e))?;
+    let path = dir.join(SNAPSHOT_FILE);
+    off_thread(move || replace_file(&path, &frame(&bytes)))
+        .await
+        .map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(
+                None,
+                openraft::AnyError::new(&e),
+            ))
+        })
+}
+
 /// The state machine; clones share it (one is the snapshot builder).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StateMachine {
+    dir: PathBuf,
     inner: Rc<RefCell<Inner>>,
 }
 
 impl StateMachine {
+    /// Opens the state machine of `dir`: the last snapshot on disk, if any (the
+    /// entries after it are applied again from the log).
+    pub async fn open(dir: &Path) -> Result<StateMachine, StorageError> {
+        let path = dir.join(SNAPSHOT_FILE);
+        let read = {
+            let path = path.clone();
+            off_thread(move || match std::fs::read(&path) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            })
+            .await
+            .map_err(|e| snapshot_error(&e))?
+        };
+        let mut inner = Inner::default();
+        if let Some(data) = read {
+            let damaged = |why: &dyn std::fmt::Display| {
+                snapshot_error(&format!("{} is damaged: {why}", path.display()))
+            };
+            let (payload, end) = next_frame(&data, 0)
+                .map_err(|e| damaged(&e))?
+                .ok_or_else(|| damaged(&"cut short or checksum mismatch"))?;
+            if end != data.len() {
+                return Err(damaged(&"bytes after the snapshot"));
+            }
+            let file: SnapshotFile = serde_json::from_slice(payload).map_err(|e| damaged(&e))?;
+            let body = serde_json::to_vec(&SnapshotBody {
+                image: file.image.clone(),
+            })
+            .map_err(|e| damaged(&e))?;
+            inner.image = file.image;
+            inner.last_applied = file.meta.last_log_id;
+            inner.membership = file.meta.last_membership.clone();
+            inner.current = Some((file.meta, frame(&body)));
+        }
+        Ok(StateMachine {
+            dir: dir.to_path_buf(),
+            inner: Rc::new(RefCell::new(inner)),
+        })
+    }
+
     /// The image as applied so far.
     pub fn image(&self) -> MetadataImage {
         self.inner.borrow().image.clone()
@@ -63,19 +156,23 @@ fn snapshot_error(e: &dyn std::fmt::Display) -> StorageError {
 
 impl RaftSnapshotBuilder<C> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError> {
-        let mut g = self.inner.borrow_mut();
-        g.built += 1;
+        let (image, meta) = {
+            let mut g = self.inner.borrow_mut();
+            g.built += 1;
+            let meta = SnapshotMeta {
+                last_log_id: g.last_applied,
+                last_membership: g.membership.clone(),
+                snapshot_id: format!("{}-{}", g.last_applied.map_or(0, |l| l.index), g.built),
+            };
+            (g.image.clone(), meta)
+        };
         let body = serde_json::to_vec(&SnapshotBody {
-            image: g.image.clone(),
+            image: image.clone(),
         })
         .map_err(|e| io_error(StorageIOError::write_state_machine, &e))?;
         let data = frame(&body);
-        let meta = SnapshotMeta {
-            last_log_id: g.last_applied,
-            last_membership: g.membership.clone(),
-            snapshot_id: format!("{}-{}", g.last_applied.map_or(0, |l| l.index), g.built),
-        };
-        g.current = Some((meta.clone(), data.clone()));
+        save(&self.dir, &meta, &image).await?;
+        self.inner.borrow_mut().current = Some((meta.clone(), data.clone()));
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -143,10 +240,12 @@ impl RaftStateMachine<C> for StateMachine {
         if end != data.len() {
             return Err(snapshot_error(&"bytes after the snapshot"));
         }
-        let body: SnapshotBody = serde_json::from_slice(payload).map_err(|e| snapshot_error(&e))?;
+        let mut body: SnapshotBody =
+            serde_json::from_slice(payload).map_err(|e| snapshot_error(&e))?;
+        body.image.version = meta.last_log_id.map_or(0, |l| l.index);
+        save(&self.dir, meta, &body.image).await?;
         let mut g = self.inner.borrow_mut();
         g.image = body.image;
-        g.image.version = meta.last_log_id.map_or(0, |l| l.index);
         g.last_applied = meta.last_log_id;
         g.membership = meta.last_membership.clone();
         g.current = Some((meta.clone(), data));
