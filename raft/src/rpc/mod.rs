@@ -7,3 +7,4 @@
 //! (glommio TCP with timeouts; TLS later) and the messages come with the quorum.
 
 pub mod frame;
+pub mod transport;
