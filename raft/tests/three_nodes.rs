@@ -138,6 +138,22 @@ fn agreed_leader(nodes: &BTreeMap<u64, Node>, ids: &[u64], not: Option<u64>) -> 
     }
 }
 
+/// Commits `cmd` through the leader the nodes in `ids` agree on, asking again if
+/// leadership moved in between (a loaded machine can miss a heartbeat).
+fn commit(nodes: &BTreeMap<u64, Node>, ids: &[u64], not: Option<u64>, cmd: &Command) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leader = agreed_leader(nodes, ids, not);
+        match nodes[&leader].write(cmd.clone()) {
+            Ok(out) => return out,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no commit: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 fn wait_for_topic(nodes: &BTreeMap<u64, Node>, ids: &[u64], topic: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     for i in ids {
@@ -182,18 +198,19 @@ fn three_voters_elect_commit_everywhere_and_fail_over() {
         ))
         .unwrap();
     let all = [1, 2, 3];
-    let leader = agreed_leader(&nodes, &all, None);
-    let out = nodes[&leader]
-        .write(Command::InitCluster {
+    let out = commit(
+        &nodes,
+        &all,
+        None,
+        &Command::InitCluster {
             cluster_id: "three".into(),
-        })
-        .expect("commit");
+        },
+    );
     assert!(out.result.is_ok());
-    nodes[&leader]
-        .write(create("first", 1))
-        .expect("commit")
+    commit(&nodes, &all, None, &create("first", 1))
         .result
         .expect("applied");
+    let leader = agreed_leader(&nodes, &all, None);
     wait_for_topic(&nodes, &all, "first");
     assert!(all.iter().all(|i| nodes[i].image().cluster_id == "three"));
 
@@ -205,9 +222,7 @@ fn three_voters_elect_commit_everywhere_and_fail_over() {
         "leader {leader} stopped; node {next} leads after {} ms",
         stopped.elapsed().as_millis()
     );
-    nodes[&next]
-        .write(create("second", 2))
-        .expect("commit")
+    commit(&nodes, &rest, Some(leader), &create("second", 2))
         .result
         .expect("applied");
     wait_for_topic(&nodes, &rest, "second");
