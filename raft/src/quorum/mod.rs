@@ -11,6 +11,7 @@
 // return the same type rather than box it and convert back.
 #![allow(clippy::result_large_err)]
 
+pub mod harness;
 mod log_store;
 mod runtime;
 mod state_machine;
