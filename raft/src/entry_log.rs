@@ -20,7 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::framing::{frame, next_frame, replace_file};
+use crate::framing::{cut_torn_tail, frame, next_frame, replace_file, whole_frame};
 
 const LOG_FILE: &str = "raft-log";
 const VOTE_FILE: &str = "raft-vote";
@@ -151,24 +151,19 @@ impl EntryLog {
             pos = next;
         }
         if pos < data.len() {
-            tracing::warn!(path = %path.display(), kept = pos, cut = data.len() - pos,
-                "cutting off a torn last Raft log entry");
-            file.set_len(pos as u64).map_err(io("truncate", &path))?;
-            file.sync_all().map_err(io("fsync", &path))?;
+            cut_torn_tail(&file, &path, pos, data.len())
+                .map_err(io("cut the torn tail of", &path))?;
         }
         let vote_path = dir.join(VOTE_FILE);
         let vote = match std::fs::read(&vote_path) {
             Ok(v) => Some(
-                next_frame(&v, 0)
-                    .ok()
-                    .flatten()
-                    .filter(|(_, end)| *end == v.len())
-                    .map(|(p, _)| p.to_vec())
-                    .ok_or_else(|| EntryLogError::Damaged {
+                whole_frame(&v)
+                    .map_err(|reason| EntryLogError::Damaged {
                         path: vote_path.clone(),
                         offset: 0,
-                        reason: "not one whole frame".into(),
-                    })?,
+                        reason,
+                    })?
+                    .to_vec(),
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io("read", &vote_path)(e)),

@@ -49,6 +49,29 @@ pub(crate) fn next_frame(data: &[u8], pos: usize) -> Result<Option<(&[u8], usize
     Ok(Some((payload, pos + HEADER + len)))
 }
 
+/// The payload of a file that is one frame (a snapshot, a vote), or why not.
+pub(crate) fn whole_frame(data: &[u8]) -> Result<&[u8], String> {
+    let (payload, end) = next_frame(data, 0)?.ok_or("cut short or checksum mismatch")?;
+    if end != data.len() {
+        return Err("bytes after the frame".into());
+    }
+    Ok(payload)
+}
+
+/// Cuts `file` (opened for writing) at `kept`, the end of its last whole frame, and
+/// makes the cut durable: what a crash in the middle of an append leaves.
+pub(crate) fn cut_torn_tail(
+    file: &File,
+    path: &Path,
+    kept: usize,
+    len: usize,
+) -> std::io::Result<()> {
+    tracing::warn!(path = %path.display(), kept, cut = len - kept,
+        "cutting off a torn last entry");
+    file.set_len(kept as u64)?;
+    file.sync_all()
+}
+
 pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir).and_then(|d| d.sync_all())
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{apply, Applied, Command, Refusal};
-use crate::framing::{frame, next_frame};
+use crate::framing::{cut_torn_tail, frame, next_frame, replace_file, whole_frame};
 use crate::image::MetadataImage;
 
 /// The store's directory under the data directory.
@@ -75,10 +75,6 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), LogError> {
-    crate::framing::fsync_dir(dir).map_err(io("fsync the directory", dir))
-}
-
 impl LocalLog {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<LocalLog, LogError> {
@@ -96,12 +92,7 @@ impl LocalLog {
                     offset: 0,
                     reason,
                 };
-                let (payload, end) = next_frame(&data, 0)
-                    .map_err(&damaged)?
-                    .ok_or_else(|| damaged("cut short or checksum mismatch".into()))?;
-                if end != data.len() {
-                    return Err(damaged("bytes after the image".into()));
-                }
+                let payload = whole_frame(&data).map_err(&damaged)?;
                 serde_json::from_slice::<MetadataImage>(payload)
                     .map_err(|e| damaged(e.to_string()))?
             }
@@ -144,10 +135,8 @@ impl LocalLog {
             pos = next;
         }
         if pos < data.len() {
-            tracing::warn!(path = %log_path.display(), kept = pos, cut = data.len() - pos,
-                "cutting off a torn last metadata entry");
-            log.set_len(pos as u64).map_err(io("truncate", &log_path))?;
-            log.sync_all().map_err(io("fsync", &log_path))?;
+            cut_torn_tail(&log, &log_path, pos, data.len())
+                .map_err(io("cut the torn tail of", &log_path))?;
         }
         Ok(LocalLog {
             dir: dir.to_path_buf(),
@@ -198,20 +187,13 @@ impl LocalLog {
 
     /// Writes the image as the snapshot and empties the log.
     pub fn snapshot(&mut self) -> Result<(), LogError> {
-        let tmp = self.dir.join("snapshot.tmp");
+        let snap = self.dir.join(SNAPSHOT_FILE);
         let payload = serde_json::to_vec(&self.image).map_err(|e| LogError::Io {
             what: "encode",
-            path: tmp.clone(),
+            path: snap.clone(),
             source: std::io::Error::other(e),
         })?;
-        {
-            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-            f.write_all(&frame(&payload)).map_err(io("write", &tmp))?;
-            f.sync_all().map_err(io("fsync", &tmp))?;
-        }
-        let snap = self.dir.join(SNAPSHOT_FILE);
-        std::fs::rename(&tmp, &snap).map_err(io("rename", &tmp))?;
-        fsync_dir(&self.dir)?;
+        replace_file(&snap, &frame(&payload)).map_err(io("replace", &snap))?;
         let log = self.dir.join(LOG_FILE);
         self.log.set_len(0).map_err(io("truncate", &log))?;
         self.log.sync_all().map_err(io("fsync", &log))?;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{io_error, Outcome, StorageError, TypeConfig};
 use crate::command::apply;
-use crate::framing::{frame, next_frame, replace_file};
+use crate::framing::{frame, replace_file, whole_frame};
 use crate::image::MetadataImage;
 
 type C = TypeConfig;
@@ -119,12 +119,7 @@ impl StateMachine {
             let damaged = |why: &dyn std::fmt::Display| {
                 snapshot_error(&format!("{} is damaged: {why}", path.display()))
             };
-            let (payload, end) = next_frame(&data, 0)
-                .map_err(|e| damaged(&e))?
-                .ok_or_else(|| damaged(&"cut short or checksum mismatch"))?;
-            if end != data.len() {
-                return Err(damaged(&"bytes after the snapshot"));
-            }
+            let payload = whole_frame(&data).map_err(|e| damaged(&e))?;
             let file: SnapshotFile = serde_json::from_slice(payload).map_err(|e| damaged(&e))?;
             let body = serde_json::to_vec(&SnapshotBody {
                 image: file.image.clone(),
@@ -234,12 +229,8 @@ impl RaftStateMachine<C> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let (payload, end) = next_frame(&data, 0)
-            .map_err(|e| snapshot_error(&e))?
-            .ok_or_else(|| snapshot_error(&"a snapshot cut short or with a bad checksum"))?;
-        if end != data.len() {
-            return Err(snapshot_error(&"bytes after the snapshot"));
-        }
+        let payload =
+            whole_frame(&data).map_err(|e| snapshot_error(&format!("a snapshot: {e}")))?;
         let mut body: SnapshotBody =
             serde_json::from_slice(payload).map_err(|e| snapshot_error(&e))?;
         body.image.version = meta.last_log_id.map_or(0, |l| l.index);
