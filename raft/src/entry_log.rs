@@ -205,10 +205,14 @@ impl EntryLog {
     }
 
     /// Entries with `from <= index < to`.
+    /// Indexes follow each other, so the range is found by position, not by a scan.
     pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, &[u8])> {
+        let first = self.first_index().unwrap_or(0);
+        let pos = |i: u64| usize::try_from(i.saturating_sub(first)).unwrap_or(usize::MAX);
+        let start = pos(from).min(self.entries.len());
+        let end = pos(to).clamp(start, self.entries.len());
         self.entries
-            .iter()
-            .filter(move |e| e.index >= from && e.index < to)
+            .range(start..end)
             .map(|e| (e.index, e.bytes.as_slice()))
     }
 
@@ -361,6 +365,15 @@ mod tests {
         assert_eq!(log.purged(), Some((4, &b"id-4"[..])));
         assert_eq!(log.vote(), Some(&b"term 3, node 2"[..]));
         assert_eq!(log.get(6), Some(&b"entry 6"[..]));
+        let part: Vec<u64> = log.range(6, 8).map(|(i, _)| i).collect();
+        assert_eq!(part, vec![6, 7]);
+        assert_eq!(log.range(0, 6).map(|(i, _)| i).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(
+            log.range(9, u64::MAX).map(|(i, _)| i).collect::<Vec<_>>(),
+            vec![9]
+        );
+        assert_eq!(log.range(10, 20).count(), 0);
+        assert_eq!(log.range(8, 6).count(), 0);
         assert_eq!(log.get(4), None);
         // Entries a purge covered are not kept again.
         log.append(entries(3, 3)).unwrap();
