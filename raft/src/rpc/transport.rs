@@ -39,9 +39,12 @@ async fn read_frame(s: &mut TcpStream) -> std::io::Result<Frame> {
     }
     let mut len = [0u8; 4];
     len.copy_from_slice(&buf[12..16]);
-    let len = u32::from_le_bytes(len) as usize;
-    buf.resize(HEADER_BYTES + len, 0);
-    s.read_exact(&mut buf[HEADER_BYTES..]).await?;
+    let len = u64::from(u32::from_le_bytes(len));
+    // Memory grows with the bytes that arrive, not with what the header claims.
+    let got = s.take(len).read_to_end(&mut buf).await?;
+    if got as u64 != len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+    }
     match frame::decode(&buf, FRAME_LIMIT) {
         Ok(Some((f, _))) => Ok(f),
         Ok(None) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
@@ -187,17 +190,31 @@ impl RaftNetwork<C> for PeerClient {
     }
 }
 
+/// Peer connections answered at once; more are closed as they arrive (a quorum has
+/// a handful of peers, each with one connection).
+pub const CONNECTIONS_MAX: usize = 64;
+
 /// Answers peers on `listener` with `raft` until the listener fails.
 pub async fn serve(listener: TcpListener, raft: Raft<C>) {
+    let open = Rc::new(Cell::new(0usize));
     loop {
         let Ok(stream) = listener.accept().await else {
             return;
         };
-        let raft = raft.clone();
+        if open.get() >= CONNECTIONS_MAX {
+            tracing::warn!(
+                limit = CONNECTIONS_MAX,
+                "refusing a peer connection: too many open"
+            );
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (raft, open) = (raft.clone(), open.clone());
         glommio::spawn_local(async move {
             if let Err(e) = answer(stream, &raft).await {
                 tracing::debug!(error = %e, "a peer connection ended");
             }
+            open.set(open.get() - 1);
         })
         .detach();
     }
