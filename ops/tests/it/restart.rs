@@ -83,16 +83,49 @@ fn consume_all(addr: &str, topic: &str, partitions: i32) -> BTreeMap<(i32, i64),
     got
 }
 
+/// Creates a topic with AdminClient.
+fn create_topic(addr: &str, new: &NewTopic<'_>) {
+    for r in futures::executor::block_on(admin(addr).create_topics([new], &opts())).expect("create")
+    {
+        r.expect("created");
+    }
+}
+
+/// Produces `n` records `"{label} {i}"` round robin over `partitions`, all queued
+/// before any is awaited; panics unless every one is delivered.
+fn produce(addr: &str, acks: &str, topic: &str, partitions: i32, n: i32, label: &str) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("acks", acks)
+        .create()
+        .expect("producer");
+    let sent: Vec<_> = (0..n)
+        .map(|i| {
+            let value = format!("{label} {i}");
+            producer
+                .send_result(
+                    FutureRecord::<(), _>::to(topic)
+                        .payload(&value)
+                        .partition(i % partitions),
+                )
+                .unwrap_or_else(|_| panic!("queue full"))
+        })
+        .collect();
+    for f in sent {
+        futures::executor::block_on(f)
+            .expect("future")
+            .unwrap_or_else(|(e, _)| panic!("not delivered: {e}"));
+    }
+}
+
 #[test]
 fn sigterm_keeps_topics_configs_and_data() {
     let mut node = Node::start();
     let topic = "kept";
-    let new = NewTopic::new(topic, 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000");
-    for r in futures::executor::block_on(admin(&node.addr).create_topics(&[new], &opts()))
-        .expect("create")
-    {
-        r.expect("created");
-    }
+    create_topic(
+        &node.addr,
+        &NewTopic::new(topic, 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000"),
+    );
     assert_eq!(retention_ms(&node.addr, topic), "3600000");
     // AlterConfigs replaces every override (Kafka's semantics), so both are sent.
     let alter = AlterConfig::new(ResourceSpecifier::Topic(topic))
@@ -103,28 +136,7 @@ fn sigterm_keeps_topics_configs_and_data() {
     {
         r.expect("altered");
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &node.addr)
-        .set("acks", "1")
-        .create()
-        .expect("producer");
-    let sent: Vec<_> = (0..3000)
-        .map(|i| {
-            let value = format!("record {i}");
-            let p = producer.send_result(
-                FutureRecord::<(), _>::to(topic)
-                    .payload(&value)
-                    .partition(i % 3),
-            );
-            p.unwrap_or_else(|_| panic!("queue full"))
-        })
-        .collect();
-    for f in sent {
-        futures::executor::block_on(f)
-            .expect("future")
-            .unwrap_or_else(|(e, _)| panic!("not delivered: {e}"));
-    }
-    drop(producer);
+    produce(&node.addr, "1", topic, 3, 3000, "record");
     let before = consume_all(&node.addr, topic, 3);
     assert_eq!(before.len(), 3000);
 
@@ -160,12 +172,10 @@ fn sigkill_during_acks_all_produce_loses_no_acknowledged_record() {
     const PARTITIONS: i32 = 3;
     let mut node = Node::start();
     let topic = "crashy";
-    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
-    for r in futures::executor::block_on(admin(&node.addr).create_topics(&[new], &opts()))
-        .expect("create")
-    {
-        r.expect("created");
-    }
+    create_topic(
+        &node.addr,
+        &NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)),
+    );
     // (partition, offset) -> value of every acknowledged record.
     let mut acked: BTreeMap<(i32, i64), Vec<u8>> = BTreeMap::new();
     for round in 0..ROUNDS {
@@ -242,39 +252,13 @@ fn sigkill_during_acks_all_produce_loses_no_acknowledged_record() {
 #[test]
 fn a_topics_json_data_directory_is_imported_with_nothing_lost() {
     let mut node = Node::start();
-    let create = |name: &str, partitions: i32| {
-        let new = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        for r in futures::executor::block_on(admin(&node.addr).create_topics(&[new], &opts()))
-            .expect("create")
-        {
-            r.expect("created");
-        }
-    };
-    create("kept", 3);
-    create("doomed", 2);
-    create("orphan", 1);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &node.addr)
-        .set("acks", "all")
-        .create()
-        .expect("producer");
     for (topic, partitions) in [("kept", 3), ("doomed", 2), ("orphan", 1)] {
-        for i in 0..300 {
-            let value = format!("{topic} {i}");
-            futures::executor::block_on(
-                producer
-                    .send_result(
-                        FutureRecord::<(), _>::to(topic)
-                            .payload(&value)
-                            .partition(i % partitions),
-                    )
-                    .unwrap_or_else(|_| panic!("queue full")),
-            )
-            .expect("future")
-            .unwrap_or_else(|(e, _)| panic!("not delivered: {e}"));
-        }
+        create_topic(
+            &node.addr,
+            &NewTopic::new(topic, partitions, TopicReplication::Fixed(1)),
+        );
+        produce(&node.addr, "all", topic, partitions, 300, topic);
     }
-    drop(producer);
     let kept = consume_all(&node.addr, "kept", 3);
     let orphan = consume_all(&node.addr, "orphan", 1);
     assert_eq!((kept.len(), orphan.len()), (300, 300));
@@ -380,32 +364,11 @@ fn new_producer_id(addr: &str) -> i64 {
 #[test]
 fn a_topic_created_again_under_its_name_before_a_crash_starts_empty() {
     let mut node = Node::start();
-    let new = NewTopic::new("reborn", 2, TopicReplication::Fixed(1));
-    for r in futures::executor::block_on(admin(&node.addr).create_topics(&[new], &opts()))
-        .expect("create")
-    {
-        r.expect("created");
-    }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &node.addr)
-        .set("acks", "all")
-        .create()
-        .expect("producer");
-    for i in 0..100 {
-        let value = format!("old {i}");
-        futures::executor::block_on(
-            producer
-                .send_result(
-                    FutureRecord::<(), _>::to("reborn")
-                        .payload(&value)
-                        .partition(i % 2),
-                )
-                .unwrap_or_else(|_| panic!("queue full")),
-        )
-        .expect("future")
-        .unwrap_or_else(|(e, _)| panic!("not delivered: {e}"));
-    }
-    drop(producer);
+    create_topic(
+        &node.addr,
+        &NewTopic::new("reborn", 2, TopicReplication::Fixed(1)),
+    );
+    produce(&node.addr, "all", "reborn", 2, 100, "old");
     assert_eq!(consume_all(&node.addr, "reborn", 2).len(), 100);
     assert!(node.stop().success(), "{}", node.log());
 
