@@ -670,20 +670,9 @@ impl Owners {
     /// Replaces the file (temporary file, fsync, rename, directory fsync). On the
     /// reconciler's thread or before the shards serve.
     fn save(&self) -> Result<(), String> {
-        use std::io::Write;
         let bytes = serde_json::to_vec_pretty(&self.ids).map_err(|e| e.to_string())?;
-        let tmp = self.path.with_extension("json.tmp");
-        let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", tmp.display());
-        let mut f = std::fs::File::create(&tmp).map_err(|e| fail("create", e))?;
-        f.write_all(&bytes).map_err(|e| fail("write", e))?;
-        f.sync_all().map_err(|e| fail("fsync", e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| fail("rename", e))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| fail("fsync the directory of", e))?;
-        }
-        Ok(())
+        sluice_raft::replace_file(&self.path, &bytes)
+            .map_err(|e| format!("cannot replace {}: {e}", self.path.display()))
     }
 }
 

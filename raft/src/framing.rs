@@ -78,7 +78,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Replaces `path` with `bytes` durably: a temporary file beside it, fsync, rename,
 /// directory fsync.
-pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     {

@@ -24,6 +24,9 @@ mod store;
 
 pub use command::{apply, Applied, Command, Refusal, PARTITIONS_MAX};
 pub use entry_log::{EntryLog, EntryLogError};
+/// Durable whole-file replacement (temporary file, fsync, rename, directory fsync),
+/// for the node's other metadata files.
+pub use framing::replace_file;
 pub use image::{MetadataImage, TopicRecord};
 pub use local::{LocalLog, LogError, METADATA_DIR};
 pub use store::{MetadataStore, ProposeError};
