@@ -547,6 +547,9 @@ fn stop(
     timeout: std::time::Duration,
 ) -> ExitCode {
     admin.state.set_ready(false, "stopping");
+    if let Some(w) = &watchdog {
+        w.silence();
+    }
     systemd::notify(&[
         ("STOPPING", "1"),
         ("STATUS", "stopping: finishing requests and flushing logs"),

@@ -42,6 +42,9 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// Pings the watchdog while every shard answers; stopped by [`Watchdog::stop`].
 pub struct Watchdog {
     stop: Arc<AtomicBool>,
+    /// Held while a ping is sent, so that once [`Watchdog::silence`] returns no
+    /// ping follows (systemd must see `STOPPING=1` after the last one).
+    gate: Arc<std::sync::Mutex<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -49,6 +52,8 @@ impl Watchdog {
     pub fn start(router: ShardRouter, interval: Duration) -> std::io::Result<Watchdog> {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let gate = Arc::new(std::sync::Mutex::new(()));
+        let g = gate.clone();
         let period = interval / 2;
         let probe_timeout = (interval / 4).min(Duration::from_secs(5));
         let thread = std::thread::Builder::new()
@@ -58,6 +63,8 @@ impl Watchdog {
                 while !s.load(Ordering::SeqCst) {
                     let started = std::time::Instant::now();
                     let stuck = unresponsive(&router, probe_timeout);
+                    // Under the lock `silence` takes: nothing is sent after it.
+                    let gate = g.lock().unwrap_or_else(|e| e.into_inner());
                     if s.load(Ordering::SeqCst) {
                         return;
                     }
@@ -71,6 +78,7 @@ impl Watchdog {
                         tracing::error!(shards = ?stuck, "shard reactor unresponsive; withholding the watchdog ping");
                         status(&format!("shards {stuck:?} unresponsive"));
                     }
+                    drop(gate);
                     stuck_before = !stuck.is_empty();
                     let left = period.saturating_sub(started.elapsed());
                     sleep_unless_stopped(&s, left);
@@ -78,12 +86,19 @@ impl Watchdog {
             })?;
         Ok(Watchdog {
             stop,
+            gate,
             thread: Some(thread),
         })
     }
 
-    pub fn stop(mut self) {
+    /// No ping is sent once this returns; the thread may still be probing.
+    pub fn silence(&self) {
+        let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
         self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stop(mut self) {
+        self.silence();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
