@@ -26,6 +26,21 @@ pub struct BrokerSettings {
     pub drain_timeout: std::time::Duration,
     /// Consumer groups and committed offsets.
     pub groups: crate::group::coordinator::GroupSettings,
+    /// Set when this node is one of a cluster (`cluster.voters`); `None` is the
+    /// single-node store.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// How this node takes part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The metadata quorum (its `dir` is set by the broker to
+    /// `<data_dir>/metadata`).
+    pub quorum: sluice_raft::QuorumSettings,
+    /// `cluster.rack` (Kafka's `broker.rack`).
+    pub rack: Option<String>,
+    /// `cluster.session_timeout_ms`: a broker not heard from for this long is fenced.
+    pub session_timeout: std::time::Duration,
 }
 
 impl Default for BrokerSettings {
@@ -40,6 +55,7 @@ impl Default for BrokerSettings {
             fetch_wait_max_ms: 30_000,
             drain_timeout: std::time::Duration::from_secs(15),
             groups: crate::group::coordinator::GroupSettings::default(),
+            cluster: None,
         }
     }
 }

@@ -30,6 +30,6 @@ pub mod topic_config;
 pub mod topic_rules;
 pub mod topics;
 
-pub use context::BrokerSettings;
+pub use context::{BrokerSettings, ClusterSettings};
 pub use error::{Error, Result};
 pub use server::{Broker, StartError};

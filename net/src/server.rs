@@ -69,10 +69,29 @@ impl Broker {
         // Absolute: the engine resolved it against the working directory.
         let data_dir = engine.data_dir().to_path_buf();
         let router = engine.router();
+        // The shards bind with SO_REUSEPORT, which would let a second broker share a
+        // port already in use; a plain bind first refuses that, and picks the port
+        // when `listen` says 0 (a cluster registers it before the shards listen).
+        let probe = match bind_probe(listen) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = engine.shutdown();
+                return Err(e);
+            }
+        };
+        let port = probe.local_addr().map_or(listen.port(), |a| a.port());
+        drop(probe);
+        let listen = SocketAddr::new(listen.ip(), port);
+        let mut settings = settings.clone();
+        if settings.advertised_port == 0 {
+            settings.advertised_port = port;
+        }
+        let settings = &settings;
         let topics = match futures::executor::block_on(TopicStore::open(
             &data_dir,
             defaults,
             router.clone(),
+            settings,
         )) {
             Ok(t) => Arc::new(t),
             Err(e) => {
@@ -88,13 +107,6 @@ impl Broker {
             addr: listen,
             drain_timeout: settings.drain_timeout,
         };
-        // The shards bind with SO_REUSEPORT, which would let a second broker share a
-        // port already in use; a plain bind first refuses that, and picks the port
-        // when `listen` says 0.
-        let probe = bind_probe(listen)?;
-        let port = probe.local_addr().map_or(listen.port(), |a| a.port());
-        drop(probe);
-        let listen = SocketAddr::new(listen.ip(), port);
         broker.addr = broker.listen_on(0, listen, settings)?;
         for shard in 1..router.shard_count() {
             broker.listen_on(shard, broker.addr, settings)?;

@@ -28,10 +28,13 @@ use futures::channel::oneshot;
 use serde::Deserialize;
 use sluice_engine::{LogConfig, ShardRouter, TopicPartition};
 use sluice_raft::{
-    Applied, Command, LocalLog, MetadataImage, MetadataStore, ProposeError, Refusal, TopicRecord,
+    Applied, Command, LocalLog, MetadataImage, MetadataStore, Outcome, ProposeError, Refusal,
+    TopicRecord,
 };
+pub use sluice_raft::{BrokerRecord, PartitionRecord};
 use uuid::Uuid;
 
+use crate::context::BrokerSettings;
 use crate::kafka_error::{self as code, KafkaError};
 use crate::topic_config::{self, TopicSettings};
 
@@ -50,6 +53,18 @@ pub struct TopicInfo {
     /// The overrides as given; `settings` is what they amount to.
     pub configs: BTreeMap<String, String>,
     pub settings: TopicSettings,
+    /// One record per partition: replicas, leader, epochs.
+    pub placement: Arc<[PartitionRecord]>,
+}
+
+impl TopicInfo {
+    /// The broker leading `partition`, or -1 (offline or unknown).
+    pub fn leader(&self, partition: i32) -> i32 {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.placement.get(p))
+            .map_or(-1, |r| r.leader)
+    }
 }
 
 /// One version of the topics, as this node has applied it.
@@ -58,6 +73,8 @@ pub struct TopicsImage {
     pub cluster_id: String,
     /// The metadata version this view reflects.
     pub version: u64,
+    /// Live brokers, by id (this node alone for the single-node store).
+    pub brokers: Vec<BrokerRecord>,
     by_name: BTreeMap<Arc<str>, Arc<TopicInfo>>,
     by_id: HashMap<Uuid, Arc<str>>,
 }
@@ -75,13 +92,24 @@ impl TopicsImage {
         self.by_name.values()
     }
 
-    fn from_topics(cluster_id: String, version: u64, topics: Vec<Arc<TopicInfo>>) -> TopicsImage {
+    /// A live broker.
+    pub fn broker(&self, id: i32) -> Option<&BrokerRecord> {
+        self.brokers.iter().find(|b| b.id == id)
+    }
+
+    fn from_topics(
+        cluster_id: String,
+        version: u64,
+        brokers: Vec<BrokerRecord>,
+        topics: Vec<Arc<TopicInfo>>,
+    ) -> TopicsImage {
         let by_name: BTreeMap<Arc<str>, Arc<TopicInfo>> =
             topics.into_iter().map(|t| (t.name.clone(), t)).collect();
         let by_id = by_name.values().map(|t| (t.id, t.name.clone())).collect();
         TopicsImage {
             cluster_id,
             version,
+            brokers,
             by_name,
             by_id,
         }
@@ -142,6 +170,7 @@ impl Progress {
 /// The registry.
 pub struct TopicStore {
     data_dir: PathBuf,
+    node_id: i32,
     defaults: LogConfig,
     meta: MetadataStore,
     view: Arc<ArcSwap<TopicsImage>>,
@@ -188,22 +217,26 @@ fn storage(e: impl std::fmt::Display) -> KafkaError {
     KafkaError::new(code::KAFKA_STORAGE_ERROR, e.to_string())
 }
 
+fn refusal_error(r: &Refusal) -> KafkaError {
+    let c = match r {
+        Refusal::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,
+        Refusal::UnknownTopic(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
+        Refusal::PartitionCount { .. } | Refusal::InvalidPartitions(_) => code::INVALID_PARTITIONS,
+        Refusal::ReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
+        Refusal::ClusterIdSet | Refusal::InvalidBlock(_) | Refusal::UnknownBroker(_) => {
+            code::UNKNOWN_SERVER_ERROR
+        }
+    };
+    KafkaError::new(c, r.to_string())
+}
+
 fn proposal_error(e: ProposeError) -> KafkaError {
     match e {
-        ProposeError::Refused(r) => {
-            let c = match &r {
-                Refusal::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,
-                Refusal::UnknownTopic(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
-                Refusal::PartitionCount { .. } | Refusal::InvalidPartitions(_) => {
-                    code::INVALID_PARTITIONS
-                }
-                Refusal::ClusterIdSet | Refusal::InvalidBlock(_) => code::UNKNOWN_SERVER_ERROR,
-            };
-            KafkaError::new(c, r.to_string())
-        }
         ProposeError::Storage(e) => storage(e),
-        // Retriable: the node is stopping.
-        ProposeError::Stopped => KafkaError::new(code::REQUEST_TIMED_OUT, e.to_string()),
+        // Retriable: no quorum answered in time, or the node is stopping.
+        ProposeError::Unavailable(_) | ProposeError::Stopped => {
+            KafkaError::new(code::REQUEST_TIMED_OUT, e.to_string())
+        }
     }
 }
 
@@ -221,6 +254,40 @@ fn hosted_partitions(router: &ShardRouter) -> BTreeMap<Arc<str>, BTreeSet<i32>> 
 /// Commits a command during start (before the store's thread runs).
 fn commit_at_start(log: &mut LocalLog, cmd: Command) -> Result<Applied, KafkaError> {
     log.commit(cmd).map_err(storage)
+}
+
+/// Opens the single-node store of `dir`: imports `topics.json` and partition
+/// directories on first start; later, keeps partitions beyond the registered
+/// count (they can only come from outside, a copied directory), as before the
+/// store.
+fn open_single(dir: &Path, data_dir: &Path, router: &ShardRouter) -> Result<LocalLog, KafkaError> {
+    let mut log = LocalLog::open(dir).map_err(storage)?;
+    if log.is_empty() {
+        import(&mut log, data_dir, router)?;
+        return Ok(log);
+    }
+    let image = log.image().clone();
+    for (name, parts) in hosted_partitions(router) {
+        let n = parts.iter().max().map_or(0, |m| m + 1);
+        match image.topic(&name) {
+            Some(t) if n > t.partitions => {
+                tracing::warn!(topic = %name, registry = t.partitions, on_disk = n,
+                    "more partitions on disk than registered; keeping them");
+                commit_at_start(
+                    &mut log,
+                    Command::CreatePartitions {
+                        name: name.to_string(),
+                        id: t.id,
+                        total: n,
+                    },
+                )?;
+            }
+            Some(_) => {}
+            None => tracing::warn!(topic = %name, partitions = parts.len(),
+                "deleting the partitions of a topic the metadata no longer lists (a deletion was under way)"),
+        }
+    }
+    Ok(log)
 }
 
 /// First start on a data directory without a metadata store: the topics of
@@ -287,6 +354,7 @@ fn import(log: &mut LocalLog, data_dir: &Path, router: &ShardRouter) -> Result<(
                 id,
                 partitions,
                 configs,
+                replication_factor: 1,
             },
         )?;
     }
@@ -301,45 +369,120 @@ fn import(log: &mut LocalLog, data_dir: &Path, router: &ShardRouter) -> Result<(
     Ok(())
 }
 
+/// How often a node asks again while the quorum does not answer at start.
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+
+/// Commits `cmd` through the quorum at start, asking again while no quorum
+/// answers (the other voters may not be up yet).
+async fn commit_when_quorate(meta: &MetadataStore, cmd: &Command) -> Result<Outcome, KafkaError> {
+    let started = std::time::Instant::now();
+    loop {
+        match meta.propose(cmd.clone()).await {
+            Ok(out) => return Ok(out),
+            Err(ProposeError::Unavailable(why)) => {
+                tracing::warn!(waited_s = started.elapsed().as_secs(), reason = %why,
+                    "waiting for the metadata quorum (a majority of cluster.voters must be up)");
+                std::thread::sleep(JOIN_RETRY);
+            }
+            Err(e) => return Err(proposal_error(e)),
+        }
+    }
+}
+
+/// Joins the cluster: the quorum member starts, the cluster id is set if no
+/// voter set it yet, and this broker registers with a new incarnation. Returns
+/// the store and the first image this node applied at or after its
+/// registration (so it holds every change before it: nothing is reconciled
+/// against a stale image).
+async fn join(
+    dir: &Path,
+    data_dir: &Path,
+    settings: &BrokerSettings,
+    cluster: &crate::context::ClusterSettings,
+) -> Result<
+    (
+        MetadataStore,
+        Arc<MetadataImage>,
+        mpsc::Receiver<Arc<MetadataImage>>,
+    ),
+    KafkaError,
+> {
+    // A single-node store is not carried into a cluster: refuse rather than start
+    // a cluster that does not know this node's topics (and would delete them).
+    for single in [
+        dir.join("log"),
+        dir.join("snapshot"),
+        data_dir.join(TOPICS_FILE),
+    ] {
+        if single.exists() {
+            return Err(storage(format!(
+                "{} holds the metadata of a single-node broker; moving a single node into a \
+                 cluster is not supported yet: start it without cluster.voters, or give this \
+                 node an empty data directory",
+                single.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
+    let (tx, rx) = mpsc::channel();
+    let mut quorum = cluster.quorum.clone();
+    quorum.dir = dir.to_path_buf();
+    let meta = MetadataStore::start_quorum(quorum, tx).map_err(storage)?;
+    let init = Command::InitCluster {
+        cluster_id: new_cluster_id(),
+    };
+    commit_when_quorate(&meta, &init).await?;
+    let register = Command::RegisterBroker {
+        id: settings.node_id,
+        incarnation: rand::random(),
+        rack: cluster.rack.clone(),
+        host: settings.advertised_host.clone(),
+        port: settings.advertised_port,
+    };
+    let out = commit_when_quorate(&meta, &register).await?;
+    if let Err(r) = &out.result {
+        return Err(storage(format!(
+            "could not register broker {}: {r}",
+            settings.node_id
+        )));
+    }
+    tracing::info!(
+        node_id = settings.node_id,
+        version = out.version,
+        "registered with the cluster"
+    );
+    let first = loop {
+        let image = rx
+            .recv()
+            .map_err(|_| storage("the metadata quorum stopped while joining"))?;
+        if image.version >= out.version {
+            break image;
+        }
+    };
+    Ok((meta, first, rx))
+}
+
 impl TopicStore {
     /// Opens the metadata of `data_dir` (importing `topics.json` on first start) and
     /// reconciles the partitions with it. Runs before the listeners open, off the
-    /// shards.
+    /// shards. With `settings.cluster` the node joins the metadata quorum first
+    /// and hosts only the partitions placed on it.
     pub async fn open(
         data_dir: &Path,
         defaults: LogConfig,
         router: ShardRouter,
+        settings: &BrokerSettings,
     ) -> Result<TopicStore, KafkaError> {
         let dir = data_dir.join(sluice_raft::METADATA_DIR);
-        let mut log = LocalLog::open(&dir).map_err(storage)?;
-        if log.is_empty() {
-            import(&mut log, data_dir, &router)?;
+        let (meta, first, rx) = if let Some(cluster) = &settings.cluster {
+            join(&dir, data_dir, settings, cluster).await?
         } else {
-            // Partitions beyond the registered count can only come from outside
-            // (a copied directory): keep them, as before the store.
-            let image = log.image().clone();
-            for (name, parts) in hosted_partitions(&router) {
-                let n = parts.iter().max().map_or(0, |m| m + 1);
-                match image.topic(&name) {
-                    Some(t) if n > t.partitions => {
-                        tracing::warn!(topic = %name, registry = t.partitions, on_disk = n,
-                            "more partitions on disk than registered; keeping them");
-                        commit_at_start(
-                            &mut log,
-                            Command::CreatePartitions {
-                                name: name.to_string(),
-                                id: t.id,
-                                total: n,
-                            },
-                        )?;
-                    }
-                    Some(_) => {}
-                    None => tracing::warn!(topic = %name, partitions = parts.len(),
-                        "deleting the partitions of a topic the metadata no longer lists (a deletion was under way)"),
-                }
-            }
-        }
-        let first = Arc::new(log.image().clone());
+            let log = open_single(&dir, data_dir, &router)?;
+            let first = Arc::new(log.image().clone());
+            let (tx, rx) = mpsc::channel();
+            (MetadataStore::start(log, tx).map_err(storage)?, first, rx)
+        };
         let view = Arc::new(ArcSwap::from_pointee(TopicsImage::default()));
         let progress = Arc::new(Mutex::new(Progress::default()));
         let owners = Owners::load(&dir, &first, &router)?;
@@ -349,13 +492,21 @@ impl TopicStore {
             view: view.clone(),
             hosted: HashMap::new(),
             owners,
+            node_id: settings.node_id,
+            cluster: settings.cluster.is_some(),
+            this: BrokerRecord {
+                id: settings.node_id,
+                incarnation: 0,
+                rack: settings.cluster.as_ref().and_then(|c| c.rack.clone()),
+                host: settings.advertised_host.clone(),
+                port: settings.advertised_port,
+                fenced: false,
+            },
         };
         reconciler.reconcile(&first).await.map_err(storage)?;
         if let Ok(mut p) = progress.lock() {
             p.applied = first.version;
         }
-        let (tx, rx) = mpsc::channel();
-        let meta = MetadataStore::start(log, tx).map_err(storage)?;
         let prog = progress.clone();
         let thread = std::thread::Builder::new()
             .name("reconciler".into())
@@ -363,6 +514,7 @@ impl TopicStore {
             .map_err(storage)?;
         Ok(TopicStore {
             data_dir: data_dir.to_path_buf(),
+            node_id: settings.node_id,
             defaults,
             meta,
             view,
@@ -371,6 +523,24 @@ impl TopicStore {
             producer_ids: Mutex::new((0, 0)),
             reserving: futures::lock::Mutex::new(()),
         })
+    }
+
+    /// The node id of the metadata quorum's leader (Kafka's controller id), -1
+    /// while none is known; this node for the single-node store.
+    pub fn controller(&self) -> i32 {
+        if self.meta.is_quorum() {
+            self.meta
+                .leader()
+                .and_then(|l| i32::try_from(l).ok())
+                .unwrap_or(-1)
+        } else {
+            self.node_id
+        }
+    }
+
+    /// The quorum as this node sees it (`None` for the single-node store).
+    pub async fn quorum_status(&self) -> Option<sluice_raft::QuorumStatus> {
+        self.meta.quorum_status().await
     }
 
     /// Stops the metadata store and the reconciler (before the engine stops).
@@ -395,21 +565,13 @@ impl TopicStore {
         &self.defaults
     }
 
-    /// Commits `cmd` and waits until this node applied it.
+    /// Commits `cmd` and waits until this node applied it (a refusal too: it was
+    /// decided against an image this node may not show yet, such as a concurrent
+    /// create of the same topic).
     async fn change(&self, cmd: Command) -> Result<Applied, KafkaError> {
-        match self.meta.propose(cmd).await {
-            Ok((image, applied)) => {
-                self.wait_applied(image.version).await?;
-                Ok(applied)
-            }
-            Err(e @ ProposeError::Refused(_)) => {
-                // Refused against a committed image this node may not show yet (a
-                // concurrent create of the same topic): show it before answering.
-                self.wait_applied(self.meta.committed_version()).await?;
-                Err(proposal_error(e))
-            }
-            Err(e) => Err(proposal_error(e)),
-        }
+        let out = self.meta.propose(cmd).await.map_err(proposal_error)?;
+        self.wait_applied(out.version).await?;
+        out.result.map_err(|r| refusal_error(&r))
     }
 
     async fn wait_applied(&self, version: u64) -> Result<(), KafkaError> {
@@ -474,6 +636,7 @@ impl TopicStore {
             partitions,
             configs,
             settings,
+            placement: Arc::from([]),
         });
         if validate_only {
             return Ok(info);
@@ -483,6 +646,7 @@ impl TopicStore {
             id: info.id,
             partitions,
             configs: info.configs.clone(),
+            replication_factor: 1,
         })
         .await?;
         tracing::info!(topic = %name, partitions, "created topic");
@@ -510,13 +674,11 @@ impl TopicStore {
     ) -> Result<(), KafkaError> {
         let info = self.current(name)?;
         if total <= info.partitions || total > PARTITIONS_MAX {
-            return Err(proposal_error(ProposeError::Refused(
-                Refusal::PartitionCount {
-                    name: name.to_string(),
-                    have: info.partitions,
-                    asked: total,
-                },
-            )));
+            return Err(refusal_error(&Refusal::PartitionCount {
+                name: name.to_string(),
+                have: info.partitions,
+                asked: total,
+            }));
         }
         if validate_only {
             return Ok(());
@@ -571,14 +733,14 @@ impl TopicStore {
         if let Some(id) = take(&mut *self.producer_ids.lock().map_err(|_| poisoned())?) {
             return Ok(id);
         }
-        let (_, applied) = self
+        let out = self
             .meta
             .propose(Command::ReserveProducerIds {
                 count: PRODUCER_ID_BLOCK,
             })
             .await
             .map_err(proposal_error)?;
-        let Applied::ProducerIds { first } = applied else {
+        let Ok(Applied::ProducerIds { first }) = out.result else {
             return Err(KafkaError::new(
                 code::UNKNOWN_SERVER_ERROR,
                 "the metadata store reserved no producer ids",
@@ -607,6 +769,12 @@ struct Reconciler {
     hosted: HashMap<String, Hosted>,
     /// Which topic id the partition directories of each name belong to.
     owners: Owners,
+    node_id: i32,
+    /// In a cluster only the partitions placed on this node are hosted; the
+    /// single-node store hosts every partition and leads them all.
+    cluster: bool,
+    /// This broker as clients reach it (the single-node store's only broker).
+    this: BrokerRecord,
 }
 
 /// The topic id each name's partition directories belong to, kept durably in
@@ -712,11 +880,56 @@ impl Reconciler {
 
     fn publish(&self, image: &MetadataImage) {
         let topics = self.hosted.values().map(|h| h.info.clone()).collect();
+        let brokers = if self.cluster {
+            image.live_brokers().cloned().collect()
+        } else {
+            vec![self.this.clone()]
+        };
         self.view.store(Arc::new(TopicsImage::from_topics(
             image.cluster_id.clone(),
             image.version,
+            brokers,
             topics,
         )));
+    }
+
+    /// A topic's partitions as handlers see them: the image's placement in a
+    /// cluster; this node leading every partition for the single-node store.
+    fn placement(&self, record: &TopicRecord) -> Arc<[PartitionRecord]> {
+        (0..record.partitions)
+            .map(|p| {
+                let placed = usize::try_from(p)
+                    .ok()
+                    .and_then(|p| record.placement.get(p));
+                match placed {
+                    Some(r) if self.cluster => r.clone(),
+                    // Not placed yet: offline until a broker takes it.
+                    None if self.cluster => PartitionRecord {
+                        replicas: Vec::new(),
+                        leader: -1,
+                        leader_epoch: 0,
+                        isr: Vec::new(),
+                        partition_epoch: 0,
+                    },
+                    _ => PartitionRecord {
+                        replicas: vec![self.node_id],
+                        leader: self.node_id,
+                        leader_epoch: 0,
+                        isr: vec![self.node_id],
+                        partition_epoch: 0,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Whether this node holds a replica of `partition`.
+    fn placed_here(&self, record: &TopicRecord, partition: i32) -> bool {
+        !self.cluster
+            || usize::try_from(partition)
+                .ok()
+                .and_then(|p| record.placement.get(p))
+                .is_some_and(|r| r.replicas.contains(&self.node_id))
     }
 
     async fn reconcile(&mut self, image: &MetadataImage) -> Result<(), String> {
@@ -792,9 +1005,11 @@ impl Reconciler {
             .hosted
             .get(name)
             .is_none_or(|h| h.record.configs != record.configs);
+        let placement = self.placement(record);
         let info = match self.hosted.get(name) {
             Some(h) if !configs_changed => Arc::new(TopicInfo {
                 partitions: record.partitions,
+                placement,
                 ..(*h.info).clone()
             }),
             _ => {
@@ -805,10 +1020,12 @@ impl Reconciler {
                     partitions: record.partitions,
                     configs,
                     settings,
+                    placement,
                 })
             }
         };
         let missing: Vec<TopicPartition> = (0..record.partitions)
+            .filter(|p| self.placed_here(record, *p))
             .filter(|p| !on_disk.is_some_and(|d| d.contains(p)))
             .filter_map(|p| TopicPartition::new(name, p).ok())
             .collect();

@@ -28,6 +28,68 @@ pub struct Config {
     pub group: GroupSection,
     /// The admin HTTP endpoint (health checks, node information).
     pub admin: AdminSection,
+    /// Several nodes as one cluster (unset `voters`: a single node).
+    pub cluster: ClusterSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Kafka's `controller.quorum.voters`: `ID@HOST:PORT,...`; unset: one node.
+    pub voters: Option<String>,
+    /// Where this node answers its peers; default: its own entry in `voters`.
+    pub listen: Option<String>,
+    /// Kafka's `broker.rack`.
+    pub rack: Option<String>,
+    /// A broker not heard from for this long is fenced, in milliseconds.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            voters: None,
+            listen: None,
+            rack: None,
+            session_timeout_ms: 9000,
+        }
+    }
+}
+
+/// How long a metadata change may wait for the quorum before the client is told
+/// to retry (REQUEST_TIMED_OUT).
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `cluster.voters`: `ID@HOST:PORT` entries separated by commas.
+fn parse_voters(text: &str) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+    let key = "cluster.voters";
+    let mut out = std::collections::BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| bad(key, format!("`{entry}`: use ID@HOST:PORT")))?;
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|id| i32::try_from(*id).is_ok())
+            .ok_or_else(|| bad(key, format!("`{entry}`: `{id}` is not a node id")))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| bad(key, format!("`{entry}`: `{addr}` has no :PORT")))?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(bad(key, format!("`{entry}`: `{addr}` is not HOST:PORT")));
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(bad(key, format!("node {id} is listed twice")));
+        }
+    }
+    if out.is_empty() {
+        return Err(bad(
+            key,
+            "lists no voter (leave it unset for a single node)",
+        ));
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -145,6 +207,7 @@ impl Default for Config {
             log: LogSection::default(),
             group: GroupSection::default(),
             admin: AdminSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -327,6 +390,22 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "admin",
         "listen",
         "address of the admin HTTP endpoint: /metrics, /v1/health/live, /v1/health/ready, /v1/node, /v1/partitions",
+    ),
+    (
+        "cluster",
+        "voters",
+        "controller.quorum.voters: the metadata quorum as ID@HOST:PORT,... (node_id must be one of them); unset: a single node",
+    ),
+    (
+        "cluster",
+        "listen",
+        "address this node answers its peers on (default: its own entry in cluster.voters, port 9095 by convention)",
+    ),
+    ("cluster", "rack", "broker.rack: replicas of a partition go to different racks"),
+    (
+        "cluster",
+        "session_timeout_ms",
+        "a broker not heard from for this long is fenced, ms (1000 to 600000)",
     ),
 ];
 
@@ -573,6 +652,9 @@ impl Config {
         full.kafka.advertised_port = Some(1);
         full.storage.shards = Some(1);
         full.group.max_size = Some(1);
+        full.cluster.voters = Some("1@h:9095".into());
+        full.cluster.listen = Some("h:9095".into());
+        full.cluster.rack = Some("r".into());
         full
     }
 
@@ -647,6 +729,7 @@ impl Config {
             fetch_wait_max_ms: self.kafka.fetch_wait_max_ms,
             drain_timeout: Duration::from_millis(self.kafka.shutdown_timeout_ms / 2),
             groups: self.group.check()?,
+            cluster: self.cluster.check(self.node_id)?,
         };
         let admin = self
             .admin
@@ -661,6 +744,66 @@ impl Config {
             admin,
             broker,
         })
+    }
+}
+
+impl ClusterSection {
+    fn check(&self, node_id: i32) -> Result<Option<sluice_net::ClusterSettings>, ConfigError> {
+        if !(1000..=600_000).contains(&self.session_timeout_ms) {
+            return Err(bad("cluster.session_timeout_ms", "must be 1000 to 600000"));
+        }
+        if self.rack.as_deref().is_some_and(str::is_empty) {
+            return Err(bad("cluster.rack", "must not be empty (leave it unset)"));
+        }
+        let Some(voters) = &self.voters else {
+            if self.listen.is_some() {
+                return Err(bad(
+                    "cluster.listen",
+                    "is only used with cluster.voters (a single node has no peers)",
+                ));
+            }
+            return Ok(None);
+        };
+        let voters = parse_voters(voters)?;
+        let me = u64::try_from(node_id).unwrap_or(u64::MAX);
+        let Some(own) = voters.get(&me) else {
+            return Err(bad(
+                "node_id",
+                format!(
+                    "{node_id} is not among cluster.voters ({}); brokers that are not voters \
+                     cannot join yet",
+                    voters
+                        .keys()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let listen = self.listen.clone().unwrap_or_else(|| own.clone());
+        listen
+            .to_socket_addrs()
+            .map_err(|e| bad("cluster.listen", format!("`{listen}`: {e}")))?
+            .next()
+            .ok_or_else(|| {
+                bad(
+                    "cluster.listen",
+                    format!("`{listen}` resolves to no address"),
+                )
+            })?;
+        Ok(Some(sluice_net::ClusterSettings {
+            quorum: sluice_raft::QuorumSettings {
+                node_id: me,
+                voters,
+                listen,
+                // Set by the broker to <data_dir>/metadata.
+                dir: PathBuf::new(),
+                config: sluice_raft::quorum::node::default_config(),
+                propose_timeout: PROPOSE_TIMEOUT,
+            },
+            rack: self.rack.clone(),
+            session_timeout: Duration::from_millis(self.session_timeout_ms),
+        }))
     }
 }
 

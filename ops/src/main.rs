@@ -380,13 +380,14 @@ fn group(action: GroupAction) -> cli::CliResult<()> {
 }
 
 /// Logs go to journald with their fields when stderr is the journal (started by
-/// systemd), else to stderr as text. `SLUICE_LOG` filters (default `info`).
+/// systemd), else to stderr as text. `SLUICE_LOG` filters (default `info,openraft=warn`).
 fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+            // openraft narrates every vote and append at info.
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"))
     };
     if systemd::stderr_is_journal() {
         tracing_subscriber::registry()

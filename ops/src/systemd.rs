@@ -64,7 +64,7 @@ impl Watchdog {
                     let started = std::time::Instant::now();
                     let stuck = unresponsive(&router, probe_timeout);
                     // Under the lock `silence` takes: nothing is sent after it.
-                    let gate = g.lock().unwrap_or_else(|e| e.into_inner());
+                    let gate = g.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     if s.load(Ordering::SeqCst) {
                         return;
                     }
@@ -93,7 +93,7 @@ impl Watchdog {
 
     /// No ping is sent once this returns; the thread may still be probing.
     pub fn silence(&self) {
-        let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let _gate = self.gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.stop.store(true, Ordering::SeqCst);
     }
 

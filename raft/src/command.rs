@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::image::{MetadataImage, TopicRecord};
+use crate::image::{BrokerRecord, MetadataImage, PartitionRecord, TopicRecord};
 
 /// Most partitions one topic may have.
 pub const PARTITIONS_MAX: i32 = 100_000;
@@ -25,6 +25,9 @@ pub enum Command {
         id: Uuid,
         partitions: i32,
         configs: BTreeMap<String, String>,
+        /// Replicas per partition, placed by [`apply`] over the live brokers.
+        #[serde(default = "one")]
+        replication_factor: i16,
     },
     DeleteTopic {
         name: String,
@@ -46,6 +49,28 @@ pub enum Command {
     ReserveProducerIds {
         count: i64,
     },
+    /// A broker (re)starting: its endpoint and a new incarnation. It is live from
+    /// here on; offline partitions it holds a replica of are led by it again, and
+    /// topics without placement (from before brokers were recorded) are placed on
+    /// it.
+    RegisterBroker {
+        id: i32,
+        incarnation: u64,
+        rack: Option<String>,
+        host: String,
+        port: u16,
+    },
+    /// A broker that missed its session (the incarnation it registered with, so a
+    /// late fence does not hit its next start): the partitions it led move to
+    /// another live in-sync replica, or go offline.
+    FenceBroker {
+        id: i32,
+        incarnation: u64,
+    },
+}
+
+fn one() -> i16 {
+    1
 }
 
 /// What an applied command produced, beyond the new image.
@@ -73,6 +98,108 @@ pub enum Refusal {
     InvalidPartitions(i32),
     #[error("a producer-id block of {0} ids")]
     InvalidBlock(i64),
+    #[error("replication factor {asked}: there are {brokers} live brokers")]
+    ReplicationFactor { asked: i16, brokers: usize },
+    #[error("broker {0} is not registered with that incarnation")]
+    UnknownBroker(i32),
+}
+
+/// Replica lists for partitions `first..first + count` of a topic: every live
+/// broker in turn leads (balanced), and the other replicas go to racks the
+/// partition does not use yet while any remain. Deterministic in the image. With
+/// no live broker nothing is placed yet (the first to register takes them).
+fn place(
+    image: &MetadataImage,
+    first: i32,
+    count: i32,
+    rf: i16,
+) -> Result<Vec<PartitionRecord>, Refusal> {
+    let live: Vec<&BrokerRecord> = image.live_brokers().collect();
+    if live.is_empty() {
+        // Not placed yet: the first broker to register takes them.
+        return Ok(Vec::new());
+    }
+    let Some(want) = usize::try_from(rf)
+        .ok()
+        .filter(|r| (1..=live.len()).contains(r))
+    else {
+        return Err(Refusal::ReplicationFactor {
+            asked: rf,
+            brokers: live.len(),
+        });
+    };
+    // Racks alternate along the order, so consecutive leaders sit in other racks.
+    let mut racks: BTreeMap<Option<&str>, Vec<&BrokerRecord>> = BTreeMap::new();
+    for b in &live {
+        racks.entry(b.rack.as_deref()).or_default().push(b);
+    }
+    let mut order: Vec<&BrokerRecord> = Vec::with_capacity(live.len());
+    for i in 0.. {
+        let before = order.len();
+        order.extend(racks.values().filter_map(|r| r.get(i)));
+        if order.len() == before {
+            break;
+        }
+    }
+    // Where this topic's first partition starts: after every partition placed so
+    // far, so leaders spread across topics too.
+    let placed: usize = image
+        .topics
+        .values()
+        .map(|t| usize::try_from(t.partitions).unwrap_or(0))
+        .sum();
+    let n = order.len();
+    Ok((0..count)
+        .map(|p| {
+            let base = placed.wrapping_add(usize::try_from(first + p).unwrap_or(0)) % n;
+            let mut replicas: Vec<&BrokerRecord> = vec![order[base]];
+            for step in 1..n {
+                if replicas.len() == want {
+                    break;
+                }
+                let b = order[(base + step) % n];
+                if !replicas.iter().any(|r| r.rack == b.rack) {
+                    replicas.push(b);
+                }
+            }
+            // Fewer racks than replicas: the rest go to any broker not used yet.
+            for step in 1..n {
+                if replicas.len() == want {
+                    break;
+                }
+                let b = order[(base + step) % n];
+                if !replicas.iter().any(|r| r.id == b.id) {
+                    replicas.push(b);
+                }
+            }
+            let ids: Vec<i32> = replicas.iter().map(|b| b.id).collect();
+            PartitionRecord {
+                leader: ids[0],
+                leader_epoch: 0,
+                isr: ids.clone(),
+                replicas: ids,
+                partition_epoch: 0,
+            }
+        })
+        .collect())
+}
+
+/// Changes every partition record `change` returns a new one for.
+fn each_partition(
+    image: &mut MetadataImage,
+    mut change: impl FnMut(&PartitionRecord) -> Option<PartitionRecord>,
+) {
+    for t in image.topics.values_mut() {
+        if t.placement.iter().all(|p| change(p).is_none()) {
+            continue;
+        }
+        let next = Arc::make_mut(t);
+        for p in &mut next.placement {
+            if let Some(new) = change(p) {
+                *p = new;
+            }
+        }
+    }
 }
 
 /// Applies `cmd` as entry `index`. The image's version becomes `index` whether or
@@ -102,6 +229,7 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
             id,
             partitions,
             configs,
+            replication_factor,
         } => {
             if image.topics.contains_key(name) {
                 return Err(Refusal::TopicExists(name.clone()));
@@ -109,12 +237,14 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
             if !(1..=PARTITIONS_MAX).contains(partitions) {
                 return Err(Refusal::InvalidPartitions(*partitions));
             }
+            let placement = place(image, 0, *partitions, *replication_factor)?;
             image.topics.insert(
                 name.clone(),
                 Arc::new(TopicRecord {
                     id: *id,
                     partitions: *partitions,
                     configs: configs.clone(),
+                    placement,
                 }),
             );
         }
@@ -124,18 +254,7 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
         }
         Command::CreatePartitions { name, id, total } => {
             let t = topic(image, name, id)?;
-            if *total <= t.partitions || *total > PARTITIONS_MAX {
-                return Err(Refusal::PartitionCount {
-                    name: name.clone(),
-                    have: t.partitions,
-                    asked: *total,
-                });
-            }
-            let next = TopicRecord {
-                partitions: *total,
-                ..(*t).clone()
-            };
-            image.topics.insert(name.clone(), Arc::new(next));
+            grow(image, name, &t, *total)?;
         }
         Command::SetTopicConfigs { name, id, configs } => {
             let t = topic(image, name, id)?;
@@ -153,8 +272,115 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
             image.producer_ids_reserved += count;
             return Ok(Applied::ProducerIds { first });
         }
+        Command::RegisterBroker {
+            id,
+            incarnation,
+            rack,
+            host,
+            port,
+        } => register(
+            image,
+            BrokerRecord {
+                id: *id,
+                incarnation: *incarnation,
+                rack: rack.clone(),
+                host: host.clone(),
+                port: *port,
+                fenced: false,
+            },
+        ),
+        Command::FenceBroker { id, incarnation } => fence(image, *id, *incarnation)?,
     }
     Ok(Applied::Done)
+}
+
+/// Grows topic `t` to `total` partitions, placing the new ones like a new topic's.
+fn grow(image: &mut MetadataImage, name: &str, t: &TopicRecord, total: i32) -> Result<(), Refusal> {
+    if total <= t.partitions || total > PARTITIONS_MAX {
+        return Err(Refusal::PartitionCount {
+            name: name.to_string(),
+            have: t.partitions,
+            asked: total,
+        });
+    }
+    let mut next = TopicRecord {
+        partitions: total,
+        ..t.clone()
+    };
+    if !t.placement.is_empty() {
+        let rf = i16::try_from(t.placement[0].replicas.len().max(1)).unwrap_or(1);
+        let more = place(image, t.partitions, total - t.partitions, rf)?;
+        next.placement.extend(more);
+    }
+    image.topics.insert(name.to_string(), Arc::new(next));
+    Ok(())
+}
+
+/// A broker registers: live from here on; offline partitions it is an in-sync
+/// replica of are led by it again; topics not placed yet are placed on it.
+fn register(image: &mut MetadataImage, broker: BrokerRecord) {
+    let id = broker.id;
+    image.brokers.insert(id, broker);
+    each_partition(image, |p| {
+        (p.leader == -1 && p.isr.contains(&id)).then(|| PartitionRecord {
+            leader: id,
+            leader_epoch: p.leader_epoch + 1,
+            isr: vec![id],
+            partition_epoch: p.partition_epoch + 1,
+            ..p.clone()
+        })
+    });
+    for t in image.topics.values_mut() {
+        if t.placement.is_empty() {
+            Arc::make_mut(t).placement = (0..t.partitions)
+                .map(|_| PartitionRecord {
+                    replicas: vec![id],
+                    leader: id,
+                    leader_epoch: 0,
+                    isr: vec![id],
+                    partition_epoch: 0,
+                })
+                .collect();
+        }
+    }
+}
+
+/// A broker missed its session: the partitions it led move to another live
+/// in-sync replica, or go offline.
+fn fence(image: &mut MetadataImage, id: i32, incarnation: u64) -> Result<(), Refusal> {
+    let Some(b) = image
+        .brokers
+        .get_mut(&id)
+        .filter(|b| b.incarnation == incarnation)
+    else {
+        return Err(Refusal::UnknownBroker(id));
+    };
+    if b.fenced {
+        return Ok(());
+    }
+    b.fenced = true;
+    let live: Vec<i32> = image.live_brokers().map(|b| b.id).collect();
+    each_partition(image, |p| {
+        if p.leader != id && !p.isr.contains(&id) {
+            return None;
+        }
+        let isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != id).collect();
+        let leader = if p.leader == id {
+            isr.iter().copied().find(|r| live.contains(r)).unwrap_or(-1)
+        } else {
+            p.leader
+        };
+        Some(PartitionRecord {
+            leader,
+            leader_epoch: p.leader_epoch + i32::from(leader != p.leader),
+            // The last replica stays in the ISR (as Kafka keeps it), so it
+            // can lead again when it returns.
+            isr: if isr.is_empty() { vec![id] } else { isr },
+            partition_epoch: p.partition_epoch + 1,
+            ..p.clone()
+        })
+    });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -167,6 +393,7 @@ mod tests {
             id: Uuid::from_u128(id),
             partitions,
             configs: BTreeMap::new(),
+            replication_factor: 1,
         }
     }
 

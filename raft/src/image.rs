@@ -18,6 +18,37 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, Arc<TopicRecord>>,
     /// Producer ids below this were handed out as blocks (never again).
     pub producer_ids_reserved: i64,
+    /// Brokers that registered, by node id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerRecord>,
+}
+
+/// A broker as it registered: where Kafka clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerRecord {
+    pub id: i32,
+    /// Chosen by the broker at each start; a restart registers a new one.
+    pub incarnation: u64,
+    pub rack: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Missed its session: its partitions are led elsewhere or offline.
+    pub fenced: bool,
+}
+
+/// Where one partition lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionRecord {
+    /// Broker ids; the first is the preferred leader.
+    pub replicas: Vec<i32>,
+    /// The leading broker, or -1 while the partition is offline.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    /// Goes up with every change of this record.
+    pub partition_epoch: i32,
 }
 
 /// One topic.
@@ -28,10 +59,19 @@ pub struct TopicRecord {
     pub partitions: i32,
     /// Config overrides as given (validated before they were proposed).
     pub configs: BTreeMap<String, String>,
+    /// One record per partition; empty for a topic created before brokers were
+    /// recorded (the first broker to register takes them all).
+    #[serde(default)]
+    pub placement: Vec<PartitionRecord>,
 }
 
 impl MetadataImage {
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicRecord>> {
         self.topics.get(name)
+    }
+
+    /// Brokers not fenced, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
+        self.brokers.values().filter(|b| !b.fenced)
     }
 }

@@ -220,6 +220,7 @@ mod tests {
             ),
             partitions,
             configs: BTreeMap::new(),
+            replication_factor: 1,
         }
     }
 

@@ -71,6 +71,7 @@ fn create(name: &str, id: u128) -> Command {
         id: Uuid::from_u128(id),
         partitions: 3,
         configs: BTreeMap::new(),
+        replication_factor: 1,
     }
 }
 

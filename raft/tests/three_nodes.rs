@@ -37,6 +37,7 @@ fn create(name: &str, id: u128) -> Command {
         id: Uuid::from_u128(id),
         partitions: 6,
         configs: BTreeMap::new(),
+        replication_factor: 1,
     }
 }
 

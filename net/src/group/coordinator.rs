@@ -713,9 +713,10 @@ where
     let tp = TopicPartition::new(OFFSETS_TOPIC, index)
         .map_err(|e| KafkaError::new(code::COORDINATOR_NOT_AVAILABLE, e.to_string()))?;
     let Some(shard) = ctx.router.shard_of(&tp) else {
+        // Another broker leads it (or none does yet): the client finds it again.
         return Err(KafkaError::new(
-            code::COORDINATOR_NOT_AVAILABLE,
-            format!("{tp} has no shard"),
+            code::NOT_COORDINATOR,
+            format!("broker {} does not lead {tp}", ctx.node_id()),
         ));
     };
     let settings = ctx.settings.groups.clone();
@@ -731,8 +732,8 @@ where
         .map_err(|e| KafkaError::new(code::COORDINATOR_NOT_AVAILABLE, e.to_string()))?
 }
 
-/// Runs `f` on the coordinator of every partition of `__consumer_offsets` (none if
-/// the topic does not exist yet) and returns what each gave.
+/// Runs `f` on the coordinator of every partition of `__consumer_offsets` this
+/// broker leads (none if the topic does not exist yet) and returns what each gave.
 pub async fn on_every_partition<O, F, Fut>(ctx: &BrokerContext, f: F) -> Result<Vec<O>, KafkaError>
 where
     F: Fn(Rc<Coordinator>) -> Fut + Clone + Send + 'static,
@@ -742,7 +743,12 @@ where
     let Some(topic) = ctx.topics.image().get(OFFSETS_TOPIC).cloned() else {
         return Ok(Vec::new());
     };
-    let all = (0..topic.partitions).map(|i| on_partition(ctx, i, f.clone()));
+    let all = (0..topic.partitions)
+        .filter(|i| {
+            TopicPartition::new(OFFSETS_TOPIC, *i)
+                .is_ok_and(|tp| ctx.router.shard_of(&tp).is_some())
+        })
+        .map(|i| on_partition(ctx, i, f.clone()));
     futures::future::join_all(all).await.into_iter().collect()
 }
 

@@ -77,7 +77,8 @@ async fn create(
         return Err(KafkaError::new(
             code::INVALID_REPLICATION_FACTOR,
             format!(
-                "replication factor {} is larger than the 1 broker available",
+                "replication factor {}: partitions have one replica in this version \
+                 (replication is not built yet)",
                 t.replication_factor
             ),
         ));
@@ -89,6 +90,13 @@ async fn create(
             t.num_partitions
         }
     } else {
+        if ctx.settings.cluster.is_some() {
+            return Err(KafkaError::new(
+                code::INVALID_REPLICA_ASSIGNMENT,
+                "replica assignments are not taken in a cluster yet: the controller places \
+                 the partitions",
+            ));
+        }
         let node = ctx.node_id();
         if t.assignments
             .iter()
@@ -96,7 +104,10 @@ async fn create(
         {
             return Err(KafkaError::new(
                 code::INVALID_REPLICATION_FACTOR,
-                format!("replica assignments may only name broker {node}"),
+                format!(
+                    "replica assignments may only name broker {node}, the broker asked \
+                     (placement over a cluster is chosen by the controller)"
+                ),
             ));
         }
         i32::try_from(t.assignments.len()).unwrap_or(i32::MAX)

@@ -21,19 +21,28 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
     Box::pin(async move {
         let v = header.request_api_version;
         let req: DescribeClusterRequest = super::decode(&mut body, KEY, v)?;
-        let node = BrokerId(ctx.node_id());
+        let image = ctx.topics.image();
         let response = DescribeClusterResponse::default()
             .with_endpoint_type(if v >= 1 { req.endpoint_type } else { 1 })
-            .with_cluster_id(StrBytes::from_string(ctx.topics.image().cluster_id.clone()))
-            .with_controller_id(node)
+            .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
+            .with_controller_id(BrokerId(ctx.node_id()))
             .with_cluster_authorized_operations(acl::authorized_operations(
                 acl::ResourceType::Cluster,
                 req.include_cluster_authorized_operations,
             ))
-            .with_brokers(vec![DescribeClusterBroker::default()
-                .with_broker_id(node)
-                .with_host(StrBytes::from_string(ctx.settings.advertised_host.clone()))
-                .with_port(i32::from(ctx.settings.advertised_port))]);
+            .with_brokers(
+                image
+                    .brokers
+                    .iter()
+                    .map(|b| {
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(b.id))
+                            .with_host(StrBytes::from_string(b.host.clone()))
+                            .with_port(i32::from(b.port))
+                            .with_rack(b.rack.clone().map(StrBytes::from_string))
+                    })
+                    .collect(),
+            );
         super::encode(&response, KEY, v)
     })
 }

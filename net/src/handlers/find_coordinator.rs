@@ -1,6 +1,6 @@
-//! FindCoordinator (v0+, batched keys from v4): this node coordinates every group
-//! (it leads every partition of `__consumer_offsets`, which is created on first
-//! use). Transaction coordinators are not served.
+//! FindCoordinator (v0+, batched keys from v4): a group's coordinator is the
+//! broker leading its partition of `__consumer_offsets` (created on first use).
+//! Transaction coordinators are not served.
 
 use std::rc::Rc;
 
@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::context::BrokerContext;
 use crate::group::coordinator::offsets_topic;
+use crate::group::OFFSETS_TOPIC;
 use crate::kafka_error::{self as code, KafkaError};
 use crate::registry::HandlerFuture;
 
@@ -34,7 +35,16 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let mut coordinators = Vec::with_capacity(keys.len());
         for key in keys {
             let found = if req.key_type == GROUP {
-                offsets_topic(&ctx).await.map(|_| ())
+                offsets_topic(&ctx).await.and_then(|t| {
+                    let index = crate::group::partition_for(&key, t.partitions);
+                    let leader = t.leader(index);
+                    ctx.topics.image().broker(leader).cloned().ok_or_else(|| {
+                        KafkaError::new(
+                            code::COORDINATOR_NOT_AVAILABLE,
+                            format!("{OFFSETS_TOPIC}-{index} has no live leader"),
+                        )
+                    })
+                })
             } else {
                 Err(KafkaError::new(
                     code::COORDINATOR_NOT_AVAILABLE,
@@ -42,11 +52,11 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 ))
             };
             let c = match found {
-                Ok(()) => Coordinator::default()
+                Ok(b) => Coordinator::default()
                     .with_key(key)
-                    .with_node_id(BrokerId(ctx.node_id()))
-                    .with_host(StrBytes::from_string(ctx.settings.advertised_host.clone()))
-                    .with_port(i32::from(ctx.settings.advertised_port)),
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(b.host))
+                    .with_port(i32::from(b.port)),
                 Err(e) => Coordinator::default()
                     .with_key(key)
                     .with_node_id(BrokerId(-1))

@@ -77,15 +77,26 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 }
             }
         }
-        let node = ctx.node_id();
+        let image = ctx.topics.image();
+        let brokers = image
+            .brokers
+            .iter()
+            .map(|b| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(b.host.clone()))
+                    .with_port(i32::from(b.port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+            })
+            .collect();
         let mut response = MetadataResponse::default()
-            .with_brokers(vec![MetadataResponseBroker::default()
-                .with_node_id(BrokerId(node))
-                .with_host(StrBytes::from_string(ctx.settings.advertised_host.clone()))
-                .with_port(i32::from(ctx.settings.advertised_port))])
+            .with_brokers(brokers)
             .with_topics(topics);
         if v >= 1 {
-            response.controller_id = BrokerId(node);
+            // As Kafka's KRaft brokers do, the controller clients are given is a
+            // live broker (this one): any broker takes admin requests and forwards
+            // them to the quorum's leader, so a dead leader is never asked.
+            response.controller_id = BrokerId(ctx.node_id());
         }
         if (8..=10).contains(&v) {
             response.cluster_authorized_operations = acl::authorized_operations(
@@ -103,21 +114,39 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
 
 /// A topic as `v` can carry it (fields a version lacks stay at their defaults).
 fn describe(ctx: &BrokerContext, t: &TopicInfo, v: i16) -> MetadataResponseTopic {
-    let node = BrokerId(ctx.node_id());
+    let image = ctx.topics.image();
     let internal = matches!(&*t.name, "__consumer_offsets" | "__transaction_state");
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.to_string()))))
         .with_topic_id(if v >= 10 { t.id } else { uuid::Uuid::nil() })
         .with_is_internal(v >= 1 && internal)
         .with_partitions(
-            (0..t.partitions)
-                .map(|p| {
+            t.placement
+                .iter()
+                .zip(0..)
+                .map(|(r, p)| {
+                    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+                    let offline: Vec<BrokerId> = r
+                        .replicas
+                        .iter()
+                        .filter(|b| image.broker(**b).is_none())
+                        .map(|b| BrokerId(*b))
+                        .collect();
+                    let error = if r.leader < 0 {
+                        code::LEADER_NOT_AVAILABLE
+                    } else {
+                        code::NONE
+                    };
                     MetadataResponsePartition::default()
+                        .with_error_code(sluice_engine::metrics::tally(error))
                         .with_partition_index(p)
-                        .with_leader_id(node)
+                        .with_leader_id(BrokerId(r.leader))
+                        // Epochs stay 0 until replication keeps them in the log too:
+                        // clients check them against the log's (OffsetForLeaderEpoch).
                         .with_leader_epoch(if v >= 7 { 0 } else { -1 })
-                        .with_replica_nodes(vec![node])
-                        .with_isr_nodes(vec![node])
+                        .with_replica_nodes(ids(&r.replicas))
+                        .with_isr_nodes(ids(&r.isr))
+                        .with_offline_replicas(if v >= 5 { offline } else { Vec::new() })
                 })
                 .collect(),
         )

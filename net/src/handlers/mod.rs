@@ -106,6 +106,39 @@ pub async fn find_topic(
     }
 }
 
+/// Why a partition this node's shards do not host cannot be served here: another
+/// broker leads it (`NOT_LEADER_OR_FOLLOWER`, the client asks for metadata and
+/// goes there), none does (`LEADER_NOT_AVAILABLE`), or it does not exist.
+pub fn not_here(ctx: &BrokerContext, tp: &TopicPartition) -> KafkaError {
+    let image = ctx.topics.image();
+    let Some(info) = image
+        .get(&tp.topic)
+        .filter(|t| (0..t.partitions).contains(&tp.partition))
+    else {
+        return KafkaError::new(
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("partition {tp} does not exist"),
+        );
+    };
+    match info.leader(tp.partition) {
+        l if l < 0 => KafkaError::new(
+            code::LEADER_NOT_AVAILABLE,
+            format!("partition {tp} has no leader (its replicas are offline)"),
+        ),
+        l if l == ctx.node_id() => KafkaError::new(
+            code::LEADER_NOT_AVAILABLE,
+            format!("partition {tp} is not open on this broker yet"),
+        ),
+        l => KafkaError::new(
+            code::NOT_LEADER_OR_FOLLOWER,
+            format!(
+                "broker {l} leads partition {tp}, not broker {}",
+                ctx.node_id()
+            ),
+        ),
+    }
+}
+
 /// Runs `f` on every partition's owning shard: one hop per shard, the partitions of
 /// a shard concurrently; results come back in the order of `items`.
 pub async fn on_owners<I, O, F, Fut>(
@@ -125,12 +158,7 @@ where
     for (i, (tp, item)) in items.into_iter().enumerate() {
         match ctx.router.shard_of(&tp) {
             Some(s) => per_shard.entry(s).or_default().push((i, tp, item)),
-            None => {
-                out[i] = Some(Err(KafkaError::new(
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("partition {tp} does not exist"),
-                )));
-            }
+            None => out[i] = Some(Err(not_here(ctx, &tp))),
         }
     }
     let jobs: Vec<_> = per_shard

@@ -387,6 +387,7 @@ fn a_topic_created_again_under_its_name_before_a_crash_starts_empty() {
         id: new_id,
         partitions: 3,
         configs: BTreeMap::new(),
+        replication_factor: 1,
     })
     .expect("commit the create");
     drop(log);

@@ -5,7 +5,8 @@
 //! the node will drive it on shard 0).
 //!
 //! Raft itself runs on glommio through [`GlommioRuntime`] (on shard 0 in the node).
-//! Not yet here: the network and snapshots kept on disk.
+//! [`QuorumNode`] is one node's member: Raft, its peer listener and forwarding of
+//! proposals to the leader.
 
 // openraft's traits return its StorageError (over 200 bytes); the helpers here
 // return the same type rather than box it and convert back.
@@ -13,10 +14,12 @@
 
 pub mod harness;
 mod log_store;
+pub mod node;
 mod runtime;
 mod state_machine;
 
 pub use log_store::LogStore;
+pub use node::{QuorumNode, QuorumSettings, QuorumStatus};
 pub use runtime::GlommioRuntime;
 pub use state_machine::StateMachine;
 

@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -36,6 +37,16 @@ struct Inner {
     /// Snapshots built, for their ids.
     built: u64,
     current: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
+    /// Where each applied image goes (the node's reconciler), in order.
+    subscriber: Option<std::sync::mpsc::Sender<Arc<MetadataImage>>>,
+}
+
+impl Inner {
+    fn publish(&self) {
+        if let Some(tx) = &self.subscriber {
+            let _ = tx.send(Arc::new(self.image.clone()));
+        }
+    }
 }
 
 /// What a snapshot's data holds (its meta travels beside it).
@@ -140,6 +151,14 @@ impl StateMachine {
     pub fn image(&self) -> MetadataImage {
         self.inner.borrow().image.clone()
     }
+
+    /// Sends the image as applied so far to `tx`, and from now on the image after
+    /// each applied batch of entries or installed snapshot.
+    pub fn subscribe(&self, tx: std::sync::mpsc::Sender<Arc<MetadataImage>>) {
+        let mut g = self.inner.borrow_mut();
+        g.subscriber = Some(tx);
+        g.publish();
+    }
 }
 
 fn snapshot_error(e: &dyn std::fmt::Display) -> StorageError {
@@ -212,6 +231,9 @@ impl RaftStateMachine<C> for StateMachine {
                 result,
             });
         }
+        if !out.is_empty() {
+            g.publish();
+        }
         Ok(out)
     }
 
@@ -240,6 +262,7 @@ impl RaftStateMachine<C> for StateMachine {
         g.last_applied = meta.last_log_id;
         g.membership = meta.last_membership.clone();
         g.current = Some((meta.clone(), data));
+        g.publish();
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! carrying openraft's request as JSON; the answer is one `Response` frame with the
 //! same correlation id carrying `Result<response, RaftError>` as JSON. One
 //! connection per peer, one request at a time on it, reconnected after an error;
-//! every call has openraft's deadline.
+//! every call has openraft's deadline. A `Forward` frame carries a proposal to the
+//! leader, answered once committed (see [`crate::quorum::node`]).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::frame::{self, Frame, Kind, HEADER_BYTES};
+use crate::command::Command;
 use crate::quorum::TypeConfig;
 
 type C = TypeConfig;
@@ -53,14 +55,31 @@ async fn read_frame(s: &mut TcpStream) -> std::io::Result<Frame> {
 }
 
 /// A connection to one peer.
-struct Peer {
+pub(crate) struct Peer {
     addr: String,
     conn: futures::lock::Mutex<Option<TcpStream>>,
     next_id: Cell<u64>,
 }
 
 impl Peer {
-    async fn call(&self, kind: Kind, payload: Vec<u8>, ttl: Duration) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn new(addr: &str) -> Peer {
+        Peer {
+            addr: addr.to_string(),
+            conn: futures::lock::Mutex::new(None),
+            next_id: Cell::new(0),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub(crate) async fn call(
+        &self,
+        kind: Kind,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> std::io::Result<Vec<u8>> {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let mut conn = self.conn.lock().await;
@@ -118,20 +137,10 @@ impl RaftNetworkFactory<C> for Network {
             .entry(target)
             .and_modify(|p| {
                 if p.addr != node.addr {
-                    *p = Rc::new(Peer {
-                        addr: node.addr.clone(),
-                        conn: futures::lock::Mutex::new(None),
-                        next_id: Cell::new(0),
-                    });
+                    *p = Rc::new(Peer::new(&node.addr));
                 }
             })
-            .or_insert_with(|| {
-                Rc::new(Peer {
-                    addr: node.addr.clone(),
-                    conn: futures::lock::Mutex::new(None),
-                    next_id: Cell::new(0),
-                })
-            })
+            .or_insert_with(|| Rc::new(Peer::new(&node.addr)))
             .clone();
         PeerClient { target, peer }
     }
@@ -235,6 +244,12 @@ async fn answer(mut s: TcpStream, raft: &Raft<C>) -> std::io::Result<()> {
             Kind::Vote => to_json(&raft.vote(from_json(&req.payload)?).await)?,
             Kind::Append => to_json(&raft.append_entries(from_json(&req.payload)?).await)?,
             Kind::Snapshot => to_json(&raft.install_snapshot(from_json(&req.payload)?).await)?,
+            // A proposal from a node that is not the leader: committed here if this
+            // node leads, else refused with where the leader is.
+            Kind::Forward => {
+                let cmd: Command = from_json(&req.payload)?;
+                to_json(&raft.client_write(cmd).await.map(|w| w.data))?
+            }
             other => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

@@ -1,0 +1,396 @@
+//! This node's member of the metadata quorum: openraft on a glommio executor and
+//! thread of its own (named `quorum`), answering its peers on `cluster.listen`.
+//!
+//! - On first start every voter proposes the same membership (the configured
+//!   voters); openraft keeps the first and the rest are told it exists.
+//! - A proposal made on a node that does not lead is forwarded to the leader in a
+//!   `Forward` frame and answered once the leader committed it; while no leader
+//!   is known the node waits for one. Either way it gives up at the proposal
+//!   timeout with [`ProposeError::Unavailable`] (a retriable error for Kafka
+//!   clients), so nothing hangs when the quorum is lost.
+//! - Every applied image goes to the subscriber (the node's reconciler).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, Raft, ServerState};
+use serde::Serialize;
+
+use super::{LogStore, Outcome, StateMachine, TypeConfig};
+use crate::command::Command;
+use crate::image::MetadataImage;
+use crate::rpc::frame::Kind;
+use crate::rpc::transport::{serve, Network, Peer};
+use crate::store::ProposeError;
+
+/// How one node takes part in the quorum.
+#[derive(Debug, Clone)]
+pub struct QuorumSettings {
+    pub node_id: u64,
+    /// Every voter's id and `host:port` of its cluster listener.
+    pub voters: BTreeMap<u64, String>,
+    /// Where this node answers its peers.
+    pub listen: String,
+    /// The quorum's files (`raft-log`, `raft-vote`, `raft-snapshot`).
+    pub dir: PathBuf,
+    pub config: Config,
+    /// How long a proposal may wait for a leader and its commit.
+    pub propose_timeout: Duration,
+}
+
+/// The quorum's timers in a node: heartbeats every 100 ms, and a follower that
+/// hears nothing for 500 to 1000 ms stands for election (a lost leader is
+/// replaced in about a second). A snapshot is taken every 1024 entries.
+pub fn default_config() -> Config {
+    Config {
+        cluster_name: "sluice".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1024),
+        ..Config::default()
+    }
+}
+
+/// The quorum as this node sees it (for `sluice cluster status` and metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QuorumStatus {
+    pub node_id: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: Option<u64>,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// On the leader: the last index each member has, by node id.
+    pub matched: BTreeMap<u64, Option<u64>>,
+    /// Leader changes this node has seen since it started.
+    pub leader_changes: u64,
+}
+
+enum Ask {
+    Write(Command, oneshot::Sender<Result<Outcome, ProposeError>>),
+    Status(oneshot::Sender<QuorumStatus>),
+    /// A std channel: `stop` may be called inside another executor (a drop).
+    Stop(std::sync::mpsc::Sender<()>),
+}
+
+/// The handle to the quorum thread.
+pub struct QuorumNode {
+    asks: mpsc::UnboundedSender<Ask>,
+    leader: Arc<AtomicU64>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for QuorumNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuorumNode")
+    }
+}
+
+/// `leader` holds this when no leader is known.
+const NO_LEADER: u64 = u64::MAX;
+
+fn status_of(m: &openraft::RaftMetrics<u64, BasicNode>, leader_changes: u64) -> QuorumStatus {
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    QuorumStatus {
+        node_id: m.id,
+        role: match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        }
+        .into(),
+        leader: m.current_leader,
+        term: m.current_term,
+        last_log_index: m.last_log_index.unwrap_or(0),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        learners: membership
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| !voters.contains(id))
+            .collect(),
+        voters: voters.into_iter().collect(),
+        matched: m
+            .replication
+            .as_ref()
+            .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+            .unwrap_or_default(),
+        leader_changes,
+    }
+}
+
+/// Forwards proposals to whichever node leads, one connection per leader address.
+#[derive(Default)]
+struct Forwarder {
+    peers: std::cell::RefCell<HashMap<String, Rc<Peer>>>,
+}
+
+impl Forwarder {
+    async fn forward(
+        &self,
+        addr: &str,
+        cmd: &Command,
+        ttl: Duration,
+    ) -> Result<Result<Outcome, RaftError<u64, ClientWriteError<u64, BasicNode>>>, String> {
+        let peer = self
+            .peers
+            .borrow_mut()
+            .entry(addr.to_string())
+            .or_insert_with(|| Rc::new(Peer::new(addr)))
+            .clone();
+        let payload = serde_json::to_vec(cmd).map_err(|e| e.to_string())?;
+        let answer = peer
+            .call(Kind::Forward, payload, ttl)
+            .await
+            .map_err(|e| format!("forwarding to {}: {e}", peer.addr()))?;
+        serde_json::from_slice(&answer).map_err(|e| format!("an answer from {addr}: {e}"))
+    }
+}
+
+/// Commits `cmd` here or at the leader, waiting for one while none is known, until
+/// `timeout`.
+async fn write(
+    raft: &Raft<TypeConfig>,
+    forwarder: &Forwarder,
+    cmd: Command,
+    timeout: Duration,
+) -> Result<Outcome, ProposeError> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no leader is known");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ProposeError::Unavailable(format!(
+                "no commit within {} ms: {last}",
+                timeout.as_millis()
+            )));
+        }
+        let local =
+            glommio::timer::timeout(left, async { Ok(raft.client_write(cmd.clone()).await) }).await;
+        let refused = match local {
+            Ok(Ok(w)) => return Ok(w.data),
+            Ok(Err(e)) => e,
+            Err(_) => {
+                last = "the leader did not commit in time".into();
+                continue;
+            }
+        };
+        let leader = match refused {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.leader_node,
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                return Err(ProposeError::Storage(e.to_string()))
+            }
+            RaftError::Fatal(e) => return Err(ProposeError::Storage(e.to_string())),
+        };
+        let Some(leader) = leader else {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match forwarder.forward(&leader.addr, &cmd, left).await {
+            Ok(Ok(out)) => return Ok(out),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                last = format!("{} no longer leads", leader.addr);
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(Err(e)) => return Err(ProposeError::Storage(e.to_string())),
+            Err(e) => {
+                last = e;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn run(
+    settings: QuorumSettings,
+    subscriber: std::sync::mpsc::Sender<Arc<MetadataImage>>,
+    leader: Arc<AtomicU64>,
+    started: std::sync::mpsc::Sender<Result<(), String>>,
+    mut asks: mpsc::UnboundedReceiver<Ask>,
+) {
+    let opened = async {
+        let config = Arc::new(
+            settings
+                .config
+                .clone()
+                .validate()
+                .map_err(|e| e.to_string())?,
+        );
+        let log = LogStore::open(&settings.dir).map_err(|e| e.to_string())?;
+        let sm = StateMachine::open(&settings.dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        sm.subscribe(subscriber);
+        let raft: Raft<TypeConfig> =
+            Raft::new(settings.node_id, config, Network::default(), log, sm)
+                .await
+                .map_err(|e| e.to_string())?;
+        let listener = glommio::net::TcpListener::bind(settings.listen.as_str())
+            .map_err(|e| format!("cannot listen on {} (cluster.listen): {e}", settings.listen))?;
+        Ok::<_, String>((raft, listener))
+    };
+    let (raft, listener) = match opened.await {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+    };
+    glommio::spawn_local(serve(listener, raft.clone())).detach();
+    if settings.voters.contains_key(&settings.node_id)
+        && !raft.is_initialized().await.unwrap_or(true)
+    {
+        let members: BTreeMap<u64, BasicNode> = settings
+            .voters
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+            .collect();
+        // Every voter does this on its first start; all but one are told the
+        // cluster already has a membership, which is what we want.
+        if let Err(e) = raft.initialize(members).await {
+            tracing::debug!(error = %e, "the quorum's membership was set by another voter");
+        }
+    }
+    let _ = started.send(Ok(()));
+    let changes = Rc::new(std::cell::Cell::new(0u64));
+    {
+        // Keeps the known leader where other threads read it.
+        let (raft, leader, changes) = (raft.clone(), leader.clone(), changes.clone());
+        glommio::spawn_local(async move {
+            let mut metrics = raft.metrics();
+            loop {
+                let now = metrics.borrow().current_leader.unwrap_or(NO_LEADER);
+                if leader.swap(now, Ordering::Release) != now {
+                    changes.set(changes.get() + 1);
+                    tracing::info!(leader = ?(now != NO_LEADER).then_some(now), "metadata quorum leader");
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .detach();
+    }
+    let forwarder = Rc::new(Forwarder::default());
+    while let Some(ask) = asks.next().await {
+        match ask {
+            Ask::Write(cmd, reply) => {
+                let (raft, forwarder) = (raft.clone(), forwarder.clone());
+                let timeout = settings.propose_timeout;
+                glommio::spawn_local(async move {
+                    let _ = reply.send(write(&raft, &forwarder, cmd, timeout).await);
+                })
+                .detach();
+            }
+            Ask::Status(reply) => {
+                let _ = reply.send(status_of(&raft.metrics().borrow(), changes.get()));
+            }
+            Ask::Stop(reply) => {
+                let _ = raft.shutdown().await;
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+}
+
+impl QuorumNode {
+    /// Starts this node's quorum member; every image it applies goes to
+    /// `subscriber`, in order. Fails if its files cannot be opened or the cluster
+    /// port cannot be bound.
+    pub fn start(
+        settings: QuorumSettings,
+        subscriber: std::sync::mpsc::Sender<Arc<MetadataImage>>,
+    ) -> Result<QuorumNode, String> {
+        let (asks, rx) = mpsc::unbounded::<Ask>();
+        // A std channel: `start` may be called inside another executor.
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let leader = Arc::new(AtomicU64::new(NO_LEADER));
+        let l = leader.clone();
+        let thread = std::thread::Builder::new()
+            .name("quorum".into())
+            .spawn(move || {
+                let ex = glommio::LocalExecutorBuilder::default()
+                    .name("quorum")
+                    .make();
+                match ex {
+                    Ok(ex) => ex.run(run(settings, subscriber, l, started_tx, rx)),
+                    Err(e) => {
+                        let _ = started_tx.send(Err(format!("no executor for the quorum: {e}")));
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the quorum thread: {e}"))?;
+        match started.recv() {
+            Ok(Ok(())) => Ok(QuorumNode {
+                asks,
+                leader,
+                thread: std::sync::Mutex::new(Some(thread)),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err("the quorum thread ended while starting".into())
+            }
+        }
+    }
+
+    /// Commits `cmd` (here or at the leader): its outcome once committed.
+    pub async fn propose(&self, cmd: Command) -> Result<Outcome, ProposeError> {
+        let (tx, rx) = oneshot::channel();
+        self.asks
+            .unbounded_send(Ask::Write(cmd, tx))
+            .map_err(|_| ProposeError::Stopped)?;
+        rx.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// The quorum as this node sees it.
+    pub async fn status(&self) -> Option<QuorumStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.asks.unbounded_send(Ask::Status(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// The leader this node knows of, without asking the quorum thread.
+    pub fn leader(&self) -> Option<u64> {
+        let l = self.leader.load(Ordering::Acquire);
+        (l != NO_LEADER).then_some(l)
+    }
+
+    /// Shuts Raft down and joins the thread.
+    pub fn stop(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.asks.unbounded_send(Ask::Stop(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for QuorumNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
