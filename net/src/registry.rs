@@ -82,6 +82,12 @@ pub const APIS: &[Api] = &[
         handlers::describe_cluster::handle,
     ),
     api(
+        ApiKey::DescribeQuorum,
+        0,
+        1,
+        handlers::describe_quorum::handle,
+    ),
+    api(
         ApiKey::DeleteRecords,
         0,
         2,
@@ -159,6 +165,7 @@ pub fn decode_body(key: ApiKey, version: i16, body: &mut Bytes) -> Result<()> {
             d::<m::IncrementalAlterConfigsRequest>(key, version, body)
         }
         ApiKey::DescribeCluster => d::<m::DescribeClusterRequest>(key, version, body),
+        ApiKey::DescribeQuorum => d::<m::DescribeQuorumRequest>(key, version, body),
         ApiKey::DeleteRecords => d::<m::DeleteRecordsRequest>(key, version, body),
         ApiKey::OffsetForLeaderEpoch => d::<m::OffsetForLeaderEpochRequest>(key, version, body),
         ApiKey::DescribeLogDirs => d::<m::DescribeLogDirsRequest>(key, version, body),

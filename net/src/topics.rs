@@ -73,7 +73,8 @@ pub struct TopicsImage {
     pub cluster_id: String,
     /// The metadata version this view reflects.
     pub version: u64,
-    /// Live brokers, by id (this node alone for the single-node store).
+    /// Registered brokers, fenced ones too, by id (this node alone for the
+    /// single-node store).
     pub brokers: Vec<BrokerRecord>,
     by_name: BTreeMap<Arc<str>, Arc<TopicInfo>>,
     by_id: HashMap<Uuid, Arc<str>>,
@@ -94,7 +95,12 @@ impl TopicsImage {
 
     /// A live broker.
     pub fn broker(&self, id: i32) -> Option<&BrokerRecord> {
-        self.brokers.iter().find(|b| b.id == id)
+        self.live_brokers().find(|b| b.id == id)
+    }
+
+    /// Brokers not fenced, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
+        self.brokers.iter().filter(|b| !b.fenced)
     }
 
     fn from_topics(
@@ -452,6 +458,7 @@ async fn join(
         version = out.version,
         "registered with the cluster"
     );
+    meta.keep_alive(register);
     let first = loop {
         let image = rx
             .recv()
@@ -536,6 +543,11 @@ impl TopicStore {
         } else {
             self.node_id
         }
+    }
+
+    /// The quorum as its leader sees it (asked of the leader).
+    pub async fn leader_status(&self) -> Result<sluice_raft::QuorumStatus, String> {
+        self.meta.leader_status().await
     }
 
     /// The quorum as this node sees it (`None` for the single-node store).
@@ -881,7 +893,7 @@ impl Reconciler {
     fn publish(&self, image: &MetadataImage) {
         let topics = self.hosted.values().map(|h| h.info.clone()).collect();
         let brokers = if self.cluster {
-            image.live_brokers().cloned().collect()
+            image.brokers.values().cloned().collect()
         } else {
             vec![self.this.clone()]
         };

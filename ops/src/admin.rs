@@ -7,6 +7,9 @@
 //! - `GET /v1/node`: id, version, shards, listeners, data directory and its usage.
 //! - `GET /v1/partitions`: every partition with its shard, offsets, size, segments
 //!   and leader epoch.
+//! - `GET /v1/cluster`: the metadata quorum as this node and as its leader see it
+//!   (role, leader, term, log and applied indexes, each voter's progress) and the
+//!   registered brokers with their state (alive, fenced).
 //! - `GET /metrics`: Prometheus metrics ([`crate::metrics`]); OpenMetrics when the
 //!   `Accept` header asks for `application/openmetrics-text`.
 //!
@@ -39,6 +42,8 @@ pub struct AdminState {
     pub reason: Mutex<String>,
     /// The shards, once the broker runs (metrics and partitions come from them).
     pub router: std::sync::OnceLock<sluice_engine::ShardRouter>,
+    /// The metadata, once the broker runs (`/v1/cluster`).
+    pub topics: std::sync::OnceLock<Arc<sluice_net::topics::TopicStore>>,
     /// Seconds since 1970 when the process started.
     pub started: f64,
     stop: AtomicBool,
@@ -72,6 +77,7 @@ impl Admin {
             ready: AtomicBool::new(false),
             reason: Mutex::new("starting: recovering partitions".into()),
             router: std::sync::OnceLock::new(),
+            topics: std::sync::OnceLock::new(),
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
@@ -213,7 +219,12 @@ fn route(head: &[u8], state: &AdminState) -> Reply {
     let path = target.split('?').next().unwrap_or_default();
     let known = matches!(
         path,
-        "/v1/health/live" | "/v1/health/ready" | "/v1/node" | "/v1/partitions" | "/metrics"
+        "/v1/health/live"
+            | "/v1/health/ready"
+            | "/v1/node"
+            | "/v1/partitions"
+            | "/v1/cluster"
+            | "/metrics"
     );
     if !known {
         return Reply::json(404, error_json("no such endpoint"));
@@ -257,6 +268,7 @@ fn route(head: &[u8], state: &AdminState) -> Reply {
             }
         }
         "/v1/partitions" => partitions_json(state),
+        "/v1/cluster" => cluster_json(state),
         _ => Reply::json(200, node_json(state)),
     }
 }
@@ -317,6 +329,49 @@ fn partitions_json(state: &AdminState) -> Reply {
         })
         .collect();
     Reply::json(200, serde_json::json!({ "partitions": list }).to_string())
+}
+
+/// The cluster as this node knows it: its quorum member's view, the leader's view
+/// (with every voter's progress), and the registered brokers.
+fn cluster_json(state: &AdminState) -> Reply {
+    let Some(topics) = state.topics.get() else {
+        return Reply::json(503, error_json("not serving yet"));
+    };
+    let image = topics.image();
+    let brokers: Vec<serde_json::Value> = image
+        .brokers
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "id": b.id,
+                "rack": b.rack,
+                "host": b.host,
+                "port": b.port,
+                "incarnation": b.incarnation.to_string(),
+                "state": if b.fenced { "fenced" } else { "alive" },
+            })
+        })
+        .collect();
+    let local = futures::executor::block_on(topics.quorum_status());
+    let leader = local.as_ref().map(|_| {
+        futures::executor::block_on(topics.leader_status()).map_or_else(
+            |e| serde_json::json!({ "error": e }),
+            |s| serde_json::json!(s),
+        )
+    });
+    Reply::json(
+        200,
+        serde_json::json!({
+            "node_id": state.node_id,
+            "mode": if local.is_some() { "cluster" } else { "single" },
+            "cluster_id": image.cluster_id,
+            "metadata_version": image.version,
+            "quorum": local,
+            "leader": leader,
+            "brokers": brokers,
+        })
+        .to_string(),
+    )
 }
 
 fn node_json(state: &AdminState) -> String {

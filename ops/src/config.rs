@@ -798,13 +798,30 @@ impl ClusterSection {
                 listen,
                 // Set by the broker to <data_dir>/metadata.
                 dir: PathBuf::new(),
-                config: sluice_raft::quorum::node::default_config(),
+                config: quorum_config(),
                 propose_timeout: PROPOSE_TIMEOUT,
+                session_timeout: Duration::from_millis(self.session_timeout_ms),
             },
             rack: self.rack.clone(),
             session_timeout: Duration::from_millis(self.session_timeout_ms),
         }))
     }
+}
+
+/// The quorum's timers and snapshot policy. Test hook:
+/// `SLUICE_TEST_SNAPSHOT_EVERY=N` snapshots every N entries (to see a wiped node
+/// catch up by snapshot). Not for production use.
+fn quorum_config() -> sluice_raft::quorum::node::RaftConfig {
+    let mut c = sluice_raft::quorum::node::default_config();
+    if let Some(n) = std::env::var("SLUICE_TEST_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        c.snapshot_policy = sluice_raft::quorum::node::snapshot_every(n);
+        // And the log behind a snapshot purged at once.
+        c.max_in_snapshot_log_to_keep = 0;
+    }
+    c
 }
 
 impl GroupSection {

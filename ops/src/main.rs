@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod cluster_cli;
 mod config;
 mod console;
 mod group_cli;
@@ -65,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         action: GroupAction,
     },
+    /// The cluster: its metadata quorum and brokers.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Console producer: each line of stdin becomes a record.
     Produce {
         /// Broker to talk to (`host:port`; any Kafka broker).
@@ -116,6 +122,17 @@ enum Command {
         /// Stop at the end of the log instead of waiting for more.
         #[arg(long, short = 'e')]
         exit_at_end: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Voters, the leader, its term and last index, each voter's lag, and the
+    /// brokers with their state.
+    Status {
+        /// Broker to talk to (`host:port`; any broker of the cluster).
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
     },
 }
 
@@ -281,6 +298,9 @@ fn main() -> ExitCode {
         },
         Command::Topic { action } => finish(topic(action)),
         Command::Group { action } => finish(group(action)),
+        Command::Cluster {
+            action: ClusterAction::Status { bootstrap },
+        } => finish(cluster_cli::status(&bootstrap)),
         Command::Produce {
             bootstrap,
             topic,
@@ -488,8 +508,13 @@ fn serve(
     tracing::info!(addr = %admin.state.admin, "admin endpoint open");
     let shutdown_timeout = resolved.broker.drain_timeout * 2;
     systemd::status(&format!(
-        "recovering {} partitions",
-        partition_dirs(&resolved.engine.data_dir)
+        "recovering {} partitions{}",
+        partition_dirs(&resolved.engine.data_dir),
+        if resolved.broker.cluster.is_some() {
+            "; joining the cluster (a majority of cluster.voters must be up)"
+        } else {
+            ""
+        }
     ));
     let broker = match sluice_net::Broker::start(resolved.engine, resolved.listen, &resolved.broker)
     {
@@ -509,16 +534,25 @@ fn serve(
         std::sync::atomic::Ordering::SeqCst,
     );
     let _ = admin.state.router.set(broker.router());
+    let _ = admin.state.topics.set(broker.topics());
     if let Ok(mut k) = admin.state.kafka.lock() {
         *k = Some(broker.local_addr());
     }
     admin.state.set_ready(true, "");
     tracing::info!(addr = %broker.local_addr(), "serving Kafka clients");
+    let role = match &resolved.broker.cluster {
+        Some(c) => format!(
+            "; broker {} of a cluster of {} voters",
+            resolved.broker.node_id,
+            c.quorum.voters.len()
+        ),
+        None => String::new(),
+    };
     systemd::notify(&[
         ("READY", "1"),
         (
             "STATUS",
-            &format!("serving Kafka clients on {}", broker.local_addr()),
+            &format!("serving Kafka clients on {}{role}", broker.local_addr()),
         ),
     ]);
     let watchdog = systemd::watchdog_interval().and_then(|interval| {

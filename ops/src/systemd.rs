@@ -93,7 +93,10 @@ impl Watchdog {
 
     /// No ping is sent once this returns; the thread may still be probing.
     pub fn silence(&self) {
-        let _gate = self.gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _gate = self
+            .gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.stop.store(true, Ordering::SeqCst);
     }
 

@@ -158,6 +158,22 @@ impl MetadataStore {
         }
     }
 
+    /// The quorum as its leader sees it (`Err` for the single-node store).
+    pub async fn leader_status(&self) -> Result<QuorumStatus, String> {
+        match &self.backend {
+            Backend::Local(_) => Err("a single node has no quorum".into()),
+            Backend::Quorum(q) => q.leader_status().await,
+        }
+    }
+
+    /// Keeps the broker that `register` registered alive (heartbeats, and a new
+    /// registration when it was fenced); nothing for the single-node store.
+    pub fn keep_alive(&self, register: Command) {
+        if let Backend::Quorum(q) = &self.backend {
+            q.keep_alive(register);
+        }
+    }
+
     /// The single-node store's last committed version.
     pub fn committed_version(&self) -> u64 {
         self.committed.load(Ordering::Acquire)

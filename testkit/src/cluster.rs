@@ -1,4 +1,6 @@
-//! Several nodes on 127.0.0.1, 127.0.0.2, ... with the same Kafka port.
+//! Several nodes on 127.0.0.1, 127.0.0.2, ... with the same Kafka port: separate
+//! single nodes ([`Cluster::start`]) or one cluster over a metadata quorum
+//! ([`Cluster::start_quorum`]).
 
 use std::net::IpAddr;
 
@@ -10,27 +12,94 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The Kafka port every node listens on.
     pub port: u16,
+    /// The cluster port every node answers its peers on (0: not one cluster).
+    pub cluster_port: u16,
 }
 
 impl Cluster {
     /// Starts `n` nodes; `toml(i)` is node `i`'s configuration (with its
     /// `node_id`). Returns once every node serves Kafka clients.
     pub fn start(n: u8, toml: impl Fn(u8) -> String) -> Cluster {
+        Cluster::launch(n, 0, &[], toml)
+    }
+
+    /// Starts `n` nodes as one cluster: every node a voter of the metadata quorum
+    /// on the same cluster port, with `extra(i)` added to node `i`'s configuration
+    /// (top-level keys, then `[cluster]` keys). Returns once every node serves
+    /// Kafka clients (which needs a quorum).
+    pub fn start_quorum(
+        n: u8,
+        top: impl Fn(u8) -> String,
+        cluster: impl Fn(u8) -> String,
+    ) -> Cluster {
+        Cluster::start_quorum_with_env(n, top, cluster, &[])
+    }
+
+    /// [`Cluster::start_quorum`] with extra environment variables for every node.
+    pub fn start_quorum_with_env(
+        n: u8,
+        top: impl Fn(u8) -> String,
+        cluster: impl Fn(u8) -> String,
+        envs: &[(&str, &str)],
+    ) -> Cluster {
+        let hosts: Vec<IpAddr> = (1..=n).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+        let cluster_port = loop {
+            let p = free_fixed_port_on(&hosts);
+            // Far from the Kafka port picked next, which starts at its own place.
+            if p > 1024 {
+                break p;
+            }
+        };
+        let voters = (1..=n)
+            .map(|i| format!("{i}@127.0.0.{i}:{cluster_port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        Cluster::launch(n, cluster_port, envs, |i| {
+            format!(
+                "node_id = {i}\n{}\n[cluster]\nvoters = \"{voters}\"\n{}\n",
+                top(i),
+                cluster(i)
+            )
+        })
+    }
+
+    fn launch(
+        n: u8,
+        cluster_port: u16,
+        envs: &[(&str, &str)],
+        toml: impl Fn(u8) -> String,
+    ) -> Cluster {
         assert!((1..=250).contains(&n), "1 to 250 nodes");
         let hosts: Vec<IpAddr> = (1..=n).map(|i| IpAddr::from([127, 0, 0, i])).collect();
-        let port = free_fixed_port_on(&hosts);
-        let nodes = (1..=n)
+        let port = loop {
+            let p = free_fixed_port_on(&hosts);
+            if p != cluster_port {
+                break p;
+            }
+        };
+        let mut nodes: Vec<Node> = (1..=n)
             .zip(&hosts)
             .map(|(i, host)| {
-                Node::start_with(NodeOptions {
+                Node::launch(NodeOptions {
                     host: *host,
                     port: Some(port),
                     toml: toml(i),
+                    envs: envs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                        .collect(),
                     ..NodeOptions::default()
                 })
             })
             .collect();
-        Cluster { nodes, port }
+        for node in &mut nodes {
+            node.wait_serving();
+        }
+        Cluster {
+            nodes,
+            port,
+            cluster_port,
+        }
     }
 
     /// Node `i` (1-based).

@@ -107,6 +107,14 @@ impl Node {
         node
     }
 
+    /// Starts the process without waiting for it to serve (a cluster's nodes wait
+    /// for each other); [`Node::wait_serving`] waits.
+    pub fn launch(opts: NodeOptions) -> Node {
+        let mut node = Node::create(opts);
+        node.launch_process();
+        node
+    }
+
     fn create(opts: NodeOptions) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = if opts.toml.is_empty() {
@@ -160,6 +168,11 @@ impl Node {
     }
 
     fn spawn(&mut self) {
+        self.launch_process();
+        self.wait_serving();
+    }
+
+    fn launch_process(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let mut cmd = Command::new(&self.bin);
@@ -182,6 +195,10 @@ impl Node {
             .stdout(Stdio::null())
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn sluice serve"));
+    }
+
+    /// Waits (up to a minute) until the process serves Kafka clients.
+    pub fn wait_serving(&mut self) {
         let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let text = self.log();
@@ -263,6 +280,28 @@ impl Node {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the node first");
         self.spawn();
+    }
+
+    /// Starts again without waiting for it to serve.
+    pub fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "stop the node first");
+        self.launch_process();
+    }
+
+    /// Whether the process is running (not exited; a paused one is running).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Empties the data directory (the node must be stopped).
+    pub fn wipe(&mut self) {
+        assert!(self.child.is_none(), "stop the node first");
+        let dir = self.data_dir();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("remove the data directory");
+        }
     }
 }
 

@@ -32,8 +32,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             ))
             .with_brokers(
                 image
-                    .brokers
-                    .iter()
+                    .live_brokers()
                     .map(|b| {
                         DescribeClusterBroker::default()
                             .with_broker_id(BrokerId(b.id))

@@ -79,8 +79,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         }
         let image = ctx.topics.image();
         let brokers = image
-            .brokers
-            .iter()
+            .live_brokers()
             .map(|b| {
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.id))

@@ -12,6 +12,7 @@
 mod admin;
 mod bad_input;
 mod cli;
+mod cluster;
 mod compression_type;
 mod config;
 mod fetch_limits;

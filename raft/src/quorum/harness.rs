@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,7 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let listener = glommio::net::TcpListener::bind(addr.as_str()).map_err(|e| e.to_string())?;
-    glommio::spawn_local(serve(listener, raft.clone())).detach();
+    glommio::spawn_local(serve(listener, raft.clone(), Rc::default())).detach();
     while let Some(ask) = asks.next().await {
         match ask {
             Ask::Init(members, reply) => {

@@ -27,7 +27,7 @@ use super::{LogStore, Outcome, StateMachine, TypeConfig};
 use crate::command::Command;
 use crate::image::MetadataImage;
 use crate::rpc::frame::Kind;
-use crate::rpc::transport::{serve, Network, Peer};
+use crate::rpc::transport::{serve, Heartbeat, Network, Peer, Served, Sessions};
 use crate::store::ProposeError;
 
 /// How one node takes part in the quorum.
@@ -43,6 +43,16 @@ pub struct QuorumSettings {
     pub config: Config,
     /// How long a proposal may wait for a leader and its commit.
     pub propose_timeout: Duration,
+    /// A broker not heard from for this long is fenced by the leader.
+    pub session_timeout: Duration,
+}
+
+/// openraft's configuration of the quorum.
+pub type RaftConfig = Config;
+
+/// A snapshot every `n` log entries.
+pub fn snapshot_every(n: u64) -> openraft::SnapshotPolicy {
+    openraft::SnapshotPolicy::LogsSinceLast(n)
 }
 
 /// The quorum's timers in a node: heartbeats every 100 ms, and a follower that
@@ -60,7 +70,7 @@ pub fn default_config() -> Config {
 }
 
 /// The quorum as this node sees it (for `sluice cluster status` and metrics).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct QuorumStatus {
     pub node_id: u64,
     /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
@@ -81,6 +91,11 @@ pub struct QuorumStatus {
 enum Ask {
     Write(Command, oneshot::Sender<Result<Outcome, ProposeError>>),
     Status(oneshot::Sender<QuorumStatus>),
+    /// The quorum as its leader sees it (with each voter's progress).
+    LeaderStatus(oneshot::Sender<Result<QuorumStatus, String>>),
+    /// Heartbeats for the broker this `RegisterBroker` registered, and a new
+    /// registration whenever it finds itself fenced.
+    KeepAlive(Command),
     /// A std channel: `stop` may be called inside another executor (a drop).
     Stop(std::sync::mpsc::Sender<()>),
 }
@@ -141,24 +156,154 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    async fn forward(
+    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         addr: &str,
-        cmd: &Command,
+        kind: Kind,
+        req: &Req,
         ttl: Duration,
-    ) -> Result<Result<Outcome, RaftError<u64, ClientWriteError<u64, BasicNode>>>, String> {
+    ) -> Result<Resp, String> {
         let peer = self
             .peers
             .borrow_mut()
             .entry(addr.to_string())
             .or_insert_with(|| Rc::new(Peer::new(addr)))
             .clone();
-        let payload = serde_json::to_vec(cmd).map_err(|e| e.to_string())?;
+        let payload = serde_json::to_vec(req).map_err(|e| e.to_string())?;
         let answer = peer
-            .call(Kind::Forward, payload, ttl)
+            .call(kind, payload, ttl)
             .await
-            .map_err(|e| format!("forwarding to {}: {e}", peer.addr()))?;
+            .map_err(|e| format!("{kind:?} to {}: {e}", peer.addr()))?;
         serde_json::from_slice(&answer).map_err(|e| format!("an answer from {addr}: {e}"))
+    }
+
+    async fn forward(
+        &self,
+        addr: &str,
+        cmd: &Command,
+        ttl: Duration,
+    ) -> Result<Result<Outcome, RaftError<u64, ClientWriteError<u64, BasicNode>>>, String> {
+        self.call(addr, Kind::Forward, cmd, ttl).await
+    }
+}
+
+/// The address of node `id` in the current membership.
+fn address_of(raft: &Raft<TypeConfig>, id: u64) -> Option<String> {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .map(|n| n.addr.clone())
+}
+
+/// Heartbeats of this broker every `interval`: to the leader (or noted here when
+/// this node leads). When the image shows this broker fenced (it missed its
+/// session, say it was stopped) it registers again with a new incarnation.
+async fn keep_alive(
+    raft: Raft<TypeConfig>,
+    sm: StateMachine,
+    sessions: Rc<Sessions>,
+    forwarder: Rc<Forwarder>,
+    mut register: Command,
+    interval: Duration,
+    propose_timeout: Duration,
+) {
+    let Command::RegisterBroker { id, .. } = register else {
+        return;
+    };
+    loop {
+        glommio::timer::sleep(interval).await;
+        let Command::RegisterBroker { incarnation, .. } = register else {
+            return;
+        };
+        let image = sm.image();
+        let current = image
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.incarnation == incarnation && !b.fenced);
+        if !current {
+            if let Command::RegisterBroker { incarnation, .. } = &mut register {
+                *incarnation = rand::random();
+            }
+            tracing::warn!(
+                node_id = id,
+                "this broker was fenced (it missed its session); registering again"
+            );
+            if let Err(e) = write(&raft, &forwarder, register.clone(), propose_timeout).await {
+                tracing::warn!(error = %e, "could not register again; trying at the next heartbeat");
+            }
+            continue;
+        }
+        let hb = Heartbeat { id, incarnation };
+        let Some(leader) = raft.metrics().borrow().current_leader else {
+            continue;
+        };
+        if i32::try_from(leader).ok() == Some(id) || raft.metrics().borrow().id == leader {
+            sessions.beat(hb);
+        } else if let Some(addr) = address_of(&raft, leader) {
+            if let Err(e) = forwarder
+                .call::<_, ()>(&addr, Kind::Heartbeat, &hb, interval)
+                .await
+            {
+                tracing::debug!(error = %e, "a heartbeat was not delivered");
+            }
+        }
+    }
+}
+
+/// On the leader: fences every live broker not heard from for `timeout` (counted
+/// from when this node became leader, or first saw that registration, if later).
+async fn fence_silent_brokers(
+    raft: Raft<TypeConfig>,
+    sm: StateMachine,
+    sessions: Rc<Sessions>,
+    timeout: Duration,
+) {
+    let mut leading_since: Option<Instant> = None;
+    let mut first_seen: HashMap<(i32, u64), Instant> = HashMap::new();
+    let mut fencing: HashMap<(i32, u64), Instant> = HashMap::new();
+    loop {
+        glommio::timer::sleep(Duration::from_millis(250)).await;
+        let now = Instant::now();
+        if raft.metrics().borrow().state != ServerState::Leader {
+            leading_since = None;
+            continue;
+        }
+        let since = *leading_since.get_or_insert(now);
+        let image = sm.image();
+        first_seen
+            .retain(|(id, inc), _| image.brokers.get(id).is_some_and(|b| b.incarnation == *inc));
+        fencing.retain(|_, at| now.duration_since(*at) < timeout);
+        for b in image.live_brokers() {
+            let key = (b.id, b.incarnation);
+            let seen = *first_seen.entry(key).or_insert(now);
+            let last = sessions
+                .last(b.id, b.incarnation)
+                .unwrap_or(seen)
+                .max(seen)
+                .max(since);
+            if now.duration_since(last) < timeout || fencing.contains_key(&key) {
+                continue;
+            }
+            fencing.insert(key, now);
+            tracing::warn!(
+                node_id = b.id,
+                silent_ms = now.duration_since(last).as_millis(),
+                "fencing a broker that missed its session"
+            );
+            let cmd = Command::FenceBroker {
+                id: b.id,
+                incarnation: b.incarnation,
+            };
+            let raft = raft.clone();
+            glommio::spawn_local(async move {
+                if let Err(e) = raft.client_write(cmd).await {
+                    tracing::warn!(error = %e, "could not fence a broker");
+                }
+            })
+            .detach();
+        }
     }
 }
 
@@ -217,6 +362,77 @@ async fn write(
     }
 }
 
+/// The quorum as its leader sees it: here, or asked of the leader.
+async fn leader_status(
+    raft: &Raft<TypeConfig>,
+    forwarder: &Forwarder,
+    changes: u64,
+) -> Result<QuorumStatus, String> {
+    let me = raft.metrics().borrow().id;
+    let leader = raft.metrics().borrow().current_leader;
+    match leader {
+        None => Err("no leader is known".to_string()),
+        Some(l) if l == me => Ok(status_of(&raft.metrics().borrow(), changes)),
+        Some(l) => {
+            let addr = address_of(raft, l).ok_or_else(|| format!("node {l} has no address"))?;
+            forwarder
+                .call::<_, Option<QuorumStatus>>(&addr, Kind::Status, &(), Duration::from_secs(2))
+                .await
+                .and_then(|s| s.ok_or_else(|| format!("node {l} has no status")))
+        }
+    }
+}
+
+/// Keeps the known leader where other threads read it, counting changes.
+async fn watch_leader(
+    raft: Raft<TypeConfig>,
+    leader: Arc<AtomicU64>,
+    changes: Rc<std::cell::Cell<u64>>,
+) {
+    let mut metrics = raft.metrics();
+    loop {
+        let now = metrics.borrow().current_leader.unwrap_or(NO_LEADER);
+        if leader.swap(now, Ordering::Release) != now {
+            changes.set(changes.get() + 1);
+            tracing::info!(leader = ?(now != NO_LEADER).then_some(now), "metadata quorum leader");
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Opens the log and state machine, starts Raft and binds the cluster listener.
+async fn open(
+    settings: &QuorumSettings,
+    subscriber: std::sync::mpsc::Sender<Arc<MetadataImage>>,
+) -> Result<(Raft<TypeConfig>, StateMachine, glommio::net::TcpListener), String> {
+    let config = Arc::new(
+        settings
+            .config
+            .clone()
+            .validate()
+            .map_err(|e| e.to_string())?,
+    );
+    let log = LogStore::open(&settings.dir).map_err(|e| e.to_string())?;
+    let sm = StateMachine::open(&settings.dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    sm.subscribe(subscriber);
+    let raft: Raft<TypeConfig> = Raft::new(
+        settings.node_id,
+        config,
+        Network::default(),
+        log,
+        sm.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let listener = glommio::net::TcpListener::bind(settings.listen.as_str())
+        .map_err(|e| format!("cannot listen on {} (cluster.listen): {e}", settings.listen))?;
+    Ok((raft, sm, listener))
+}
+
 async fn run(
     settings: QuorumSettings,
     subscriber: std::sync::mpsc::Sender<Arc<MetadataImage>>,
@@ -224,35 +440,34 @@ async fn run(
     started: std::sync::mpsc::Sender<Result<(), String>>,
     mut asks: mpsc::UnboundedReceiver<Ask>,
 ) {
-    let opened = async {
-        let config = Arc::new(
-            settings
-                .config
-                .clone()
-                .validate()
-                .map_err(|e| e.to_string())?,
-        );
-        let log = LogStore::open(&settings.dir).map_err(|e| e.to_string())?;
-        let sm = StateMachine::open(&settings.dir)
-            .await
-            .map_err(|e| e.to_string())?;
-        sm.subscribe(subscriber);
-        let raft: Raft<TypeConfig> =
-            Raft::new(settings.node_id, config, Network::default(), log, sm)
-                .await
-                .map_err(|e| e.to_string())?;
-        let listener = glommio::net::TcpListener::bind(settings.listen.as_str())
-            .map_err(|e| format!("cannot listen on {} (cluster.listen): {e}", settings.listen))?;
-        Ok::<_, String>((raft, listener))
-    };
-    let (raft, listener) = match opened.await {
+    let opened = open(&settings, subscriber);
+    let (raft, sm, listener) = match opened.await {
         Ok(v) => v,
         Err(e) => {
             let _ = started.send(Err(e));
             return;
         }
     };
-    glommio::spawn_local(serve(listener, raft.clone())).detach();
+    let changes = Rc::new(std::cell::Cell::new(0u64));
+    let sessions = Rc::new(Sessions::default());
+    let served = {
+        let (raft, changes) = (raft.clone(), changes.clone());
+        Rc::new(Served {
+            sessions: sessions.clone(),
+            status: Some(Box::new(move || {
+                serde_json::to_vec(&Some(status_of(&raft.metrics().borrow(), changes.get())))
+                    .unwrap_or_default()
+            })),
+        })
+    };
+    glommio::spawn_local(serve(listener, raft.clone(), served)).detach();
+    glommio::spawn_local(fence_silent_brokers(
+        raft.clone(),
+        sm.clone(),
+        sessions.clone(),
+        settings.session_timeout,
+    ))
+    .detach();
     if settings.voters.contains_key(&settings.node_id)
         && !raft.is_initialized().await.unwrap_or(true)
     {
@@ -268,25 +483,7 @@ async fn run(
         }
     }
     let _ = started.send(Ok(()));
-    let changes = Rc::new(std::cell::Cell::new(0u64));
-    {
-        // Keeps the known leader where other threads read it.
-        let (raft, leader, changes) = (raft.clone(), leader.clone(), changes.clone());
-        glommio::spawn_local(async move {
-            let mut metrics = raft.metrics();
-            loop {
-                let now = metrics.borrow().current_leader.unwrap_or(NO_LEADER);
-                if leader.swap(now, Ordering::Release) != now {
-                    changes.set(changes.get() + 1);
-                    tracing::info!(leader = ?(now != NO_LEADER).then_some(now), "metadata quorum leader");
-                }
-                if metrics.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .detach();
-    }
+    glommio::spawn_local(watch_leader(raft.clone(), leader, changes.clone())).detach();
     let forwarder = Rc::new(Forwarder::default());
     while let Some(ask) = asks.next().await {
         match ask {
@@ -301,8 +498,31 @@ async fn run(
             Ask::Status(reply) => {
                 let _ = reply.send(status_of(&raft.metrics().borrow(), changes.get()));
             }
+            Ask::LeaderStatus(reply) => {
+                let (raft, forwarder, changes) = (raft.clone(), forwarder.clone(), changes.clone());
+                glommio::spawn_local(async move {
+                    let _ = reply.send(leader_status(&raft, &forwarder, changes.get()).await);
+                })
+                .detach();
+            }
+            Ask::KeepAlive(register) => {
+                let interval = (settings.session_timeout / 4).min(Duration::from_secs(2));
+                glommio::spawn_local(keep_alive(
+                    raft.clone(),
+                    sm.clone(),
+                    sessions.clone(),
+                    forwarder.clone(),
+                    register,
+                    interval,
+                    settings.propose_timeout,
+                ))
+                .detach();
+            }
             Ask::Stop(reply) => {
                 let _ = raft.shutdown().await;
+                // Tasks left on this executor keep clones of the state machine;
+                // the subscriber must see the end now.
+                sm.unsubscribe();
                 let _ = reply.send(());
                 return;
             }
@@ -368,6 +588,22 @@ impl QuorumNode {
         let (tx, rx) = oneshot::channel();
         self.asks.unbounded_send(Ask::Status(tx)).ok()?;
         rx.await.ok()
+    }
+
+    /// The quorum as its leader sees it (asked of the leader when it is another
+    /// node).
+    pub async fn leader_status(&self) -> Result<QuorumStatus, String> {
+        let (tx, rx) = oneshot::channel();
+        self.asks
+            .unbounded_send(Ask::LeaderStatus(tx))
+            .map_err(|_| "the quorum is stopped".to_string())?;
+        rx.await.map_err(|_| "the quorum is stopped".to_string())?
+    }
+
+    /// Keeps the broker `register` registered alive: heartbeats to the leader, and
+    /// a new registration when it was fenced.
+    pub fn keep_alive(&self, register: Command) {
+        let _ = self.asks.unbounded_send(Ask::KeepAlive(register));
     }
 
     /// The leader this node knows of, without asking the quorum thread.

@@ -152,6 +152,11 @@ impl StateMachine {
         self.inner.borrow().image.clone()
     }
 
+    /// Stops sending images (the subscriber sees its channel close).
+    pub fn unsubscribe(&self) {
+        self.inner.borrow_mut().subscriber = None;
+    }
+
     /// Sends the image as applied so far to `tx`, and from now on the image after
     /// each applied batch of entries or installed snapshot.
     pub fn subscribe(&self, tx: std::sync::mpsc::Sender<Arc<MetadataImage>>) {

@@ -34,6 +34,10 @@ pub enum Kind {
     Response = 5,
     /// A request refused as a whole (its payload says why).
     Error = 6,
+    /// A broker's heartbeat to the controller (its id and incarnation).
+    Heartbeat = 7,
+    /// The quorum as the answering node sees it.
+    Status = 8,
 }
 
 impl Kind {
@@ -45,6 +49,8 @@ impl Kind {
             4 => Kind::Forward,
             5 => Kind::Response,
             6 => Kind::Error,
+            7 => Kind::Heartbeat,
+            8 => Kind::Status,
             _ => return None,
         })
     }

@@ -203,8 +203,47 @@ impl RaftNetwork<C> for PeerClient {
 /// a handful of peers, each with one connection).
 pub const CONNECTIONS_MAX: usize = 64;
 
+/// When each broker was last heard from (its heartbeats), as the controller
+/// needs it to fence brokers that missed their session.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    seen: std::cell::RefCell<HashMap<i32, (u64, std::time::Instant)>>,
+}
+
+/// A broker's heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Heartbeat {
+    pub id: i32,
+    pub incarnation: u64,
+}
+
+impl Sessions {
+    pub fn beat(&self, hb: Heartbeat) {
+        self.seen
+            .borrow_mut()
+            .insert(hb.id, (hb.incarnation, std::time::Instant::now()));
+    }
+
+    /// When broker `id` was last heard from as `incarnation`.
+    pub fn last(&self, id: i32, incarnation: u64) -> Option<std::time::Instant> {
+        self.seen
+            .borrow()
+            .get(&id)
+            .filter(|(i, _)| *i == incarnation)
+            .map(|(_, t)| *t)
+    }
+}
+
+/// What `serve` answers besides Raft's own requests.
+#[derive(Default)]
+pub struct Served {
+    pub sessions: Rc<Sessions>,
+    /// The quorum as this node sees it, for `Status` requests.
+    pub status: Option<Box<dyn Fn() -> Vec<u8>>>,
+}
+
 /// Answers peers on `listener` with `raft` until the listener fails.
-pub async fn serve(listener: TcpListener, raft: Raft<C>) {
+pub async fn serve(listener: TcpListener, raft: Raft<C>, served: Rc<Served>) {
     let open = Rc::new(Cell::new(0usize));
     loop {
         let Ok(stream) = listener.accept().await else {
@@ -218,9 +257,9 @@ pub async fn serve(listener: TcpListener, raft: Raft<C>) {
             continue;
         }
         open.set(open.get() + 1);
-        let (raft, open) = (raft.clone(), open.clone());
+        let (raft, open, served) = (raft.clone(), open.clone(), served.clone());
         glommio::spawn_local(async move {
-            if let Err(e) = answer(stream, &raft).await {
+            if let Err(e) = answer(stream, &raft, &served).await {
                 tracing::debug!(error = %e, "a peer connection ended");
             }
             open.set(open.get() - 1);
@@ -237,7 +276,7 @@ fn from_json<T: DeserializeOwned>(b: &[u8]) -> std::io::Result<T> {
     serde_json::from_slice(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-async fn answer(mut s: TcpStream, raft: &Raft<C>) -> std::io::Result<()> {
+async fn answer(mut s: TcpStream, raft: &Raft<C>, served: &Served) -> std::io::Result<()> {
     loop {
         let req = read_frame(&mut s).await?;
         let payload = match req.kind {
@@ -250,6 +289,14 @@ async fn answer(mut s: TcpStream, raft: &Raft<C>) -> std::io::Result<()> {
                 let cmd: Command = from_json(&req.payload)?;
                 to_json(&raft.client_write(cmd).await.map(|w| w.data))?
             }
+            Kind::Heartbeat => {
+                served.sessions.beat(from_json(&req.payload)?);
+                to_json(&())?
+            }
+            Kind::Status => match &served.status {
+                Some(status) => status(),
+                None => to_json(&Option::<()>::None)?,
+            },
             other => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

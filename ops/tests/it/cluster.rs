@@ -1,0 +1,528 @@
+//! Three real `sluice serve` processes on 127.0.0.1, .2 and .3 forming one cluster
+//! through the metadata quorum: topics created on one node are placed on all
+//! three, librdkafka follows the leaders and consumer groups have coordinators on
+//! every node; the quorum survives the loss of its leader, fences a stopped
+//! broker and takes it back, refuses metadata writes (retriably, in bounded time)
+//! with two nodes down while the third serves its partitions, and a wiped node
+//! catches up by snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice_testkit::wire::Client;
+use sluice_testkit::{Cluster, Node};
+
+/// Small caches: three nodes share this machine with the other tests.
+fn storage(_: u8) -> String {
+    "[storage]\ncache_mib_per_shard = 16\n".into()
+}
+
+fn metadata(addr: &str) -> Result<MetadataResponse, String> {
+    let mut c = Client::connect(addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .map(|(_, r)| r)
+    .map_err(|e| e.to_string())
+}
+
+/// Live brokers and, per (topic, partition), the leader, as `addr` answers.
+type Leaders = BTreeMap<(String, i32), i32>;
+
+fn leaders(md: &MetadataResponse) -> (Vec<i32>, Leaders) {
+    let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+    brokers.sort_unstable();
+    let mut out = BTreeMap::new();
+    for t in &md.topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+        for p in &t.partitions {
+            out.insert((name.clone(), p.partition_index), p.leader_id.0);
+        }
+    }
+    (brokers, out)
+}
+
+/// CreateTopics through the raw client: the topic's error code.
+fn create_raw(addr: &str, topic: &str, partitions: i32) -> Result<i16, String> {
+    let mut c = Client::connect(addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1)]);
+    let (_, r): (i16, CreateTopicsResponse) = c
+        .call(ApiKey::CreateTopics, 5, &req)
+        .map_err(|e| e.to_string())?;
+    Ok(r.topics.first().map_or(-1, |t| t.error_code))
+}
+
+/// CreateTopics until it is not refused retriably (REQUEST_TIMED_OUT), or `within`.
+fn create_when_possible(addr: &str, topic: &str, partitions: i32, within: Duration) -> i16 {
+    let deadline = Instant::now() + within;
+    loop {
+        match create_raw(addr, topic, partitions) {
+            Ok(7) | Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(code) => return code,
+            Err(e) => panic!("CreateTopics to {addr}: {e}"),
+        }
+    }
+}
+
+/// `GET /v1/cluster` of a node.
+fn cluster_view(node: &Node) -> serde_json::Value {
+    let (status, _, body) = sluice_testkit::http(
+        &node.admin_addr(),
+        b"GET /v1/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// The quorum leader every node in `ids` agrees on, once they do.
+fn agreed_leader(cluster: &mut Cluster, ids: &[u8], not: Option<u64>, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen: BTreeSet<Option<u64>> = ids
+            .iter()
+            .map(|i| cluster_view(cluster.node(*i))["quorum"]["leader"].as_u64())
+            .collect();
+        if let [Some(l)] = seen.iter().copied().collect::<Vec<_>>()[..] {
+            if Some(l) != not && ids.contains(&u8::try_from(l).unwrap_or(0)) {
+                return l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader among {ids:?}: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `check` holds for the Metadata `addr` answers.
+fn wait_metadata(
+    addr: &str,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&MetadataResponse) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Ok(md) = metadata(addr) {
+            if check(&md) {
+                return;
+            }
+            last = Some(leaders(&md));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} not seen at {addr} within {within:?}; last: {last:?}");
+}
+
+#[test]
+fn three_nodes_form_a_cluster_and_librdkafka_follows_the_leaders() {
+    let started = Instant::now();
+    let cluster = Cluster::start_quorum(3, storage, |_| String::new());
+    eprintln!("three nodes serving after {:?}", started.elapsed());
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+
+    // 100 topics of 6 partitions, created through node 1 only.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &addrs[0])
+        .create()
+        .expect("admin client");
+    let topics: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 6, TopicReplication::Fixed(1)))
+        .collect();
+    let t0 = Instant::now();
+    let results = futures::executor::block_on(admin.create_topics(
+        &new,
+        &AdminOptions::new().operation_timeout(Some(Duration::from_mins(1))),
+    ))
+    .expect("create_topics");
+    for r in results {
+        r.expect("topic created");
+    }
+    eprintln!("100 topics x 6 partitions created in {:?}", t0.elapsed());
+
+    // Every node answers the same brokers and leaders.
+    let views: Vec<(Vec<i32>, Leaders)> = addrs
+        .iter()
+        .map(|a| leaders(&metadata(a).expect("metadata")))
+        .collect();
+    for (a, v) in addrs.iter().zip(&views) {
+        assert_eq!(v.0, vec![1, 2, 3], "brokers at {a}");
+        assert_eq!(v.1, views[0].1, "leaders at {a} differ from node 1's");
+    }
+    let mut per_node: BTreeMap<i32, usize> = BTreeMap::new();
+    for ((t, _), l) in &views[0].1 {
+        if t.starts_with('c') {
+            *per_node.entry(*l).or_default() += 1;
+        }
+    }
+    eprintln!("leaders per node: {per_node:?}");
+    assert_eq!(per_node.values().sum::<usize>(), 600);
+    let (min, max) = (
+        per_node.values().min().copied().unwrap_or(0),
+        per_node.values().max().copied().unwrap_or(0),
+    );
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(max * 2 <= min * 3, "leaders unbalanced: {per_node:?}");
+    hosts_what_it_leads(&cluster, &views[0].1);
+    refuses_what_it_does_not_lead(&addrs[0], &views[0].1);
+
+    produce_to_every_partition(&addrs[0], &topics);
+
+    // A consumer group, given node 2 only, reads every record back.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &addrs[1])
+        .set("group.id", "cluster-readers")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).expect("subscribe");
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while seen.len() < 600 && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.expect("record");
+        let key = String::from_utf8(m.key().expect("key").to_vec()).expect("utf-8");
+        assert_eq!(key, format!("{}/{}", m.topic(), m.partition()));
+        assert_eq!(m.payload(), Some(format!("value of {key}").as_bytes()));
+        assert_eq!(m.offset(), 0);
+        seen.insert(key);
+    }
+    assert_eq!(seen.len(), 600, "records read back");
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit");
+    // Group coordinators live on every node: __consumer_offsets is spread too.
+    let md = metadata(&addrs[2]).expect("metadata");
+    let offsets_leaders: BTreeSet<i32> = md
+        .topics
+        .iter()
+        .filter(|t| {
+            t.name
+                .as_ref()
+                .is_some_and(|n| &*n.0 == "__consumer_offsets")
+        })
+        .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
+        .collect();
+    assert_eq!(offsets_leaders, BTreeSet::from([1, 2, 3]));
+}
+
+/// Each node holds directories for exactly the partitions it leads.
+fn hosts_what_it_leads(cluster: &Cluster, leaders: &Leaders) {
+    // Each node hosts exactly the partitions it leads.
+    for (i, node) in (1..=3).zip(&cluster.nodes) {
+        let dirs: BTreeSet<String> = std::fs::read_dir(node.data_dir())
+            .expect("data dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with('c'))
+            .collect();
+        let led: BTreeSet<String> = leaders
+            .iter()
+            .filter(|((t, _), l)| t.starts_with('c') && **l == i)
+            .map(|((t, p), _)| format!("{t}-{p}"))
+            .collect();
+        assert_eq!(dirs, led, "partition directories of node {i}");
+    }
+}
+
+/// A node asked for a partition another leads answers NOT_LEADER_OR_FOLLOWER.
+fn refuses_what_it_does_not_lead(addr: &str, leaders: &Leaders) {
+    // A node asked for a partition another leads says so.
+    let ((topic, partition), leader) = leaders
+        .iter()
+        .find(|((t, _), l)| t.starts_with('c') && **l != 1)
+        .map(|(k, l)| (k.clone(), *l))
+        .expect("a partition led elsewhere");
+    let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-1)])]);
+    let (_, r): (i16, ListOffsetsResponse) =
+        c.call(ApiKey::ListOffsets, 7, &req).expect("ListOffsets");
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 6,
+        "{topic}-{partition} (led by {leader}) asked of node 1: NOT_LEADER_OR_FOLLOWER"
+    );
+}
+
+/// librdkafka, given one node only, writes one record to every partition of
+/// `topics` (6 each), each at offset 0.
+fn produce_to_every_partition(addr: &str, topics: &[String]) {
+    // librdkafka, given node 1 only, writes one record to every partition.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let records: Vec<(&str, i32, String, String)> = topics
+        .iter()
+        .flat_map(|t| (0..6).map(move |p| (t.as_str(), p)))
+        .map(|(t, p)| (t, p, format!("{t}/{p}"), format!("value of {t}/{p}")))
+        .collect();
+    let pending: Vec<_> = records
+        .iter()
+        .map(|(t, p, key, value)| {
+            producer
+                .send_result(FutureRecord::to(t).partition(*p).key(key).payload(value))
+                .map_err(|(e, _)| e)
+        })
+        .collect();
+    for f in pending {
+        let rdkafka::producer::future_producer::Delivery {
+            partition: p,
+            offset,
+            ..
+        } = futures::executor::block_on(f.expect("queued"))
+            .expect("delivery")
+            .expect("acknowledged");
+        assert_eq!(offset, 0, "partition {p}");
+    }
+}
+
+#[test]
+fn the_quorum_loses_its_leader_fences_a_stopped_broker_and_survives_two_nodes_down() {
+    let mut cluster = Cluster::start_quorum(3, storage, |_| "session_timeout_ms = 3000".into());
+    assert_eq!(create_raw(&addr(&cluster, 1), "before", 6), Ok(0));
+
+    let others = lose_the_leader(&mut cluster);
+
+    let before = fence_and_take_back(&mut cluster, others[1], others[0]);
+
+    // Two of three down: metadata writes are refused retriably, in bounded time;
+    // the third node still serves the partitions it leads.
+    let survivor = agreed_leader(&mut cluster, &[1, 2, 3], None, Duration::from_secs(10));
+    let survivor = u8::try_from(survivor).expect("id");
+    let down: Vec<u8> = (1..=3).filter(|i| *i != survivor).collect();
+    for d in &down {
+        cluster.node(*d).kill();
+    }
+    let asked = Instant::now();
+    let code = create_raw(&addr(&cluster, survivor), "no-quorum", 1).expect("an answer");
+    assert_eq!(code, 7, "REQUEST_TIMED_OUT (retriable) without a quorum");
+    eprintln!("refused after {:?} without a quorum", asked.elapsed());
+    let own: (String, i32) = before
+        .iter()
+        .find(|(_, l)| **l == i32::from(survivor))
+        .map(|(k, _)| k.clone())
+        .expect("a partition led by the survivor");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", addr(&cluster, survivor))
+        .set("acks", "all")
+        .set("message.timeout.ms", "20000")
+        .create()
+        .expect("producer");
+    let rdkafka::producer::future_producer::Delivery {
+        partition: p,
+        offset,
+        ..
+    } = futures::executor::block_on(
+        producer
+            .send_result(
+                FutureRecord::to(&own.0)
+                    .partition(own.1)
+                    .key("k")
+                    .payload("alone"),
+            )
+            .expect("queued"),
+    )
+    .expect("delivery")
+    .expect("acknowledged by the survivor");
+    assert_eq!(p, own.1);
+    drop(producer);
+    // Everyone back: the same topics and leaders, and the record still there.
+    for d in &down {
+        cluster.node(*d).relaunch();
+    }
+    for d in &down {
+        cluster.node(*d).wait_serving();
+    }
+    for i in 1..=3 {
+        wait_metadata(
+            &addr(&cluster, i),
+            Duration::from_secs(30),
+            "every broker back",
+            |md| {
+                let (brokers, l) = leaders(md);
+                brokers == vec![1, 2, 3]
+                    && before.iter().all(|(k, v)| l.get(k) == Some(v))
+                    && l.contains_key(&("after-kill".to_string(), 0))
+            },
+        );
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr(&cluster, 1))
+        .set("group.id", "after-restart")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&own.0, own.1, rdkafka::Offset::Offset(offset))
+        .expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.expect("record");
+            assert_eq!(m.payload(), Some(&b"alone"[..]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the record written alone is gone"
+        );
+    }
+}
+
+fn addr(c: &Cluster, i: u8) -> String {
+    c.nodes[usize::from(i) - 1].addr.clone()
+}
+
+/// SIGKILL the quorum's leader: the two others agree on a new one, topics can be
+/// created again, and the killed node restarts and catches up. Returns the two
+/// that stayed up.
+fn lose_the_leader(cluster: &mut Cluster) -> Vec<u8> {
+    // SIGKILL the leader: the two others agree on a new one.
+    let old = agreed_leader(cluster, &[1, 2, 3], None, Duration::from_secs(10));
+    let old_node = u8::try_from(old).expect("node id");
+    let others: Vec<u8> = (1..=3).filter(|i| *i != old_node).collect();
+    cluster.node(old_node).kill();
+    let killed = Instant::now();
+    let new = agreed_leader(cluster, &others, Some(old), Duration::from_secs(20));
+    eprintln!(
+        "leader {old} killed; {new} leads after {:?}",
+        killed.elapsed()
+    );
+    let code = create_when_possible(
+        &addr(cluster, others[0]),
+        "after-kill",
+        3,
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "topic creation after the leader's loss");
+    eprintln!("first topic created {:?} after the kill", killed.elapsed());
+    // The killed node comes back and catches up.
+    cluster.node(old_node).restart();
+    wait_metadata(
+        &addr(cluster, old_node),
+        Duration::from_secs(30),
+        "after-kill at the restarted node",
+        |md| {
+            md.topics
+                .iter()
+                .any(|t| t.name.as_ref().is_some_and(|n| &*n.0 == "after-kill"))
+                && md.brokers.len() == 3
+        },
+    );
+    others
+}
+
+/// SIGSTOP `victim` past its session: fenced, its partitions offline (as
+/// `watcher` answers); SIGCONT: back, and so are they. Returns the leaders.
+fn fence_and_take_back(cluster: &mut Cluster, victim: u8, watcher: u8) -> Leaders {
+    // SIGSTOP a broker past its session: fenced, its partitions offline; SIGCONT:
+    // back, and so are they.
+    let watcher = addr(cluster, watcher);
+    let before: Leaders = leaders(&metadata(&watcher).expect("metadata")).1;
+    let victims: Vec<(String, i32)> = before
+        .iter()
+        .filter(|(_, l)| **l == i32::from(victim))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        !victims.is_empty(),
+        "node {victim} leads nothing: {before:?}"
+    );
+    cluster.node(victim).pause();
+    wait_metadata(
+        &watcher,
+        Duration::from_secs(30),
+        "the stopped broker fenced",
+        |md| {
+            let (brokers, l) = leaders(md);
+            !brokers.contains(&i32::from(victim)) && victims.iter().all(|k| l.get(k) == Some(&-1))
+        },
+    );
+    cluster.node(victim).resume();
+    wait_metadata(
+        &watcher,
+        Duration::from_secs(30),
+        "the resumed broker back",
+        |md| leaders(md) == (vec![1, 2, 3], before.clone()),
+    );
+    before
+}
+
+#[test]
+fn a_wiped_node_catches_up_by_snapshot() {
+    // Snapshots every 5 entries, the log behind them purged.
+    let mut cluster = Cluster::start_quorum_with_env(
+        3,
+        storage,
+        |_| String::new(),
+        &[("SLUICE_TEST_SNAPSHOT_EVERY", "5")],
+    );
+    cluster.node(3).stop();
+    cluster.node(3).wipe();
+    let a1 = cluster.nodes[0].addr.clone();
+    for i in 0..20 {
+        assert_eq!(
+            create_when_possible(&a1, &format!("s{i}"), 1, Duration::from_secs(30)),
+            0
+        );
+    }
+    cluster.node(3).restart();
+    let a3 = cluster.nodes[2].addr.clone();
+    wait_metadata(
+        &a3,
+        Duration::from_secs(30),
+        "every topic at the wiped node",
+        |md| {
+            (0..20).all(|i| {
+                md.topics
+                    .iter()
+                    .any(|t| t.name.as_ref().is_some_and(|n| *n.0 == format!("s{i}")))
+            })
+        },
+    );
+    let view = cluster_view(cluster.node(3));
+    assert!(
+        view["quorum"]["snapshot_index"].as_u64().is_some(),
+        "the wiped node holds a snapshot: {view}"
+    );
+}
