@@ -252,9 +252,22 @@ fn route(head: &[u8], state: &AdminState) -> Reply {
             let reports = state.router.get().map_or_else(Vec::new, |r| {
                 crate::metrics::collect(r, crate::metrics::SHARD_TIMEOUT)
             });
+            let topics = state.topics.get();
             let process = crate::metrics::Process {
                 start_time_seconds: state.started,
                 data_dir: state.data_dir.clone(),
+                quorum: topics.and_then(|t| {
+                    crate::metrics::block_on_timeout(
+                        t.quorum_status(),
+                        crate::metrics::SHARD_TIMEOUT,
+                    )
+                    .flatten()
+                }),
+                metadata: topics.map(|t| {
+                    let image = t.image();
+                    let fenced = image.brokers.iter().filter(|b| b.fenced).count();
+                    (image.version, image.brokers.len() - fenced, fenced)
+                }),
             };
             Reply {
                 status: 200,

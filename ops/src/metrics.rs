@@ -100,6 +100,10 @@ pub fn collect(router: &ShardRouter, timeout: Duration) -> Vec<Option<ShardRepor
 pub struct Process {
     pub start_time_seconds: f64,
     pub data_dir: std::path::PathBuf,
+    /// The metadata quorum as this node sees it (`None`: a single node).
+    pub quorum: Option<sluice_raft::QuorumStatus>,
+    /// The metadata version this node applied, and its brokers (alive, fenced).
+    pub metadata: Option<(u64, usize, usize)>,
 }
 
 /// A label value, escaped as the exposition formats require (group ids may hold
@@ -560,6 +564,8 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
         );
     }
 
+    quorum_families(&mut fam, process);
+
     // The process.
     fam.add(
         "sluice_build_info",
@@ -594,6 +600,80 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
         .push(Vec::new(), Value::Gauge(rss));
     }
     fam
+}
+
+/// The metadata quorum and the brokers, as this node knows them.
+#[allow(clippy::cast_precision_loss)]
+fn quorum_families(fam: &mut Families, process: &Process) {
+    if let Some((version, alive, fenced)) = process.metadata {
+        fam.add(
+            "sluice_metadata_version",
+            "The metadata version (log index) this node has applied.",
+            MetricType::Gauge,
+        )
+        .push(Vec::new(), Value::Gauge(version as f64));
+        let fm = fam.add(
+            "sluice_brokers",
+            "Registered brokers, by state (alive, or fenced after missing their session).",
+            MetricType::Gauge,
+        );
+        fm.push(l(&[("state", "alive")]), Value::Gauge(alive as f64));
+        fm.push(l(&[("state", "fenced")]), Value::Gauge(fenced as f64));
+    }
+    let Some(q) = &process.quorum else {
+        return;
+    };
+    let gauges: [(&'static str, &'static str, f64); 6] = [
+        (
+            "sluice_quorum_term",
+            "The metadata quorum's current term.",
+            q.term as f64,
+        ),
+        (
+            "sluice_quorum_leader",
+            "The node id of the quorum's leader as this node knows it (-1: none).",
+            q.leader.map_or(-1.0, |l| l as f64),
+        ),
+        (
+            "sluice_quorum_is_leader",
+            "1 on the node that leads the metadata quorum (the controller).",
+            if q.role == "leader" { 1.0 } else { 0.0 },
+        ),
+        (
+            "sluice_quorum_last_log_index",
+            "The last index in this node's metadata log.",
+            q.last_log_index as f64,
+        ),
+        (
+            "sluice_quorum_applied_index",
+            "The last metadata log index this node applied.",
+            q.applied_index as f64,
+        ),
+        (
+            "sluice_quorum_snapshot_index",
+            "The last log index this node's metadata snapshot covers (-1: none).",
+            q.snapshot_index.map_or(-1.0, |i| i as f64),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        fam.add(name, help, MetricType::Gauge)
+            .push(Vec::new(), Value::Gauge(v));
+    }
+    fam.add(
+        "sluice_quorum_leader_changes",
+        "Changes of the quorum's leader this node has seen since it started.",
+        MetricType::Counter,
+    )
+    .push(Vec::new(), Value::Counter(q.leader_changes as f64));
+    let fm = fam.add(
+        "sluice_quorum_voter_lag",
+        "On the leader: log entries each member is behind the leader's last index.",
+        MetricType::Gauge,
+    );
+    for (id, matched) in &q.matched {
+        let lag = q.last_log_index.saturating_sub(matched.unwrap_or(0));
+        fm.push(l(&[("node", &id.to_string())]), Value::Gauge(lag as f64));
+    }
 }
 
 /// (CPU seconds, resident bytes) of the process.

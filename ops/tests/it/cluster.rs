@@ -234,6 +234,48 @@ fn three_nodes_form_a_cluster_and_librdkafka_follows_the_leaders() {
         .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
         .collect();
     assert_eq!(offsets_leaders, BTreeSet::from([1, 2, 3]));
+    operators_see_the_quorum(&cluster);
+}
+
+/// `sluice cluster status` and `/metrics` show the quorum and the brokers.
+fn operators_see_the_quorum(cluster: &Cluster) {
+    let (status, out, err) = sluice_testkit::run(
+        std::process::Command::new(sluice_testkit::sluice_bin()).args([
+            "cluster",
+            "status",
+            "--bootstrap",
+            &cluster.nodes[1].addr,
+        ]),
+        None,
+    );
+    assert!(status.success(), "{out}{err}");
+    let leader: i32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("leader"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no leader line:\n{out}"));
+    assert!((1..=3).contains(&leader), "{out}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" voter ") || l.contains(" leader "))
+        .collect();
+    assert_eq!(rows.len(), 3, "three voters:\n{out}");
+    assert_eq!(
+        out.matches(" alive").count(),
+        3,
+        "three live brokers:\n{out}"
+    );
+    let (code, _, metrics) = sluice_testkit::http(
+        &cluster.nodes[0].admin_addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200);
+    for want in [
+        "sluice_brokers{state=\"alive\"} 3".to_string(),
+        format!("sluice_quorum_leader {leader}"),
+    ] {
+        assert!(metrics.contains(&want), "{want} in:\n{metrics}");
+    }
 }
 
 /// Each node holds directories for exactly the partitions it leads.

@@ -84,3 +84,38 @@ fn python_clients_pass_their_tests() {
     );
     println!("{out}");
 }
+
+/// confluent-kafka's AdminClient, Producer and Consumer against a three-node
+/// cluster (`ops/tests/python/cluster/admin_and_clients.py`).
+#[test]
+fn confluent_kafka_creates_produces_and_consumes_across_a_cluster() {
+    let python = python();
+    let cluster = sluice_testkit::Cluster::start_quorum(
+        3,
+        |_| "[storage]\ncache_mib_per_shard = 16\n".into(),
+        |_| String::new(),
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/cluster/admin_and_clients.py"
+    );
+    let (status, out, err) = run(
+        Command::new(&python)
+            .arg(script)
+            .env("SLUICE_NODES", cluster.bootstrap())
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        None,
+    );
+    let logs: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("--- {} log\n{}", n.addr, n.log()))
+        .collect();
+    let logs = logs.join("\n");
+    assert!(
+        status.success(),
+        "{script}: {status}\n--- stdout\n{out}\n--- stderr\n{err}\n{logs}"
+    );
+    assert!(out.contains("600 records produced"), "{out}");
+    println!("{out}");
+}
