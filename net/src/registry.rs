@@ -87,6 +87,8 @@ pub const APIS: &[Api] = &[
         1,
         handlers::describe_quorum::handle,
     ),
+    api(ApiKey::AddRaftVoter, 0, 0, handlers::raft_voters::add),
+    api(ApiKey::RemoveRaftVoter, 0, 0, handlers::raft_voters::remove),
     api(
         ApiKey::DeleteRecords,
         0,
@@ -166,6 +168,8 @@ pub fn decode_body(key: ApiKey, version: i16, body: &mut Bytes) -> Result<()> {
         }
         ApiKey::DescribeCluster => d::<m::DescribeClusterRequest>(key, version, body),
         ApiKey::DescribeQuorum => d::<m::DescribeQuorumRequest>(key, version, body),
+        ApiKey::AddRaftVoter => d::<m::AddRaftVoterRequest>(key, version, body),
+        ApiKey::RemoveRaftVoter => d::<m::RemoveRaftVoterRequest>(key, version, body),
         ApiKey::DeleteRecords => d::<m::DeleteRecordsRequest>(key, version, body),
         ApiKey::OffsetForLeaderEpoch => d::<m::OffsetForLeaderEpochRequest>(key, version, body),
         ApiKey::DescribeLogDirs => d::<m::DescribeLogDirsRequest>(key, version, body),

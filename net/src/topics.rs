@@ -550,6 +550,14 @@ impl TopicStore {
         self.meta.leader_status().await
     }
 
+    /// Changes the metadata quorum's membership (through its leader).
+    pub async fn change_membership(
+        &self,
+        change: sluice_raft::quorum::node::MembershipChange,
+    ) -> Result<(), String> {
+        self.meta.change_membership(change).await
+    }
+
     /// The quorum as this node sees it (`None` for the single-node store).
     pub async fn quorum_status(&self) -> Option<sluice_raft::QuorumStatus> {
         self.meta.quorum_status().await

@@ -1,10 +1,15 @@
 //! `sluice cluster status`: the metadata quorum (voters, leader, term, the
 //! leader's last log index and each voter's lag behind it) from DescribeQuorum,
 //! and the brokers from Metadata, asked of any broker of the cluster.
+//! `sluice cluster add-voter ID@HOST:PORT` / `remove-voter ID`: AddRaftVoter and
+//! RemoveRaftVoter (KIP-853).
 
+use kafka_protocol::messages::add_raft_voter_request::Listener;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
-    ApiKey, DescribeQuorumRequest, DescribeQuorumResponse, MetadataRequest, MetadataResponse,
+    AddRaftVoterRequest, AddRaftVoterResponse, ApiKey, DescribeQuorumRequest,
+    DescribeQuorumResponse, MetadataRequest, MetadataResponse, RemoveRaftVoterRequest,
+    RemoveRaftVoterResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::handlers::describe_quorum::METADATA_TOPIC;
@@ -102,5 +107,59 @@ pub fn status(bootstrap: &str) -> CliResult<()> {
             outln!(out, "{v:<8} {:<30} {:<12} fenced or down", "-", "-")?;
         }
     }
+    Ok(())
+}
+
+/// `ID@HOST:PORT`, as in `cluster.voters`.
+fn parse_voter(text: &str) -> CliResult<(i32, String, u16)> {
+    let bad = || -> crate::console::CliError {
+        format!("`{text}`: use ID@HOST:PORT (the node's cluster.listen)").into()
+    };
+    let (id, addr) = text.split_once('@').ok_or_else(bad)?;
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let id: i32 = id.parse().ok().filter(|i| *i >= 0).ok_or_else(bad)?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((id, host.to_string(), port))
+}
+
+pub fn add_voter(bootstrap: &str, voter: &str) -> CliResult<()> {
+    let (id, host, port) = parse_voter(voter)?;
+    let mut client = cli::connect(bootstrap)?;
+    let req = AddRaftVoterRequest::default()
+        .with_voter_id(id)
+        .with_timeout_ms(30_000)
+        .with_listeners(vec![Listener::default()
+            .with_name(StrBytes::from_static_str("CONTROLLER"))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port)]);
+    let (_, r): (i16, AddRaftVoterResponse) =
+        client.call(ApiKey::AddRaftVoter, 0, &req).map_err(fail)?;
+    cli::check(
+        r.error_code,
+        &format!("add voter {id}"),
+        r.error_message.as_ref(),
+    )?;
+    outln!(Out::new(), "node {id} is a voter")?;
+    Ok(())
+}
+
+pub fn remove_voter(bootstrap: &str, id: i32) -> CliResult<()> {
+    let mut client = cli::connect(bootstrap)?;
+    let req = RemoveRaftVoterRequest::default().with_voter_id(id);
+    let (_, r): (i16, RemoveRaftVoterResponse) = client
+        .call(ApiKey::RemoveRaftVoter, 0, &req)
+        .map_err(fail)?;
+    cli::check(
+        r.error_code,
+        &format!("remove voter {id}"),
+        r.error_message.as_ref(),
+    )?;
+    outln!(
+        Out::new(),
+        "node {id} is no longer a voter (it still follows the log as a broker)"
+    )?;
     Ok(())
 }

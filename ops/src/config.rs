@@ -394,12 +394,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "cluster",
         "voters",
-        "controller.quorum.voters: the metadata quorum as ID@HOST:PORT,... (node_id must be one of them); unset: a single node",
+        "controller.quorum.voters: the metadata quorum as ID@HOST:PORT,...; a node not among them joins as a broker (Raft learner) and needs cluster.listen; unset: a single node",
     ),
     (
         "cluster",
         "listen",
-        "address this node answers its peers on (default: its own entry in cluster.voters, port 9095 by convention)",
+        "HOST:PORT this node answers its peers on, and where they reach it (default: its own entry in cluster.voters; required on a node that is not a voter)",
     ),
     ("cluster", "rack", "broker.rack: replicas of a partition go to different racks"),
     (
@@ -766,21 +766,26 @@ impl ClusterSection {
         };
         let voters = parse_voters(voters)?;
         let me = u64::try_from(node_id).unwrap_or(u64::MAX);
-        let Some(own) = voters.get(&me) else {
-            return Err(bad(
-                "node_id",
-                format!(
-                    "{node_id} is not among cluster.voters ({}); brokers that are not voters \
-                     cannot join yet",
-                    voters
-                        .keys()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
+        // A node that is not a voter joins as a broker (a Raft learner); its peers
+        // reach it at cluster.listen, which it must then name.
+        let listen = match (voters.get(&me), &self.listen) {
+            (_, Some(l)) => l.clone(),
+            (Some(own), None) => own.clone(),
+            (None, None) => {
+                return Err(bad(
+                    "cluster.listen",
+                    format!(
+                        "must be set (HOST:PORT its peers reach it at) on node {node_id}, \
+                         which is not among cluster.voters ({}) and joins as a broker",
+                        voters
+                            .keys()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
         };
-        let listen = self.listen.clone().unwrap_or_else(|| own.clone());
         listen
             .to_socket_addrs()
             .map_err(|e| bad("cluster.listen", format!("`{listen}`: {e}")))?

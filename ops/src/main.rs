@@ -134,6 +134,23 @@ enum ClusterAction {
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
+    /// Make a running node a voter of the metadata quorum (it follows the log
+    /// first, then votes; openraft's joint consensus).
+    AddVoter {
+        /// Broker to talk to (`host:port`; any broker of the cluster).
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        /// The node as ID@HOST:PORT, HOST:PORT being its cluster.listen.
+        voter: String,
+    },
+    /// Make a voter a plain broker again (it keeps following the log).
+    RemoveVoter {
+        /// Broker to talk to (`host:port`; any broker of the cluster).
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        /// The voter's node id.
+        id: i32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -298,9 +315,15 @@ fn main() -> ExitCode {
         },
         Command::Topic { action } => finish(topic(action)),
         Command::Group { action } => finish(group(action)),
-        Command::Cluster {
-            action: ClusterAction::Status { bootstrap },
-        } => finish(cluster_cli::status(&bootstrap)),
+        Command::Cluster { action } => finish(match action {
+            ClusterAction::Status { bootstrap } => cluster_cli::status(&bootstrap),
+            ClusterAction::AddVoter { bootstrap, voter } => {
+                cluster_cli::add_voter(&bootstrap, &voter)
+            }
+            ClusterAction::RemoveVoter { bootstrap, id } => {
+                cluster_cli::remove_voter(&bootstrap, id)
+            }
+        }),
         Command::Produce {
             bootstrap,
             topic,

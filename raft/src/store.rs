@@ -166,6 +166,17 @@ impl MetadataStore {
         }
     }
 
+    /// Changes the quorum's membership (through its leader).
+    pub async fn change_membership(
+        &self,
+        change: crate::quorum::node::MembershipChange,
+    ) -> Result<(), String> {
+        match &self.backend {
+            Backend::Local(_) => Err("a single node has no quorum to change".into()),
+            Backend::Quorum(q) => q.change_membership(change).await,
+        }
+    }
+
     /// Keeps the broker that `register` registered alive (heartbeats, and a new
     /// registration when it was fenced); nothing for the single-node store.
     pub fn keep_alive(&self, register: Command) {

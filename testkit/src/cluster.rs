@@ -14,6 +14,8 @@ pub struct Cluster {
     pub port: u16,
     /// The cluster port every node answers its peers on (0: not one cluster).
     pub cluster_port: u16,
+    /// `cluster.voters` of a quorum (empty: not one cluster).
+    pub voters: String,
 }
 
 impl Cluster {
@@ -54,13 +56,37 @@ impl Cluster {
             .map(|i| format!("{i}@127.0.0.{i}:{cluster_port}"))
             .collect::<Vec<_>>()
             .join(",");
-        Cluster::launch(n, cluster_port, envs, |i| {
+        let mut c = Cluster::launch(n, cluster_port, envs, |i| {
             format!(
                 "node_id = {i}\n{}\n[cluster]\nvoters = \"{voters}\"\n{}\n",
                 top(i),
                 cluster(i)
             )
-        })
+        });
+        c.voters = voters;
+        c
+    }
+
+    /// Starts node `i` (on 127.0.0.`i`, the next after the last) as a broker that
+    /// is not a voter: it joins the quorum as a learner. `top` is added to its
+    /// configuration. Returns once it serves Kafka clients.
+    pub fn join(&mut self, top: &str) -> &mut Node {
+        assert!(!self.voters.is_empty(), "not a quorum");
+        let i = u8::try_from(self.nodes.len() + 1).expect("at most 250 nodes");
+        let host = IpAddr::from([127, 0, 0, i]);
+        let toml = format!(
+            "node_id = {i}\n{top}\n[cluster]\nvoters = \"{}\"\nlisten = \"127.0.0.{i}:{}\"\n",
+            self.voters, self.cluster_port
+        );
+        let mut node = Node::launch(NodeOptions {
+            host,
+            port: Some(self.port),
+            toml,
+            ..NodeOptions::default()
+        });
+        node.wait_serving();
+        self.nodes.push(node);
+        self.nodes.last_mut().expect("just pushed")
     }
 
     fn launch(
@@ -99,6 +125,7 @@ impl Cluster {
             nodes,
             port,
             cluster_port,
+            voters: String::new(),
         }
     }
 

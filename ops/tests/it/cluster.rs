@@ -568,3 +568,87 @@ fn a_wiped_node_catches_up_by_snapshot() {
         "the wiped node holds a snapshot: {view}"
     );
 }
+
+/// The voter ids `sluice cluster status` lists, and the learners.
+fn roles(addr: &str) -> (Vec<i32>, Vec<i32>) {
+    let (status, out, err) = sluice_testkit::run(
+        std::process::Command::new(sluice_testkit::sluice_bin()).args([
+            "cluster",
+            "status",
+            "--bootstrap",
+            addr,
+        ]),
+        None,
+    );
+    assert!(status.success(), "{out}{err}");
+    let mut voters = Vec::new();
+    let mut learners = Vec::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [id, role, ..] = f[..] {
+            match (id.parse::<i32>(), role) {
+                (Ok(id), "voter" | "leader") => voters.push(id),
+                (Ok(id), "learner") => learners.push(id),
+                _ => {}
+            }
+        }
+    }
+    voters.sort_unstable();
+    (voters, learners)
+}
+
+fn cluster_cli(args: &[&str]) -> (bool, String) {
+    let (status, out, err) = sluice_testkit::run(
+        std::process::Command::new(sluice_testkit::sluice_bin()).args(args),
+        None,
+    );
+    (status.success(), format!("{out}{err}"))
+}
+
+#[test]
+fn a_broker_joins_as_a_learner_and_voters_change_at_runtime() {
+    let mut cluster = Cluster::start_quorum(3, storage, |_| String::new());
+    let a1 = cluster.nodes[0].addr.clone();
+    // Node 4 is not among the voters: it joins as a broker that follows the log.
+    let a4 = cluster.join(&storage(4)).addr.clone();
+    assert_eq!(roles(&a1), (vec![1, 2, 3], vec![4]));
+    wait_metadata(&a1, Duration::from_secs(30), "four brokers", |md| {
+        leaders(md).0 == vec![1, 2, 3, 4]
+    });
+    // Partitions are placed on it too.
+    assert_eq!(create_raw(&a4, "four", 8), Ok(0));
+    let placed: BTreeSet<i32> = leaders(&metadata(&a1).expect("metadata"))
+        .1
+        .iter()
+        .filter(|((t, _), _)| t == "four")
+        .map(|(_, l)| *l)
+        .collect();
+    assert_eq!(placed, BTreeSet::from([1, 2, 3, 4]));
+
+    // It becomes a voter, and voter 1 becomes a learner; both through node 2.
+    let port = cluster.cluster_port;
+    let a2 = cluster.nodes[1].addr.clone();
+    let (ok, out) = cluster_cli(&[
+        "cluster",
+        "add-voter",
+        "--bootstrap",
+        &a2,
+        &format!("4@127.0.0.4:{port}"),
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(roles(&a4), (vec![1, 2, 3, 4], vec![]));
+    let (ok, out) = cluster_cli(&["cluster", "remove-voter", "--bootstrap", &a2, "1"]);
+    assert!(ok, "{out}");
+    assert_eq!(roles(&a4), (vec![2, 3, 4], vec![1]));
+    // Refusals say why and change nothing.
+    let (ok, out) = cluster_cli(&["cluster", "remove-voter", "--bootstrap", &a2, "9"]);
+    assert!(!ok && out.contains("node 9 is not a voter"), "{out}");
+    let (ok, out) = cluster_cli(&["cluster", "add-voter", "--bootstrap", &a2, "x@y"]);
+    assert!(!ok && out.contains("ID@HOST:PORT"), "{out}");
+    // The quorum of 2, 3, 4 takes changes with node 1 (now a learner) stopped.
+    cluster.node(1).stop();
+    assert_eq!(
+        create_when_possible(&a4, "after-change", 1, Duration::from_secs(30)),
+        0
+    );
+}

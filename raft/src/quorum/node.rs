@@ -88,6 +88,174 @@ pub struct QuorumStatus {
     pub leader_changes: u64,
 }
 
+/// A change of the quorum's membership; only the leader makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum MembershipChange {
+    /// A node that is not a voter asks to follow the log (a broker, Raft learner).
+    Join { id: u64, addr: String },
+    /// Makes `id` a voter (first a learner that has caught up).
+    AddVoter { id: u64, addr: String },
+    /// Makes voter `id` a learner again (it keeps following the log).
+    RemoveVoter { id: u64 },
+}
+
+/// Why a membership change was not made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum MembershipRefused {
+    /// This node does not lead; the leader's address if known.
+    NotLeader(Option<String>),
+    Failed(String),
+}
+
+/// Makes `change` if this node leads (answers its peers' `Membership` frames too).
+pub(crate) async fn change_here(
+    raft: &Raft<TypeConfig>,
+    change: &MembershipChange,
+) -> Result<(), MembershipRefused> {
+    let (leading, membership, leader_addr) = {
+        let m = raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let addr = m
+            .current_leader
+            .and_then(|l| membership.get_node(&l).map(|n| n.addr.clone()));
+        (m.state == ServerState::Leader, membership, addr)
+    };
+    if !leading {
+        return Err(MembershipRefused::NotLeader(leader_addr));
+    }
+    let failed = |e: &dyn std::fmt::Display| MembershipRefused::Failed(e.to_string());
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    match change {
+        MembershipChange::Join { id, addr } => {
+            if membership.get_node(id).is_some() {
+                return Ok(());
+            }
+            raft.add_learner(*id, BasicNode::new(addr.clone()), false)
+                .await
+                .map_err(|e| failed(&e))?;
+            tracing::info!(node_id = id, addr, "a node joined the quorum as a learner");
+        }
+        MembershipChange::AddVoter { id, addr } => {
+            if voters.contains(id) {
+                return Ok(());
+            }
+            if membership.get_node(id).is_none_or(|n| n.addr != *addr) {
+                // Waits until the learner has caught up.
+                raft.add_learner(*id, BasicNode::new(addr.clone()), true)
+                    .await
+                    .map_err(|e| failed(&e))?;
+            }
+            raft.change_membership(
+                openraft::ChangeMembers::AddVoterIds(BTreeSet::from([*id])),
+                true,
+            )
+            .await
+            .map_err(|e| failed(&e))?;
+            tracing::info!(node_id = id, "a voter was added to the quorum");
+        }
+        MembershipChange::RemoveVoter { id } => {
+            if !voters.contains(id) {
+                return Err(MembershipRefused::Failed(format!(
+                    "node {id} is not a voter"
+                )));
+            }
+            if voters.len() == 1 {
+                return Err(MembershipRefused::Failed(
+                    "the last voter cannot be removed".into(),
+                ));
+            }
+            raft.change_membership(
+                openraft::ChangeMembers::RemoveVoters(BTreeSet::from([*id])),
+                true,
+            )
+            .await
+            .map_err(|e| failed(&e))?;
+            tracing::info!(
+                node_id = id,
+                "a voter was removed from the quorum (it stays a learner)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Makes `change` here or at the leader (`first` is where to ask when no leader
+/// is known, in turn), until `timeout`.
+async fn change_membership(
+    raft: &Raft<TypeConfig>,
+    forwarder: &Forwarder,
+    change: &MembershipChange,
+    first: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut next = 0usize;
+    let mut last = String::from("no leader is known");
+    while Instant::now() < deadline {
+        let target = match change_here(raft, change).await {
+            Ok(()) => return Ok(()),
+            Err(MembershipRefused::Failed(e)) => return Err(e),
+            Err(MembershipRefused::NotLeader(Some(addr))) => addr,
+            Err(MembershipRefused::NotLeader(None)) if !first.is_empty() => {
+                next += 1;
+                first[next % first.len()].clone()
+            }
+            Err(MembershipRefused::NotLeader(None)) => {
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match forwarder
+            .call::<_, Result<(), MembershipRefused>>(&target, Kind::Membership, change, left)
+            .await
+        {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(MembershipRefused::Failed(e))) => return Err(e),
+            Ok(Err(MembershipRefused::NotLeader(_))) => last = format!("{target} does not lead"),
+            Err(e) => last = e,
+        }
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "no membership change within {} ms: {last}",
+        timeout.as_millis()
+    ))
+}
+
+/// A node that is not among the voters joins as a learner (asked of the voters in
+/// turn until the leader takes it), unless the membership already has it.
+async fn join_as_learner(
+    raft: Raft<TypeConfig>,
+    forwarder: Rc<Forwarder>,
+    id: u64,
+    addr: String,
+    voters: Vec<String>,
+) {
+    loop {
+        let known = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some();
+        if known {
+            return;
+        }
+        let change = MembershipChange::Join {
+            id,
+            addr: addr.clone(),
+        };
+        match change_membership(&raft, &forwarder, &change, &voters, Duration::from_secs(5)).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting to join the metadata quorum as a learner");
+            }
+        }
+    }
+}
+
 enum Ask {
     Write(Command, oneshot::Sender<Result<Outcome, ProposeError>>),
     Status(oneshot::Sender<QuorumStatus>),
@@ -96,6 +264,7 @@ enum Ask {
     /// Heartbeats for the broker this `RegisterBroker` registered, and a new
     /// registration whenever it finds itself fenced.
     KeepAlive(Command),
+    Membership(MembershipChange, oneshot::Sender<Result<(), String>>),
     /// A std channel: `stop` may be called inside another executor (a drop).
     Stop(std::sync::mpsc::Sender<()>),
 }
@@ -433,6 +602,31 @@ async fn open(
     Ok((raft, sm, listener))
 }
 
+/// First steps in the quorum: a voter's first start proposes the configured
+/// membership (every voter does; all but one are told it is set, which is what we
+/// want); a node that is not a voter asks to join as a learner.
+async fn bootstrap(raft: &Raft<TypeConfig>, forwarder: &Rc<Forwarder>, settings: &QuorumSettings) {
+    if !settings.voters.contains_key(&settings.node_id) {
+        glommio::spawn_local(join_as_learner(
+            raft.clone(),
+            forwarder.clone(),
+            settings.node_id,
+            settings.listen.clone(),
+            settings.voters.values().cloned().collect(),
+        ))
+        .detach();
+    } else if !raft.is_initialized().await.unwrap_or(true) {
+        let members: BTreeMap<u64, BasicNode> = settings
+            .voters
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+            .collect();
+        if let Err(e) = raft.initialize(members).await {
+            tracing::debug!(error = %e, "the quorum's membership was set by another voter");
+        }
+    }
+}
+
 async fn run(
     settings: QuorumSettings,
     subscriber: std::sync::mpsc::Sender<Arc<MetadataImage>>,
@@ -468,23 +662,10 @@ async fn run(
         settings.session_timeout,
     ))
     .detach();
-    if settings.voters.contains_key(&settings.node_id)
-        && !raft.is_initialized().await.unwrap_or(true)
-    {
-        let members: BTreeMap<u64, BasicNode> = settings
-            .voters
-            .iter()
-            .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
-            .collect();
-        // Every voter does this on its first start; all but one are told the
-        // cluster already has a membership, which is what we want.
-        if let Err(e) = raft.initialize(members).await {
-            tracing::debug!(error = %e, "the quorum's membership was set by another voter");
-        }
-    }
+    let forwarder = Rc::new(Forwarder::default());
+    bootstrap(&raft, &forwarder, &settings).await;
     let _ = started.send(Ok(()));
     glommio::spawn_local(watch_leader(raft.clone(), leader, changes.clone())).detach();
-    let forwarder = Rc::new(Forwarder::default());
     while let Some(ask) = asks.next().await {
         match ask {
             Ask::Write(cmd, reply) => {
@@ -502,6 +683,22 @@ async fn run(
                 let (raft, forwarder, changes) = (raft.clone(), forwarder.clone(), changes.clone());
                 glommio::spawn_local(async move {
                     let _ = reply.send(leader_status(&raft, &forwarder, changes.get()).await);
+                })
+                .detach();
+            }
+            Ask::Membership(change, reply) => {
+                let (raft, forwarder) = (raft.clone(), forwarder.clone());
+                let voters: Vec<String> = settings.voters.values().cloned().collect();
+                glommio::spawn_local(async move {
+                    let r = change_membership(
+                        &raft,
+                        &forwarder,
+                        &change,
+                        &voters,
+                        Duration::from_secs(30),
+                    )
+                    .await;
+                    let _ = reply.send(r);
                 })
                 .detach();
             }
@@ -596,6 +793,15 @@ impl QuorumNode {
         let (tx, rx) = oneshot::channel();
         self.asks
             .unbounded_send(Ask::LeaderStatus(tx))
+            .map_err(|_| "the quorum is stopped".to_string())?;
+        rx.await.map_err(|_| "the quorum is stopped".to_string())?
+    }
+
+    /// Changes the quorum's membership (through the leader), within 30 s.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.asks
+            .unbounded_send(Ask::Membership(change, tx))
             .map_err(|_| "the quorum is stopped".to_string())?;
         rx.await.map_err(|_| "the quorum is stopped".to_string())?
     }

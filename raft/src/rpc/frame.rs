@@ -38,6 +38,8 @@ pub enum Kind {
     Heartbeat = 7,
     /// The quorum as the answering node sees it.
     Status = 8,
+    /// A change of the quorum's membership, for its leader.
+    Membership = 9,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
             6 => Kind::Error,
             7 => Kind::Heartbeat,
             8 => Kind::Status,
+            9 => Kind::Membership,
             _ => return None,
         })
     }

@@ -293,6 +293,10 @@ async fn answer(mut s: TcpStream, raft: &Raft<C>, served: &Served) -> std::io::R
                 served.sessions.beat(from_json(&req.payload)?);
                 to_json(&())?
             }
+            Kind::Membership => {
+                let change = from_json(&req.payload)?;
+                to_json(&crate::quorum::node::change_here(raft, &change).await)?
+            }
             Kind::Status => match &served.status {
                 Some(status) => status(),
                 None => to_json(&Option::<()>::None)?,
