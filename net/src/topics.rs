@@ -76,6 +76,10 @@ pub struct TopicsImage {
     /// Registered brokers, fenced ones too, by id (this node alone for the
     /// single-node store).
     pub brokers: Vec<BrokerRecord>,
+    /// Topic defaults: the config file's, with the dynamic broker configs applied.
+    pub defaults: LogConfig,
+    /// Dynamic broker configs by resource (`""`: cluster default; a broker id).
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     by_name: BTreeMap<Arc<str>, Arc<TopicInfo>>,
     by_id: HashMap<Uuid, Arc<str>>,
 }
@@ -104,18 +108,20 @@ impl TopicsImage {
     }
 
     fn from_topics(
-        cluster_id: String,
-        version: u64,
+        image: &MetadataImage,
         brokers: Vec<BrokerRecord>,
+        defaults: LogConfig,
         topics: Vec<Arc<TopicInfo>>,
     ) -> TopicsImage {
         let by_name: BTreeMap<Arc<str>, Arc<TopicInfo>> =
             topics.into_iter().map(|t| (t.name.clone(), t)).collect();
         let by_id = by_name.values().map(|t| (t.id, t.name.clone())).collect();
         TopicsImage {
-            cluster_id,
-            version,
+            cluster_id: image.cluster_id.clone(),
+            version: image.version,
             brokers,
+            defaults,
+            broker_configs: image.broker_configs.clone(),
             by_name,
             by_id,
         }
@@ -229,6 +235,7 @@ fn refusal_error(r: &Refusal) -> KafkaError {
         Refusal::UnknownTopic(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
         Refusal::PartitionCount { .. } | Refusal::InvalidPartitions(_) => code::INVALID_PARTITIONS,
         Refusal::ReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
+        Refusal::BrokerResource(_) => code::INVALID_REQUEST,
         Refusal::ClusterIdSet | Refusal::InvalidBlock(_) | Refusal::UnknownBroker(_) => {
             code::UNKNOWN_SERVER_ERROR
         }
@@ -495,6 +502,7 @@ impl TopicStore {
         let owners = Owners::load(&dir, &first, &router)?;
         let mut reconciler = Reconciler {
             router,
+            static_defaults: defaults.clone(),
             defaults: defaults.clone(),
             view: view.clone(),
             hosted: HashMap::new(),
@@ -581,8 +589,31 @@ impl TopicStore {
         &self.data_dir
     }
 
-    pub fn defaults(&self) -> &LogConfig {
-        &self.defaults
+    /// Topic defaults: the config file's, with the dynamic broker configs applied.
+    pub fn defaults(&self) -> LogConfig {
+        self.image().defaults.clone()
+    }
+
+    /// Replaces the dynamic broker configs of `resource` (`""`: the cluster-wide
+    /// default; else a broker id), after checking them.
+    pub async fn set_broker_configs(
+        &self,
+        resource: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), KafkaError> {
+        topic_config::dynamic_defaults(&self.defaults, &[&configs])
+            .map_err(|e| KafkaError::new(code::INVALID_CONFIG, e.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        tracing::info!(resource, configs = ?configs, "altering dynamic broker configs");
+        self.change(Command::SetBrokerConfigs {
+            resource: resource.to_string(),
+            configs,
+        })
+        .await?;
+        Ok(())
     }
 
     /// Commits `cmd` and waits until this node applied it (a refusal too: it was
@@ -642,7 +673,7 @@ impl TopicStore {
                 format!("{partitions} partitions: a topic has 1 to {PARTITIONS_MAX}"),
             ));
         }
-        let settings = topic_config::settings(&self.defaults, &configs)
+        let settings = topic_config::settings(&self.defaults(), &configs)
             .map_err(|e| KafkaError::new(code::INVALID_CONFIG, e.to_string()))?;
         if self.image().get(name).is_some() {
             return Err(KafkaError::new(
@@ -720,7 +751,7 @@ impl TopicStore {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), KafkaError> {
-        topic_config::settings(&self.defaults, &configs)
+        topic_config::settings(&self.defaults(), &configs)
             .map_err(|e| KafkaError::new(code::INVALID_CONFIG, e.to_string()))?;
         let info = self.current(name)?;
         if validate_only {
@@ -783,6 +814,9 @@ struct Hosted {
 /// pass is simply repeated).
 struct Reconciler {
     router: ShardRouter,
+    /// The config file's topic defaults.
+    static_defaults: LogConfig,
+    /// The same with the image's dynamic broker configs applied.
     defaults: LogConfig,
     view: Arc<ArcSwap<TopicsImage>>,
     /// Topics as applied, by name.
@@ -906,9 +940,9 @@ impl Reconciler {
             vec![self.this.clone()]
         };
         self.view.store(Arc::new(TopicsImage::from_topics(
-            image.cluster_id.clone(),
-            image.version,
+            image,
             brokers,
+            self.defaults.clone(),
             topics,
         )));
     }
@@ -952,7 +986,30 @@ impl Reconciler {
                 .is_some_and(|r| r.replicas.contains(&self.node_id))
     }
 
+    /// The topic defaults `image`'s dynamic broker configs give this node.
+    fn dynamic_defaults(&self, image: &MetadataImage) -> LogConfig {
+        let empty = BTreeMap::new();
+        let layers = [
+            image.broker_configs.get("").unwrap_or(&empty),
+            image
+                .broker_configs
+                .get(&self.node_id.to_string())
+                .unwrap_or(&empty),
+        ];
+        topic_config::dynamic_defaults(&self.static_defaults, &layers).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "dynamic broker configs refused; the config file's apply");
+            self.static_defaults.clone()
+        })
+    }
+
     async fn reconcile(&mut self, image: &MetadataImage) -> Result<(), String> {
+        // New topic defaults (dynamic broker configs): every topic's settings again.
+        let defaults = self.dynamic_defaults(image);
+        let force = defaults != self.defaults;
+        if force {
+            tracing::info!("topic defaults changed by dynamic broker configs");
+            self.defaults = defaults;
+        }
         let on_disk = hosted_partitions(&self.router);
         // Topics gone, or replaced by a new topic of the same name: out of the view
         // first, then their partitions.
@@ -997,15 +1054,16 @@ impl Reconciler {
         let on_disk = hosted_partitions(&self.router);
         let mut result = Ok(());
         for (name, record) in &image.topics {
-            if self
-                .hosted
-                .get(name)
-                .is_some_and(|h| Arc::ptr_eq(&h.record, record))
+            if !force
+                && self
+                    .hosted
+                    .get(name)
+                    .is_some_and(|h| Arc::ptr_eq(&h.record, record))
             {
                 continue;
             }
             if let Err(e) = self
-                .apply_topic(name, record, on_disk.get(name.as_str()))
+                .apply_topic(name, record, on_disk.get(name.as_str()), force)
                 .await
             {
                 result = Err(format!("topic '{name}': {e}"));
@@ -1020,11 +1078,13 @@ impl Reconciler {
         name: &str,
         record: &Arc<TopicRecord>,
         on_disk: Option<&BTreeSet<i32>>,
+        defaults_changed: bool,
     ) -> Result<(), String> {
-        let configs_changed = self
-            .hosted
-            .get(name)
-            .is_none_or(|h| h.record.configs != record.configs);
+        let configs_changed = defaults_changed
+            || self
+                .hosted
+                .get(name)
+                .is_none_or(|h| h.record.configs != record.configs);
         let placement = self.placement(record);
         let info = match self.hosted.get(name) {
             Some(h) if !configs_changed => Arc::new(TopicInfo {

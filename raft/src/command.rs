@@ -60,6 +60,12 @@ pub enum Command {
         host: String,
         port: u16,
     },
+    /// Replaces the dynamic broker configs of `resource` (`""`: the cluster-wide
+    /// default; else a broker id); an empty map removes them.
+    SetBrokerConfigs {
+        resource: String,
+        configs: BTreeMap<String, String>,
+    },
     /// A broker that missed its session (the incarnation it registered with, so a
     /// late fence does not hit its next start): the partitions it led move to
     /// another live in-sync replica, or go offline.
@@ -102,6 +108,8 @@ pub enum Refusal {
     ReplicationFactor { asked: i16, brokers: usize },
     #[error("broker {0} is not registered with that incarnation")]
     UnknownBroker(i32),
+    #[error("broker config resource '{0}': name a broker id, or nothing for the cluster default")]
+    BrokerResource(String),
 }
 
 /// Replica lists for partitions `first..first + count` of a topic: every live
@@ -290,6 +298,18 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
             },
         ),
         Command::FenceBroker { id, incarnation } => fence(image, *id, *incarnation)?,
+        Command::SetBrokerConfigs { resource, configs } => {
+            if !resource.is_empty() && resource.parse::<i32>().map_or(true, |id| id < 0) {
+                return Err(Refusal::BrokerResource(resource.clone()));
+            }
+            if configs.is_empty() {
+                image.broker_configs.remove(resource);
+            } else {
+                image
+                    .broker_configs
+                    .insert(resource.clone(), configs.clone());
+            }
+        }
     }
     Ok(Applied::Done)
 }

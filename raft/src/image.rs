@@ -21,6 +21,10 @@ pub struct MetadataImage {
     /// Brokers that registered, by node id.
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerRecord>,
+    /// Dynamic broker configs (Kafka's), by resource: `""` the cluster-wide
+    /// default, else a broker id; values as given (validated before proposed).
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A broker as it registered: where Kafka clients reach it.

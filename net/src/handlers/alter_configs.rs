@@ -1,8 +1,14 @@
 //! AlterConfigs (the old, replacing form) and IncrementalAlterConfigs: change a
 //! topic's config overrides. AlterConfigs replaces all overrides with the ones sent;
 //! IncrementalAlterConfigs sets, deletes, appends to or subtracts from single keys.
-//! Every value is checked before anything changes; broker configs come from the
-//! config file and are refused here.
+//! Every value is checked before anything changes.
+//!
+//! BROKER resources take Kafka's dynamic broker configs (the topic defaults
+//! `log.retention.ms`, `log.retention.bytes`, `log.segment.bytes`, `log.roll.ms`,
+//! `message.max.bytes`): resource name `""` is the cluster-wide default, a broker
+//! id that broker's own; committed through the metadata store and applied by every
+//! node to the topics that do not override them. Other broker keys come from the
+//! config file and are refused.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -56,6 +62,18 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                         ))
                     }
                 }
+                RESOURCE_BROKER => {
+                    let configs: BTreeMap<String, String> = r
+                        .configs
+                        .iter()
+                        .filter_map(|c| {
+                            c.value
+                                .as_ref()
+                                .map(|v| (c.name.to_string(), v.to_string()))
+                        })
+                        .collect();
+                    set_broker(&ctx, &r.resource_name, configs, req.validate_only).await
+                }
                 t => Err(refuse_type(t)),
             };
             let mut out = alter_configs_response::AlterConfigsResourceResponse::default()
@@ -103,6 +121,9 @@ pub fn handle_incremental(
                         .collect();
                     incremental(&ctx, &r.resource_name, &ops, req.validate_only).await
                 }
+                RESOURCE_BROKER => {
+                    incremental_broker(&ctx, &r.resource_name, &r.configs, req.validate_only).await
+                }
                 t => Err(refuse_type(t)),
             };
             let mut out =
@@ -125,17 +146,86 @@ pub fn handle_incremental(
 }
 
 fn refuse_type(t: i8) -> KafkaError {
-    if t == RESOURCE_BROKER {
-        KafkaError::new(
-            code::INVALID_CONFIG,
-            "broker configs come from the config file and cannot be altered at run time",
-        )
-    } else {
-        KafkaError::new(
-            code::INVALID_REQUEST,
-            format!("resource type {t} has no alterable configs"),
-        )
+    KafkaError::new(
+        code::INVALID_REQUEST,
+        format!("resource type {t} has no alterable configs"),
+    )
+}
+
+/// The broker resource named `name`: `""` (the cluster-wide default) or a broker
+/// id this cluster knows.
+fn broker_resource(ctx: &BrokerContext, name: &str) -> Result<String, KafkaError> {
+    if name.is_empty() {
+        return Ok(String::new());
     }
+    let known = name
+        .parse::<i32>()
+        .ok()
+        .is_some_and(|id| ctx.topics.image().brokers.iter().any(|b| b.id == id));
+    if known {
+        Ok(name.to_string())
+    } else {
+        Err(KafkaError::new(
+            code::INVALID_REQUEST,
+            format!("no broker '{name}': name a registered broker id, or nothing for the cluster-wide default"),
+        ))
+    }
+}
+
+/// Replaces a broker resource's dynamic configs.
+async fn set_broker(
+    ctx: &BrokerContext,
+    name: &str,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    let resource = broker_resource(ctx, name)?;
+    ctx.topics
+        .set_broker_configs(&resource, configs, validate_only)
+        .await
+}
+
+/// SET and DELETE on a broker resource's dynamic configs (none is a list).
+async fn incremental_broker(
+    ctx: &BrokerContext,
+    name: &str,
+    ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    let resource = broker_resource(ctx, name)?;
+    let mut configs = ctx
+        .topics
+        .image()
+        .broker_configs
+        .get(&resource)
+        .cloned()
+        .unwrap_or_default();
+    for op in ops {
+        let key = op.name.to_string();
+        match (op.config_operation, &op.value) {
+            (OP_SET, Some(v)) => {
+                configs.insert(key, v.to_string());
+            }
+            (OP_DELETE, _) => {
+                configs.remove(&key);
+            }
+            (OP_SET, None) => {
+                return Err(KafkaError::new(
+                    code::INVALID_REQUEST,
+                    format!("SET of `{key}` without a value"),
+                ))
+            }
+            (o, _) => {
+                return Err(KafkaError::new(
+                    code::INVALID_CONFIG,
+                    format!("Can't APPEND or SUBTRACT (operation {o}) to key {key} because its type is not LIST."),
+                ))
+            }
+        }
+    }
+    ctx.topics
+        .set_broker_configs(&resource, configs, validate_only)
+        .await
 }
 
 async fn incremental(
@@ -154,7 +244,7 @@ async fn incremental(
     for (key, op, value) in ops {
         let list = || -> Vec<String> {
             let current = configs.get(key).cloned().or_else(|| {
-                crate::topic_config::value_of(ctx.topics.defaults(), &BTreeMap::new(), key)
+                crate::topic_config::value_of(&ctx.topics.defaults(), &BTreeMap::new(), key)
             });
             current
                 .unwrap_or_default()

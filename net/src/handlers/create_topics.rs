@@ -35,7 +35,7 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                             .with_num_partitions(info.partitions)
                             .with_replication_factor(1)
                             .with_configs(Some(
-                                topic_config::describe(ctx.topics.defaults(), &info.configs)
+                                topic_config::describe(&ctx.topics.defaults(), &info.configs)
                                     .into_iter()
                                     .map(|(k, value, set)| {
                                         CreatableTopicConfigs::default()

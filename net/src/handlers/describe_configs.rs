@@ -1,6 +1,8 @@
 //! DescribeConfigs: a topic's effective configs (its overrides as
 //! `DYNAMIC_TOPIC_CONFIG`, the rest as `DEFAULT_CONFIG`), and this broker's main
-//! settings (read-only; they come from the config file).
+//! settings: the dynamic broker configs with their source when set
+//! (`DYNAMIC_BROKER_CONFIG`, `DYNAMIC_DEFAULT_BROKER_CONFIG`), the rest read-only
+//! from the config file.
 
 use std::rc::Rc;
 
@@ -27,6 +29,9 @@ pub const RESOURCE_BROKER: i8 = 4;
 /// Kafka's config sources.
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
+/// Kafka's `DYNAMIC_BROKER_CONFIG` and `DYNAMIC_DEFAULT_BROKER_CONFIG`.
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_DEFAULT: i8 = 5;
 
 /// One config as DescribeConfigs lists it.
@@ -130,19 +135,21 @@ fn topic_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaErr
             format!("topic '{name}' does not exist"),
         )
     })?;
-    Ok(topic_config::describe(ctx.topics.defaults(), &info.configs)
-        .into_iter()
-        .map(|(k, value, set)| Entry {
-            name: k.name.to_string(),
-            value,
-            source: if set {
-                SOURCE_DYNAMIC_TOPIC
-            } else {
-                SOURCE_DEFAULT
-            },
-            read_only: false,
-        })
-        .collect())
+    Ok(
+        topic_config::describe(&ctx.topics.defaults(), &info.configs)
+            .into_iter()
+            .map(|(k, value, set)| Entry {
+                name: k.name.to_string(),
+                value,
+                source: if set {
+                    SOURCE_DYNAMIC_TOPIC
+                } else {
+                    SOURCE_DEFAULT
+                },
+                read_only: false,
+            })
+            .collect(),
+    )
 }
 
 fn broker_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaError> {
@@ -173,13 +180,28 @@ fn broker_entries(ctx: &BrokerContext, name: &str) -> Result<Vec<Entry>, KafkaEr
         ("default.replication.factor", "1".to_string()),
         ("min.insync.replicas", "1".to_string()),
     ];
+    let image = ctx.topics.image();
+    let own = image.broker_configs.get(&ctx.node_id().to_string());
+    let cluster = image.broker_configs.get("");
     Ok(rows
         .into_iter()
-        .map(|(k, v)| Entry {
-            name: k.to_string(),
-            value: v,
-            source: SOURCE_STATIC_BROKER,
-            read_only: true,
+        .map(|(k, v)| {
+            let dynamic = topic_config::DYNAMIC_BROKER_KEYS
+                .iter()
+                .any(|(b, _)| *b == k);
+            let source = if own.is_some_and(|c| c.contains_key(k)) {
+                SOURCE_DYNAMIC_BROKER
+            } else if cluster.is_some_and(|c| c.contains_key(k)) {
+                SOURCE_DYNAMIC_DEFAULT_BROKER
+            } else {
+                SOURCE_STATIC_BROKER
+            };
+            Entry {
+                name: k.to_string(),
+                value: v,
+                source,
+                read_only: !dynamic,
+            }
         })
         .collect())
 }

@@ -233,6 +233,58 @@ fn unsigned(v: i64) -> u64 {
 }
 
 /// The effective settings of a topic: `defaults` with `overrides` applied, checked.
+/// Broker configs that may change at run time (Kafka's dynamic broker configs,
+/// AlterConfigs on a BROKER resource), each with the topic config it is the
+/// default of.
+pub const DYNAMIC_BROKER_KEYS: &[(&str, &str)] = &[
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("message.max.bytes", "max.message.bytes"),
+];
+
+/// The topic defaults with dynamic broker configs applied, later layers winning
+/// (the cluster-wide default, then the broker's own). A key that is not dynamic,
+/// or a value the topic config would refuse, is an error naming the broker key.
+pub fn dynamic_defaults(
+    static_defaults: &LogConfig,
+    layers: &[&BTreeMap<String, String>],
+) -> Result<LogConfig, ConfigError> {
+    let mut topic_keys = BTreeMap::new();
+    for layer in layers {
+        for (k, v) in *layer {
+            let Some((_, t)) = DYNAMIC_BROKER_KEYS.iter().find(|(b, _)| b == k) else {
+                return Err(ConfigError {
+                    key: k.clone(),
+                    message: format!(
+                        "Cannot update the broker config {k} at run time: dynamic broker \
+                         configs are {}; the others come from the config file",
+                        DYNAMIC_BROKER_KEYS
+                            .iter()
+                            .map(|(b, _)| *b)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            };
+            topic_keys.insert((*t).to_string(), v.clone());
+        }
+    }
+    settings(static_defaults, &topic_keys)
+        .map(|s| s.log)
+        .map_err(|e| {
+            let broker_key = DYNAMIC_BROKER_KEYS
+                .iter()
+                .find(|(_, t)| *t == e.key)
+                .map_or(e.key.clone(), |(b, _)| (*b).to_string());
+            ConfigError {
+                message: e.message.replace(&e.key, &broker_key),
+                key: broker_key,
+            }
+        })
+}
+
 pub fn settings(
     defaults: &LogConfig,
     overrides: &BTreeMap<String, String>,

@@ -652,3 +652,92 @@ fn a_broker_joins_as_a_learner_and_voters_change_at_runtime() {
         0
     );
 }
+
+/// AlterConfigs on BROKER resources through the raw client: the error code.
+fn alter_broker_raw(addr: &str, resource: &str, key: &str, value: &str) -> i16 {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+    let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
+    let req = AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(4)
+        .with_resource_name(StrBytes::from_string(resource.to_string()))
+        .with_configs(vec![AlterableConfig::default()
+            .with_name(StrBytes::from_string(key.to_string()))
+            .with_value(Some(StrBytes::from_string(value.to_string())))])]);
+    let (_, r): (i16, AlterConfigsResponse) =
+        c.call(ApiKey::AlterConfigs, 2, &req).expect("AlterConfigs");
+    r.responses[0].error_code
+}
+
+#[test]
+fn dynamic_broker_configs_reach_every_node() {
+    use rdkafka::admin::{AlterConfig, ConfigSource, ResourceSpecifier};
+    let cluster = Cluster::start_quorum(3, storage, |_| String::new());
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    // The cluster-wide default through node 1 (raw: librdkafka names brokers by id
+    // only), broker 2's own value through librdkafka.
+    assert_eq!(
+        alter_broker_raw(&addrs[0], "", "log.retention.ms", "3600000"),
+        0
+    );
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &addrs[0])
+        .create()
+        .expect("admin client");
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let altered = futures::executor::block_on(admin.alter_configs(
+        &[AlterConfig::new(ResourceSpecifier::Broker(2)).set("log.retention.ms", "7200000")],
+        &opts,
+    ))
+    .expect("alter_configs");
+    assert!(altered[0].is_ok(), "{altered:?}");
+    // Each broker describes its own: 2 its value, the others the cluster default.
+    for (id, want, source) in [
+        (1, "3600000", ConfigSource::DynamicDefaultBroker),
+        (2, "7200000", ConfigSource::DynamicBroker),
+        (3, "3600000", ConfigSource::DynamicDefaultBroker),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let described = futures::executor::block_on(
+                admin.describe_configs(&[ResourceSpecifier::Broker(id)], &opts),
+            )
+            .expect("describe_configs");
+            let r = described[0].as_ref().expect("broker configs");
+            let e = r.get("log.retention.ms").expect("log.retention.ms");
+            if e.value.as_deref() == Some(want) {
+                assert_eq!(e.source, source, "broker {id}");
+                assert!(!e.is_read_only, "broker {id}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {id}: log.retention.ms {:?}, not {want}",
+                e.value
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // A topic without its own retention.ms takes its node's dynamic default.
+    assert_eq!(create_raw(&addrs[1], "dyn", 1), Ok(0));
+    let described = futures::executor::block_on(
+        admin.describe_configs(&[ResourceSpecifier::Topic("dyn")], &opts),
+    )
+    .expect("describe_configs");
+    let r = described[0].as_ref().expect("topic configs");
+    let retention = r.get("retention.ms").and_then(|e| e.value.clone());
+    assert!(
+        matches!(retention.as_deref(), Some("3600000" | "7200000")),
+        "{retention:?}"
+    );
+    // Keys that come from the config file, bad values and unknown brokers: refused.
+    assert_eq!(alter_broker_raw(&addrs[0], "", "num.partitions", "3"), 40);
+    assert_eq!(
+        alter_broker_raw(&addrs[0], "", "log.segment.bytes", "-5"),
+        40
+    );
+    assert_eq!(
+        alter_broker_raw(&addrs[0], "9", "log.retention.ms", "1"),
+        42
+    );
+}
