@@ -1,5 +1,5 @@
 //! `sluice group list|describe|delete|reset-offsets`: consumer groups on any Kafka
-//! broker: members and what they are assigned, committed offsets and lag, and
+//! cluster (every broker is asked for its groups): members and what they are assigned, committed offsets and lag, and
 //! moving a stopped group's offsets.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::{
     offset_commit_request, ApiKey, DeleteGroupsRequest, DeleteGroupsResponse,
     DescribeGroupsRequest, DescribeGroupsResponse, GroupId, ListGroupsRequest, ListGroupsResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::client::Client;
@@ -19,24 +20,48 @@ fn gid(s: &str) -> GroupId {
     GroupId(StrBytes::from_string(s.to_string()))
 }
 
+/// Every broker's groups: each broker answers ListGroups for the groups it
+/// coordinates, so the brokers Metadata names are asked in turn (as Kafka's admin
+/// client does).
 pub fn list(bootstrap: &str) -> CliResult<()> {
     let mut client = cli::connect(bootstrap)?;
     let mut out = Out::new();
-    let (_, r): (i16, ListGroupsResponse) = client
-        .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+    let (_, md): (i16, MetadataResponse) = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(Vec::new())),
+        )
         .map_err(fail)?;
-    cli::check(r.error_code, "list groups", None)?;
-    let mut groups: Vec<_> = r.groups.iter().collect();
-    groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
+    let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let brokers: Vec<String> = md
+        .brokers
+        .iter()
+        .map(|b| format!("{}:{}", b.host.as_str(), b.port))
+        .collect();
+    for (i, addr) in brokers.iter().enumerate() {
+        // The broker asked first answers on the connection already open.
+        let mut other;
+        let c = if i == 0 && brokers.len() == 1 {
+            &mut client
+        } else {
+            other = cli::connect(addr)?;
+            &mut other
+        };
+        let (_, r): (i16, ListGroupsResponse) = c
+            .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+            .map_err(|e| fail(format!("{addr}: {e}")))?;
+        cli::check(r.error_code, &format!("list groups at {addr}"), None)?;
+        for g in &r.groups {
+            groups.insert(
+                g.group_id.0.to_string(),
+                (g.group_state.to_string(), g.protocol_type.to_string()),
+            );
+        }
+    }
     outln!(out, "{:<40} {:<20} protocol type", "group", "state")?;
-    for g in groups {
-        outln!(
-            out,
-            "{:<40} {:<20} {}",
-            g.group_id.0.as_str(),
-            g.group_state.as_str(),
-            g.protocol_type.as_str()
-        )?;
+    for (id, (state, protocol)) in groups {
+        outln!(out, "{id:<40} {state:<20} {protocol}")?;
     }
     Ok(())
 }

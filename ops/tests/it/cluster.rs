@@ -235,6 +235,65 @@ fn three_nodes_form_a_cluster_and_librdkafka_follows_the_leaders() {
         .collect();
     assert_eq!(offsets_leaders, BTreeSet::from([1, 2, 3]));
     operators_see_the_quorum(&cluster);
+    // `sluice group list` asks every broker: the group shows from any node.
+    for a in &addrs {
+        let (ok, out) = cluster_cli(&["group", "list", "--bootstrap", a]);
+        assert!(ok && out.contains("cluster-readers"), "{a}: {out}");
+    }
+    grow_and_delete_across_nodes(&cluster);
+}
+
+/// Partitions added through one node are placed and created on their leaders; a
+/// topic deleted through another leaves every node.
+fn grow_and_delete_across_nodes(cluster: &Cluster) {
+    use rdkafka::admin::NewPartitions;
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &addrs[2])
+        .create()
+        .expect("admin client");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let grown =
+        futures::executor::block_on(admin.create_partitions(&[NewPartitions::new("c0", 9)], &opts))
+            .expect("create_partitions");
+    assert!(grown[0].is_ok(), "{grown:?}");
+    let deleted =
+        futures::executor::block_on(admin.delete_topics(&["c1"], &opts)).expect("delete_topics");
+    assert!(deleted[0].is_ok(), "{deleted:?}");
+    wait_metadata(
+        &addrs[0],
+        Duration::from_secs(30),
+        "c0 with 9 partitions, no c1",
+        |md| {
+            let l = leaders(md).1;
+            (0..9).all(|p| l.get(&("c0".to_string(), p)).is_some_and(|x| *x > 0))
+                && !l.contains_key(&("c1".to_string(), 0))
+        },
+    );
+    let l = leaders(&metadata(&addrs[0]).expect("metadata")).1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, node) in (1..=3).zip(&cluster.nodes) {
+        loop {
+            let dirs: BTreeSet<String> = std::fs::read_dir(node.data_dir())
+                .expect("data dir")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("c0-") || n.starts_with("c1-"))
+                .collect();
+            let want: BTreeSet<String> = (0..9)
+                .filter(|p| l.get(&("c0".to_string(), *p)) == Some(&i))
+                .map(|p| format!("c0-{p}"))
+                .collect();
+            if dirs == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i}: {dirs:?}, not {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// `sluice cluster status` and `/metrics` show the quorum and the brokers.
