@@ -659,6 +659,35 @@ fn quorum_families(fam: &mut Families, process: &Process) {
         fam.add(name, help, MetricType::Gauge)
             .push(Vec::new(), Value::Gauge(v));
     }
+    let fm = fam.add(
+        "sluice_quorum_snapshots",
+        "Metadata snapshots since this node started: built here, or installed from the leader.",
+        MetricType::Counter,
+    );
+    fm.push(
+        l(&[("kind", "built")]),
+        Value::Counter(q.snapshots_built as f64),
+    );
+    fm.push(
+        l(&[("kind", "installed")]),
+        Value::Counter(q.snapshots_installed as f64),
+    );
+    let a = &q.append_latency;
+    let mut buckets = a.buckets.clone();
+    buckets.resize(sluice_engine::metrics::LATENCY_BOUNDS.len() + 1, 0);
+    fam.add(
+        "sluice_quorum_append_duration_seconds",
+        "Appends to this node's metadata (Raft) log, write and fdatasync.",
+        MetricType::Histogram,
+    )
+    .push(
+        Vec::new(),
+        Value::Histogram(sluice_engine::metrics::Histogram {
+            buckets,
+            sum_seconds: a.sum_seconds,
+            count: a.count,
+        }),
+    );
     fam.add(
         "sluice_quorum_leader_changes",
         "Changes of the quorum's leader this node has seen since it started.",
@@ -772,6 +801,15 @@ mod tests {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap_or_default();
         assert!(out.contains("g{group=\"a\\\"b\\\\c\\nd\"} 1"), "{out}");
+    }
+
+    #[test]
+    fn quorum_append_buckets_are_the_brokers() {
+        // The same literals, compared as text (bit-equal floats print the same).
+        assert_eq!(
+            format!("{:?}", sluice_raft::quorum::APPEND_BUCKETS),
+            format!("{:?}", sluice_engine::metrics::LATENCY_BOUNDS)
+        );
     }
 
     #[test]

@@ -166,7 +166,18 @@ fn three_nodes_form_a_cluster_and_librdkafka_follows_the_leaders() {
     }
     eprintln!("100 topics x 6 partitions created in {:?}", t0.elapsed());
 
-    // Every node answers the same brokers and leaders.
+    // Every node answers the same brokers and leaders (once it applied them all:
+    // the creation was answered when node 1 had).
+    for a in &addrs {
+        wait_metadata(a, Duration::from_secs(30), "all 600 partitions", |md| {
+            leaders(md)
+                .1
+                .keys()
+                .filter(|(t, _)| t.starts_with('c'))
+                .count()
+                == 600
+        });
+    }
     let views: Vec<(Vec<i32>, Leaders)> = addrs
         .iter()
         .map(|a| leaders(&metadata(a).expect("metadata")))
@@ -194,33 +205,7 @@ fn three_nodes_form_a_cluster_and_librdkafka_follows_the_leaders() {
 
     produce_to_every_partition(&addrs[0], &topics);
 
-    // A consumer group, given node 2 only, reads every record back.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &addrs[1])
-        .set("group.id", "cluster-readers")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&names).expect("subscribe");
-    let mut seen = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while seen.len() < 600 && Instant::now() < deadline {
-        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let m = m.expect("record");
-        let key = String::from_utf8(m.key().expect("key").to_vec()).expect("utf-8");
-        assert_eq!(key, format!("{}/{}", m.topic(), m.partition()));
-        assert_eq!(m.payload(), Some(format!("value of {key}").as_bytes()));
-        assert_eq!(m.offset(), 0);
-        seen.insert(key);
-    }
-    assert_eq!(seen.len(), 600, "records read back");
-    consumer
-        .commit_consumer_state(CommitMode::Sync)
-        .expect("commit");
+    consume_everything(&addrs[1], &topics);
     // Group coordinators live on every node: __consumer_offsets is spread too.
     let md = metadata(&addrs[2]).expect("metadata");
     let offsets_leaders: BTreeSet<i32> = md
@@ -296,6 +281,37 @@ fn grow_and_delete_across_nodes(cluster: &Cluster) {
     }
 }
 
+/// A consumer group, given one node only, reads every record back (one per
+/// partition of `topics`, 6 each), keys, values and offsets checked, and commits.
+fn consume_everything(addr: &str, topics: &[String]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "cluster-readers")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).expect("subscribe");
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while seen.len() < 600 && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.expect("record");
+        let key = String::from_utf8(m.key().expect("key").to_vec()).expect("utf-8");
+        assert_eq!(key, format!("{}/{}", m.topic(), m.partition()));
+        assert_eq!(m.payload(), Some(format!("value of {key}").as_bytes()));
+        assert_eq!(m.offset(), 0);
+        seen.insert(key);
+    }
+    assert_eq!(seen.len(), 600, "records read back");
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit");
+}
+
 /// `sluice cluster status` and `/metrics` show the quorum and the brokers.
 fn operators_see_the_quorum(cluster: &Cluster) {
     let (status, out, err) = sluice_testkit::run(
@@ -335,6 +351,8 @@ fn operators_see_the_quorum(cluster: &Cluster) {
     ] {
         assert!(metrics.contains(&want), "{want} in:\n{metrics}");
     }
+    let appends = metric(&metrics, "sluice_quorum_append_duration_seconds_count");
+    assert!(appends >= 100.0, "appends to the Raft log: {appends}");
 }
 
 /// Each node holds directories for exactly the partitions it leads.
@@ -626,6 +644,18 @@ fn a_wiped_node_catches_up_by_snapshot() {
         view["quorum"]["snapshot_index"].as_u64().is_some(),
         "the wiped node holds a snapshot: {view}"
     );
+    let (_, _, metrics) = sluice_testkit::http(
+        &cluster.node(3).admin_addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let installed = metric(
+        &metrics,
+        "sluice_quorum_snapshots_total{kind=\"installed\"}",
+    );
+    assert!(
+        installed >= 1.0,
+        "snapshots installed from the leader: {installed}"
+    );
 }
 
 /// The voter ids `sluice cluster status` lists, and the learners.
@@ -676,7 +706,8 @@ fn a_broker_joins_as_a_learner_and_voters_change_at_runtime() {
     });
     // Partitions are placed on it too.
     assert_eq!(create_raw(&a4, "four", 8), Ok(0));
-    let placed: BTreeSet<i32> = leaders(&metadata(&a1).expect("metadata"))
+    // Node 4 answered once it applied the creation: its Metadata shows it.
+    let placed: BTreeSet<i32> = leaders(&metadata(&a4).expect("metadata"))
         .1
         .iter()
         .filter(|((t, _), _)| t == "four")
@@ -779,6 +810,11 @@ fn dynamic_broker_configs_reach_every_node() {
     }
     // A topic without its own retention.ms takes its node's dynamic default.
     assert_eq!(create_raw(&addrs[1], "dyn", 1), Ok(0));
+    for a in &addrs {
+        wait_metadata(a, Duration::from_secs(30), "topic dyn", |md| {
+            leaders(md).1.contains_key(&("dyn".to_string(), 0))
+        });
+    }
     let described = futures::executor::block_on(
         admin.describe_configs(&[ResourceSpecifier::Topic("dyn")], &opts),
     )
@@ -799,4 +835,12 @@ fn dynamic_broker_configs_reach_every_node() {
         alter_broker_raw(&addrs[0], "9", "log.retention.ms", "1"),
         42
     );
+}
+
+/// The value of the sample `name` (with its labels) in a Prometheus text page.
+fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
 }

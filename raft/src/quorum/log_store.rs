@@ -9,16 +9,49 @@ use std::sync::mpsc;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
 
+use serde::{Deserialize, Serialize};
+
 use super::{io_error, StorageError, TypeConfig};
 use crate::entry_log::{EntryLog, EntryLogError};
 
 type C = TypeConfig;
 type Job = Box<dyn FnOnce(&mut EntryLog) + Send>;
 
+/// Upper bounds (seconds) of the append latency histogram's buckets: the
+/// broker's latency buckets (`sluice_engine::metrics::LATENCY_BOUNDS`; a test in
+/// `ops` keeps them equal).
+pub const APPEND_BUCKETS: [f64; 17] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// Appends made durable (write and fdatasync) on the log's thread: a histogram of
+/// their times, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppendLatency {
+    /// Appends at or below each of [`APPEND_BUCKETS`] (not cumulative).
+    pub buckets: Vec<u64>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl AppendLatency {
+    fn record(&mut self, seconds: f64) {
+        if self.buckets.len() != APPEND_BUCKETS.len() + 1 {
+            self.buckets = vec![0; APPEND_BUCKETS.len() + 1];
+        }
+        let i = APPEND_BUCKETS.partition_point(|b| *b < seconds);
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
+}
+
 /// The log store; clones share the thread (one is the reader openraft asks for).
 #[derive(Debug, Clone)]
 pub struct LogStore {
     jobs: mpsc::Sender<Job>,
+    latency: std::sync::Arc<std::sync::Mutex<AppendLatency>>,
 }
 
 impl LogStore {
@@ -38,7 +71,15 @@ impl LogStore {
                 path: dir.to_path_buf(),
                 source,
             })?;
-        Ok(LogStore { jobs })
+        Ok(LogStore {
+            jobs,
+            latency: std::sync::Arc::default(),
+        })
+    }
+
+    /// The append latency histogram so far.
+    pub fn append_latency(&self) -> AppendLatency {
+        self.latency.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     async fn call<R: Send + 'static>(
@@ -139,9 +180,14 @@ impl RaftLogStorage<C> for LogStore {
             .map(|e| encode(&e).map(|b| (e.log_id.index, b)))
             .collect::<Result<_, _>>()?;
         // Durable on the log's thread, which then says so through the callback.
+        let latency = self.latency.clone();
         self.jobs
             .send(Box::new(move |log: &mut EntryLog| {
+                let started = std::time::Instant::now();
                 let r = log.append(encoded).map_err(std::io::Error::other);
+                if let Ok(mut l) = latency.lock() {
+                    l.record(started.elapsed().as_secs_f64());
+                }
                 callback.log_io_completed(r);
             }))
             .map_err(|_| io_error(StorageIOError::write_logs, &"the log thread is gone"))

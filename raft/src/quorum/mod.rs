@@ -18,7 +18,7 @@ pub mod node;
 mod runtime;
 mod state_machine;
 
-pub use log_store::LogStore;
+pub use log_store::{AppendLatency, LogStore, APPEND_BUCKETS};
 pub use node::{QuorumNode, QuorumSettings, QuorumStatus};
 pub use runtime::GlommioRuntime;
 pub use state_machine::StateMachine;

@@ -70,7 +70,7 @@ pub fn default_config() -> Config {
 }
 
 /// The quorum as this node sees it (for `sluice cluster status` and metrics).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct QuorumStatus {
     pub node_id: u64,
     /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
@@ -86,6 +86,14 @@ pub struct QuorumStatus {
     pub matched: BTreeMap<u64, Option<u64>>,
     /// Leader changes this node has seen since it started.
     pub leader_changes: u64,
+    /// Snapshots built here and installed from the leader since this node started.
+    #[serde(default)]
+    pub snapshots_built: u64,
+    #[serde(default)]
+    pub snapshots_installed: u64,
+    /// How long appends to this node's Raft log took (write and fdatasync).
+    #[serde(default)]
+    pub append_latency: super::log_store::AppendLatency,
 }
 
 /// A change of the quorum's membership; only the leader makes it.
@@ -315,6 +323,7 @@ fn status_of(m: &openraft::RaftMetrics<u64, BasicNode>, leader_changes: u64) -> 
             .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
             .unwrap_or_default(),
         leader_changes,
+        ..QuorumStatus::default()
     }
 }
 
@@ -575,7 +584,15 @@ async fn watch_leader(
 async fn open(
     settings: &QuorumSettings,
     subscriber: std::sync::mpsc::Sender<Arc<MetadataImage>>,
-) -> Result<(Raft<TypeConfig>, StateMachine, glommio::net::TcpListener), String> {
+) -> Result<
+    (
+        Raft<TypeConfig>,
+        StateMachine,
+        LogStore,
+        glommio::net::TcpListener,
+    ),
+    String,
+> {
     let config = Arc::new(
         settings
             .config
@@ -584,6 +601,7 @@ async fn open(
             .map_err(|e| e.to_string())?,
     );
     let log = LogStore::open(&settings.dir).map_err(|e| e.to_string())?;
+    let log_view = log.clone();
     let sm = StateMachine::open(&settings.dir)
         .await
         .map_err(|e| e.to_string())?;
@@ -599,7 +617,7 @@ async fn open(
     .map_err(|e| e.to_string())?;
     let listener = glommio::net::TcpListener::bind(settings.listen.as_str())
         .map_err(|e| format!("cannot listen on {} (cluster.listen): {e}", settings.listen))?;
-    Ok((raft, sm, listener))
+    Ok((raft, sm, log_view, listener))
 }
 
 /// First steps in the quorum: a voter's first start proposes the configured
@@ -635,7 +653,7 @@ async fn run(
     mut asks: mpsc::UnboundedReceiver<Ask>,
 ) {
     let opened = open(&settings, subscriber);
-    let (raft, sm, listener) = match opened.await {
+    let (raft, sm, log, listener) = match opened.await {
         Ok(v) => v,
         Err(e) => {
             let _ = started.send(Err(e));
@@ -677,7 +695,10 @@ async fn run(
                 .detach();
             }
             Ask::Status(reply) => {
-                let _ = reply.send(status_of(&raft.metrics().borrow(), changes.get()));
+                let mut status = status_of(&raft.metrics().borrow(), changes.get());
+                (status.snapshots_built, status.snapshots_installed) = sm.snapshots();
+                status.append_latency = log.append_latency();
+                let _ = reply.send(status);
             }
             Ask::LeaderStatus(reply) => {
                 let (raft, forwarder, changes) = (raft.clone(), forwarder.clone(), changes.clone());

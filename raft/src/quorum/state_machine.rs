@@ -36,6 +36,8 @@ struct Inner {
     membership: StoredMembership<u64, BasicNode>,
     /// Snapshots built, for their ids.
     built: u64,
+    /// Snapshots installed from the leader.
+    installed: u64,
     current: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
     /// Where each applied image goes (the node's reconciler), in order.
     subscriber: Option<std::sync::mpsc::Sender<Arc<MetadataImage>>>,
@@ -150,6 +152,12 @@ impl StateMachine {
     /// The image as applied so far.
     pub fn image(&self) -> MetadataImage {
         self.inner.borrow().image.clone()
+    }
+
+    /// Snapshots (built here, installed from the leader) since this node started.
+    pub fn snapshots(&self) -> (u64, u64) {
+        let g = self.inner.borrow();
+        (g.built, g.installed)
     }
 
     /// Stops sending images (the subscriber sees its channel close).
@@ -267,6 +275,7 @@ impl RaftStateMachine<C> for StateMachine {
         g.last_applied = meta.last_log_id;
         g.membership = meta.last_membership.clone();
         g.current = Some((meta.clone(), data));
+        g.installed += 1;
         g.publish();
         Ok(())
     }

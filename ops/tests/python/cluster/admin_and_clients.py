@@ -28,9 +28,16 @@ print(f"100 topics x 6 partitions created through {nodes[0]} in {time.time() - s
 
 views = []
 for node in nodes:
-    md = AdminClient({"bootstrap.servers": node}).list_topics(timeout=30)
-    brokers = sorted(md.brokers)
-    leaders = {(t, p.id): p.leader for t in topics for p in md.topics[t].partitions.values()}
+    # The creation was answered once the first node applied it; the others follow.
+    deadline = time.time() + 30
+    while True:
+        md = AdminClient({"bootstrap.servers": node}).list_topics(timeout=30)
+        brokers = sorted(md.brokers)
+        leaders = {(t, p.id): p.leader for t in topics if t in md.topics
+                   for p in md.topics[t].partitions.values()}
+        if len(leaders) == 600 or time.time() > deadline:
+            break
+        time.sleep(0.2)
     if brokers != [1, 2, 3]:
         sys.exit(f"{node} lists brokers {brokers}")
     if len(leaders) != 600:
