@@ -509,6 +509,13 @@ fn serve(
         eprintln!("sluice: cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
+    let (serving, stop_rx) = match stop_signals(signals) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("sluice: cannot start the signal thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
         data_dir = %resolved.engine.data_dir.display(),
         listen = %resolved.listen,
@@ -552,6 +559,27 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
+    serving.store(true, std::sync::atomic::Ordering::SeqCst);
+    announce_serving(&admin, &broker, &resolved.broker);
+    let watchdog = systemd::watchdog_interval().and_then(|interval| {
+        tracing::info!(interval_ms = interval.as_millis(), "systemd watchdog on");
+        systemd::Watchdog::start(broker.router(), interval)
+            .map_err(|e| tracing::error!(error = %e, "cannot start the watchdog thread"))
+            .ok()
+    });
+    stall_shard_for_tests(&broker.router());
+    let signal = stop_rx.recv().unwrap_or(Signal::SIGTERM);
+    tracing::info!(signal = %signal, "stopping: finishing requests and flushing logs");
+    stop(broker, admin, watchdog, shutdown_timeout)
+}
+
+/// The node serves: the admin endpoint learns its parts and goes ready, and
+/// systemd is told (`READY=1`, `STATUS=` with the node's role).
+fn announce_serving(
+    admin: &admin::Admin,
+    broker: &sluice_net::Broker,
+    settings: &sluice_net::BrokerSettings,
+) {
     admin.state.shards.store(
         broker.router().shard_count(),
         std::sync::atomic::Ordering::SeqCst,
@@ -563,10 +591,10 @@ fn serve(
     }
     admin.state.set_ready(true, "");
     tracing::info!(addr = %broker.local_addr(), "serving Kafka clients");
-    let role = match &resolved.broker.cluster {
+    let role = match &settings.cluster {
         Some(c) => format!(
             "; broker {} of a cluster of {} voters",
-            resolved.broker.node_id,
+            settings.node_id,
             c.quorum.voters.len()
         ),
         None => String::new(),
@@ -578,22 +606,36 @@ fn serve(
             &format!("serving Kafka clients on {}{role}", broker.local_addr()),
         ),
     ]);
-    let watchdog = systemd::watchdog_interval().and_then(|interval| {
-        tracing::info!(interval_ms = interval.as_millis(), "systemd watchdog on");
-        systemd::Watchdog::start(broker.router(), interval)
-            .map_err(|e| tracing::error!(error = %e, "cannot start the watchdog thread"))
-            .ok()
-    });
-    stall_shard_for_tests(&broker.router());
-    let signal = match signals.wait() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "waiting for signals failed; stopping");
-            Signal::SIGTERM
-        }
-    };
-    tracing::info!(signal = %signal, "stopping: finishing requests and flushing logs");
-    stop(broker, admin, watchdog, shutdown_timeout)
+}
+
+/// One thread waits for the stop signals (blocked in every thread) from now on.
+/// Before the node serves (recovery, or a cluster node waiting for a majority of
+/// its voters), a stop signal ends the process at once: nothing was acknowledged
+/// yet, and every store recovers from a stop at any point. Once the returned
+/// flag is set, signals are passed on through the channel.
+fn stop_signals(
+    signals: SigSet,
+) -> std::io::Result<(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::mpsc::Receiver<Signal>,
+)> {
+    let serving = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel::<Signal>();
+    let flag = serving.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let signal = signals.wait().unwrap_or(Signal::SIGTERM);
+            if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::warn!(signal = %signal, "stopped while starting");
+                eprintln!("sluice: {signal} while starting; exiting");
+                std::process::exit(1);
+            }
+            if tx.send(signal).is_err() {
+                return;
+            }
+        })?;
+    Ok((serving, rx))
 }
 
 /// Graceful shutdown: readiness 503, `STOPPING=1`, connections finish what they

@@ -844,3 +844,32 @@ fn metric(page: &str, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
 }
+
+#[test]
+fn a_node_without_a_quorum_waits_and_stops_on_sigterm() {
+    let hosts = [std::net::IpAddr::from([127, 0, 0, 1])];
+    let cport = sluice_testkit::free_fixed_port_on(&hosts);
+    let toml = format!(
+        "node_id = 1\n[cluster]\nvoters = \"1@127.0.0.1:{cport},2@127.0.0.2:{cport},3@127.0.0.3:{cport}\"\n"
+    );
+    let mut node = Node::launch(sluice_testkit::NodeOptions {
+        toml,
+        ..sluice_testkit::NodeOptions::default()
+    });
+    // It says what it waits for, and does not serve.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !node.log().contains("waiting for the metadata quorum") {
+        assert!(Instant::now() < deadline, "{}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !node.log().contains("serving Kafka clients"),
+        "{}",
+        node.log()
+    );
+    // A stop signal ends it at once (nothing was acknowledged yet).
+    node.send_signal(nix::sys::signal::Signal::SIGTERM);
+    let status = node.wait_exit();
+    assert_eq!(status.code(), Some(1), "{}", node.log());
+    assert!(node.log().contains("while starting"), "{}", node.log());
+}
