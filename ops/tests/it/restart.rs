@@ -262,6 +262,22 @@ fn a_topics_json_data_directory_is_imported_with_nothing_lost() {
     let kept = consume_all(&node.addr, "kept", 3);
     let orphan = consume_all(&node.addr, "orphan", 1);
     assert_eq!((kept.len(), orphan.len()), (300, 300));
+    // A group's committed offsets, in __consumer_offsets.
+    let committed: Vec<(i32, i64)> = vec![(0, 17), (1, 42), (2, 5)];
+    group_commit(&node.addr, "importer", "kept", &committed);
+    assert_eq!(
+        group_committed(&node.addr, "importer", "kept", 3),
+        committed
+    );
+    let offsets_partitions = std::fs::read_dir(node.data_dir())
+        .expect("data dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("__consumer_offsets-")
+        })
+        .count();
     assert!(node.stop().success(), "{}", node.log());
 
     // Turn the directory into what the previous release left.
@@ -278,7 +294,8 @@ fn a_topics_json_data_directory_is_imported_with_nothing_lost() {
   "producer_ids_reserved": 5000,
   "topics": {{
     "kept": {{ "id": "{kept_id}", "partitions": 3, "configs": {{ "retention.ms": "7200000" }} }},
-    "doomed": {{ "id": "0f6a4a6e-1b7f-4a42-9e58-2f0d8a3c9b12", "partitions": 2, "deleting": true }}
+    "doomed": {{ "id": "0f6a4a6e-1b7f-4a42-9e58-2f0d8a3c9b12", "partitions": 2, "deleting": true }},
+    "__consumer_offsets": {{ "id": "0f6a4a6e-1b7f-4a42-9e58-2f0d8a3c9b13", "partitions": {offsets_partitions}, "configs": {{ "cleanup.policy": "compact" }} }}
   }}
 }}"#
         ),
@@ -314,11 +331,56 @@ fn a_topics_json_data_directory_is_imported_with_nothing_lost() {
         assert_eq!(retention_ms(&node.addr, "kept"), "7200000");
         assert_eq!(consume_all(&node.addr, "kept", 3), kept);
         assert_eq!(consume_all(&node.addr, "orphan", 1), orphan);
+        assert_eq!(
+            group_committed(&node.addr, "importer", "kept", 3),
+            committed,
+            "start {start}"
+        );
         // Ids reserved by the old release are never handed out again.
         let producer_id = new_producer_id(&node.addr);
         assert!(producer_id >= 5000, "start {start}: {producer_id}");
         assert!(node.stop().success(), "{}", node.log());
     }
+}
+
+/// Commits `offsets` ((partition, offset)) of `topic` for `group`, as a consumer
+/// assigned those partitions does.
+fn group_commit(addr: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for (p, o) in offsets {
+        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*o))
+            .expect("tpl");
+    }
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+}
+
+/// `group`'s committed offsets of `topic`'s partitions 0..`partitions`.
+fn group_committed(addr: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
+        .collect()
 }
 
 /// Topics (not internal ones) and their partition counts, by name.
