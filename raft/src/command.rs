@@ -488,4 +488,173 @@ mod tests {
         assert!(a.topic("a").is_none());
         assert_eq!(a.topic("b").map(|t| t.configs.len()), Some(1));
     }
+
+    fn register(id: i32, rack: &str) -> Command {
+        Command::RegisterBroker {
+            id,
+            incarnation: u64::try_from(id).unwrap_or(0) * 10,
+            rack: Some(rack.into()),
+            host: format!("h{id}"),
+            port: 9092,
+        }
+    }
+
+    fn created(
+        image: &mut MetadataImage,
+        index: u64,
+        name: &str,
+        n: i32,
+        rf: i16,
+    ) -> Arc<TopicRecord> {
+        let cmd = Command::CreateTopic {
+            name: name.into(),
+            id: Uuid::from_u128(u128::from(index)),
+            partitions: n,
+            configs: BTreeMap::new(),
+            replication_factor: rf,
+        };
+        assert_eq!(apply(image, index, &cmd), Ok(Applied::Done), "{cmd:?}");
+        image.topic(name).cloned().expect("created")
+    }
+
+    #[test]
+    fn placement_spreads_racks_and_balances_leaders() {
+        let mut image = MetadataImage::default();
+        let racks = [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")];
+        for (i, (id, rack)) in racks.iter().enumerate() {
+            apply(&mut image, i as u64 + 1, &register(*id, rack)).expect("register");
+        }
+        let rack_of = |id: i32| racks.iter().find(|(b, _)| *b == id).map(|(_, r)| *r);
+        let t = created(&mut image, 10, "t", 12, 3);
+        let mut leads = BTreeMap::new();
+        for p in &t.placement {
+            let racks: std::collections::BTreeSet<_> =
+                p.replicas.iter().map(|b| rack_of(*b)).collect();
+            assert_eq!(racks.len(), 3, "replicas {:?} share a rack", p.replicas);
+            assert_eq!(p.leader, p.replicas[0]);
+            assert_eq!(p.isr, p.replicas);
+            *leads.entry(p.leader).or_insert(0) += 1;
+        }
+        assert_eq!(leads.values().copied().collect::<Vec<_>>(), vec![2; 6]);
+        // Fewer racks than replicas: each rack once, then any other broker.
+        let mut uneven = MetadataImage::default();
+        for (i, (id, rack)) in [(1, "a"), (2, "a"), (3, "a"), (4, "b")].iter().enumerate() {
+            apply(&mut uneven, i as u64 + 1, &register(*id, rack)).expect("register");
+        }
+        let t = created(&mut uneven, 10, "u", 8, 2);
+        for p in &t.placement {
+            assert!(p.replicas.contains(&4), "{:?} misses rack b", p.replicas);
+        }
+        let t = created(&mut uneven, 11, "w", 4, 3);
+        for p in &t.placement {
+            let distinct: std::collections::BTreeSet<_> = p.replicas.iter().collect();
+            assert_eq!(distinct.len(), 3, "{:?}", p.replicas);
+        }
+        // More replicas than live brokers is refused and changes nothing.
+        let before = uneven.topics.clone();
+        let cmd = Command::CreateTopic {
+            name: "x".into(),
+            id: Uuid::from_u128(99),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            replication_factor: 5,
+        };
+        assert_eq!(
+            apply(&mut uneven, 12, &cmd),
+            Err(Refusal::ReplicationFactor {
+                asked: 5,
+                brokers: 4
+            })
+        );
+        assert_eq!(uneven.topics, before);
+    }
+
+    #[test]
+    fn a_fenced_broker_s_partitions_move_or_go_offline_and_come_back() {
+        let mut image = MetadataImage::default();
+        for (i, id) in [1, 2, 3].iter().enumerate() {
+            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
+        }
+        let single = created(&mut image, 4, "one", 3, 1);
+        let triple = created(&mut image, 5, "three", 3, 3);
+        let victim = single.placement[0].leader;
+        let fence = Command::FenceBroker {
+            id: victim,
+            incarnation: u64::try_from(victim).unwrap_or(0) * 10,
+        };
+        assert_eq!(apply(&mut image, 6, &fence), Ok(Applied::Done));
+        assert!(image.brokers[&victim].fenced);
+        let one = image.topic("one").cloned().expect("one");
+        // One replica: offline, the ISR keeps its last member, the epoch goes up.
+        assert_eq!(one.placement[0].leader, -1);
+        assert_eq!(one.placement[0].isr, vec![victim]);
+        assert_eq!(one.placement[0].leader_epoch, 1);
+        assert_eq!(one.placement[1], single.placement[1]);
+        // Three replicas: led by another in-sync replica, the victim out of the ISR.
+        let three = image.topic("three").cloned().expect("three");
+        for (before, after) in triple.placement.iter().zip(&three.placement) {
+            assert!(!after.isr.contains(&victim), "{after:?}");
+            assert_ne!(after.leader, victim);
+            assert!(after.leader > 0);
+            let moved = i32::from(before.leader == victim);
+            assert_eq!(after.leader_epoch, before.leader_epoch + moved);
+        }
+        // New topics avoid it; a fence for an old incarnation is refused.
+        let t = created(&mut image, 7, "later", 4, 1);
+        assert!(t.placement.iter().all(|p| p.leader != victim));
+        let stale = Command::FenceBroker {
+            id: victim,
+            incarnation: 1,
+        };
+        assert_eq!(
+            apply(&mut image, 8, &stale),
+            Err(Refusal::UnknownBroker(victim))
+        );
+        // It registers again: its offline partition is led by it again.
+        assert_eq!(
+            apply(&mut image, 9, &register(victim, "rx")),
+            Ok(Applied::Done)
+        );
+        let one = image.topic("one").cloned().expect("one");
+        assert_eq!(one.placement[0].leader, victim);
+        assert_eq!(one.placement[0].leader_epoch, 2);
+        assert!(!image.brokers[&victim].fenced);
+    }
+
+    #[test]
+    fn topics_from_before_brokers_go_to_the_first_broker_that_registers() {
+        let mut image = MetadataImage::default();
+        let t = created(&mut image, 1, "old", 4, 1);
+        assert!(t.placement.is_empty());
+        apply(&mut image, 2, &register(7, "a")).expect("register");
+        let t = image.topic("old").cloned().expect("old");
+        assert_eq!(t.placement.len(), 4);
+        assert!(t
+            .placement
+            .iter()
+            .all(|p| p.leader == 7 && p.replicas == vec![7]));
+    }
+
+    #[test]
+    fn commands_and_images_of_the_previous_release_still_read() {
+        // As the single-node store of the release before brokers and placement
+        // wrote them.
+        let cmd: Command = serde_json::from_str(
+            r#"{"type":"CreateTopic","name":"t","id":"5c6a4a6e-1b7f-4a42-9e58-2f0d8a3c9b11","partitions":3,"configs":{}}"#,
+        )
+        .expect("an old CreateTopic");
+        assert!(matches!(
+            cmd,
+            Command::CreateTopic {
+                replication_factor: 1,
+                ..
+            }
+        ));
+        let image: MetadataImage = serde_json::from_str(
+            r#"{"version":4,"cluster_id":"c","topics":{"t":{"id":"5c6a4a6e-1b7f-4a42-9e58-2f0d8a3c9b11","partitions":3,"configs":{}}},"producer_ids_reserved":1000}"#,
+        )
+        .expect("an old image");
+        assert!(image.brokers.is_empty() && image.broker_configs.is_empty());
+        assert_eq!(image.topic("t").map(|t| t.placement.len()), Some(0));
+    }
 }
