@@ -725,11 +725,13 @@ async fn run(
             }
             Ask::KeepAlive(register) => {
                 let interval = (settings.session_timeout / 4).min(Duration::from_secs(2));
+                // Connections of their own: a heartbeat never queues behind a
+                // forwarded proposal waiting for its commit.
                 glommio::spawn_local(keep_alive(
                     raft.clone(),
                     sm.clone(),
                     sessions.clone(),
-                    forwarder.clone(),
+                    Rc::new(Forwarder::default()),
                     register,
                     interval,
                     settings.propose_timeout,
