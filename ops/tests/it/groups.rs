@@ -71,6 +71,8 @@ struct Seen {
     /// (partition, offset) -> how many times it was processed and committed.
     committed: BTreeMap<(i32, i64), u32>,
     assignments: BTreeMap<String, BTreeSet<i32>>,
+    /// Errors the members' polls returned (for a failure's message).
+    errors: Vec<String>,
 }
 
 struct Member {
@@ -97,11 +99,15 @@ impl Member {
         let (s, seen, n) = (stop.clone(), seen.clone(), name.to_string());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-                    let key = (m.partition(), m.offset());
-                    if c.commit_message(&m, CommitMode::Sync).is_ok() {
-                        *seen.lock().unwrap().committed.entry(key).or_default() += 1;
+                match c.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        let key = (m.partition(), m.offset());
+                        if c.commit_message(&m, CommitMode::Sync).is_ok() {
+                            *seen.lock().unwrap().committed.entry(key).or_default() += 1;
+                        }
                     }
+                    Some(Err(e)) => seen.lock().unwrap().errors.push(format!("{n}: {e}")),
+                    None => {}
                 }
                 let mine: BTreeSet<i32> = c
                     .assignment()
@@ -143,7 +149,7 @@ impl Drop for Member {
 }
 
 /// Waits until `members` hold every partition exactly once between them.
-fn wait_for_split(seen: &Arc<Mutex<Seen>>, members: &[&str], what: &str) {
+fn wait_for_split(seen: &Arc<Mutex<Seen>>, members: &[&str], what: &str, node: &Node) {
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         {
@@ -163,8 +169,10 @@ fn wait_for_split(seen: &Arc<Mutex<Seen>>, members: &[&str], what: &str) {
             }
             assert!(
                 Instant::now() < deadline,
-                "{what}: members never split the partitions: {:?}",
-                s.assignments
+                "{what}: members never split the partitions: {:?}\nmember errors: {:?}\n--- broker log\n{}",
+                s.assignments,
+                s.errors,
+                node.log()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -202,14 +210,14 @@ fn group_split_and_rebalance(strategy: &str) {
             )
         })
         .collect();
-    wait_for_split(&seen, &["m0", "m1", "m2"], "3 members");
+    wait_for_split(&seen, &["m0", "m1", "m2"], "3 members", &node);
     wait_for_all_consumed(&seen, 3000);
 
     // A fourth member takes partitions from the others.
     members.push(Member::start(
         &node.addr, &topic, &group, strategy, "m3", &seen,
     ));
-    wait_for_split(&seen, &["m0", "m1", "m2", "m3"], "4 members");
+    wait_for_split(&seen, &["m0", "m1", "m2", "m3"], "4 members", &node);
     produce(&node.addr, &topic, 3000, 1000);
     wait_for_all_consumed(&seen, 4000);
 
@@ -217,7 +225,7 @@ fn group_split_and_rebalance(strategy: &str) {
     let gone = members.remove(1);
     assert_eq!(gone.name, "m1");
     gone.leave();
-    wait_for_split(&seen, &["m0", "m2", "m3"], "after m1 left");
+    wait_for_split(&seen, &["m0", "m2", "m3"], "after m1 left", &node);
     produce(&node.addr, &topic, 4000, 1000);
     wait_for_all_consumed(&seen, 5000);
     drop(members);
