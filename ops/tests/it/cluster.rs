@@ -686,6 +686,23 @@ fn roles(addr: &str) -> (Vec<i32>, Vec<i32>) {
     (voters, learners)
 }
 
+/// Waits until `sluice cluster status` shows these voters and learners (the
+/// leader's metrics follow a committed membership change a moment later).
+fn wait_roles(addr: &str, voters: &[i32], learners: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = roles(addr);
+        if seen == (voters.to_vec(), learners.to_vec()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voters and learners {seen:?}, not {voters:?} and {learners:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn cluster_cli(args: &[&str]) -> (bool, String) {
     let (status, out, err) = sluice_testkit::run(
         std::process::Command::new(sluice_testkit::sluice_bin()).args(args),
@@ -700,7 +717,7 @@ fn a_broker_joins_as_a_learner_and_voters_change_at_runtime() {
     let a1 = cluster.nodes[0].addr.clone();
     // Node 4 is not among the voters: it joins as a broker that follows the log.
     let a4 = cluster.join(&storage(4)).addr.clone();
-    assert_eq!(roles(&a1), (vec![1, 2, 3], vec![4]));
+    wait_roles(&a1, &[1, 2, 3], &[4]);
     wait_metadata(&a1, Duration::from_secs(30), "four brokers", |md| {
         leaders(md).0 == vec![1, 2, 3, 4]
     });
@@ -726,10 +743,10 @@ fn a_broker_joins_as_a_learner_and_voters_change_at_runtime() {
         &format!("4@127.0.0.4:{port}"),
     ]);
     assert!(ok, "{out}");
-    assert_eq!(roles(&a4), (vec![1, 2, 3, 4], vec![]));
+    wait_roles(&a4, &[1, 2, 3, 4], &[]);
     let (ok, out) = cluster_cli(&["cluster", "remove-voter", "--bootstrap", &a2, "1"]);
     assert!(ok, "{out}");
-    assert_eq!(roles(&a4), (vec![2, 3, 4], vec![1]));
+    wait_roles(&a4, &[2, 3, 4], &[1]);
     // Refusals say why and change nothing.
     let (ok, out) = cluster_cli(&["cluster", "remove-voter", "--bootstrap", &a2, "9"]);
     assert!(!ok && out.contains("node 9 is not a voter"), "{out}");
