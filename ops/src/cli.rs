@@ -70,7 +70,11 @@ pub fn parse_configs(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
         .collect()
 }
 
-fn metadata(client: &mut Client, topics: Option<&[&str]>) -> CliResult<MetadataResponse> {
+/// Metadata of `topics` (`None`: all; an empty list: brokers only).
+pub(crate) fn metadata(
+    client: &mut Client,
+    topics: Option<&[&str]>,
+) -> CliResult<MetadataResponse> {
     let req = MetadataRequest::default()
         .with_topics(topics.map(|t| {
             t.iter()

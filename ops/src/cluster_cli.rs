@@ -8,8 +8,7 @@ use kafka_protocol::messages::add_raft_voter_request::Listener;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
     AddRaftVoterRequest, AddRaftVoterResponse, ApiKey, DescribeQuorumRequest,
-    DescribeQuorumResponse, MetadataRequest, MetadataResponse, RemoveRaftVoterRequest,
-    RemoveRaftVoterResponse,
+    DescribeQuorumResponse, RemoveRaftVoterRequest, RemoveRaftVoterResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::handlers::describe_quorum::METADATA_TOPIC;
@@ -76,13 +75,7 @@ pub fn status(bootstrap: &str) -> CliResult<()> {
             lag
         )?;
     }
-    let (_, md): (i16, MetadataResponse) = client
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(Some(Vec::new())),
-        )
-        .map_err(fail)?;
+    let md = cli::metadata(&mut client, Some(&[]))?;
     outln!(out, "")?;
     outln!(
         out,

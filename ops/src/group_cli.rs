@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::{
     offset_commit_request, ApiKey, DeleteGroupsRequest, DeleteGroupsResponse,
     DescribeGroupsRequest, DescribeGroupsResponse, GroupId, ListGroupsRequest, ListGroupsResponse,
-    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::client::Client;
@@ -26,13 +25,7 @@ fn gid(s: &str) -> GroupId {
 pub fn list(bootstrap: &str) -> CliResult<()> {
     let mut client = cli::connect(bootstrap)?;
     let mut out = Out::new();
-    let (_, md): (i16, MetadataResponse) = client
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(Some(Vec::new())),
-        )
-        .map_err(fail)?;
+    let md = cli::metadata(&mut client, Some(&[]))?;
     let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
     let brokers: Vec<String> = md
         .brokers

@@ -343,16 +343,21 @@ fn a_topics_json_data_directory_is_imported_with_nothing_lost() {
     }
 }
 
-/// Commits `offsets` ((partition, offset)) of `topic` for `group`, as a consumer
-/// assigned those partitions does.
-fn group_commit(addr: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer of `group` that commits only when told.
+fn group_member(addr: &str, group: &str) -> rdkafka::consumer::BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
-        .expect("consumer");
+        .expect("consumer")
+}
+
+/// Commits `offsets` ((partition, offset)) of `topic` for `group`, as a consumer
+/// assigned those partitions does.
+fn group_commit(addr: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    let consumer = group_member(addr, group);
     let mut tpl = rdkafka::TopicPartitionList::new();
     for (p, o) in offsets {
         tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*o))
@@ -363,13 +368,8 @@ fn group_commit(addr: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
 
 /// `group`'s committed offsets of `topic`'s partitions 0..`partitions`.
 fn group_committed(addr: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    use rdkafka::consumer::Consumer;
+    let consumer = group_member(addr, group);
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
