@@ -267,8 +267,19 @@ impl Node {
     }
 
     /// SIGSTOP: the process stays, frozen (its sockets keep their connections).
+    /// Returns once every thread is stopped: `kill` only queues the stop, and until
+    /// one thread of the process has run to act on it the others go on serving.
     pub fn pause(&self) {
         self.send_signal(Signal::SIGSTOP);
+        let pid = self.pid().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "pid {pid} did not stop within 10 s of SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// SIGCONT after [`Node::pause`].
@@ -312,6 +323,34 @@ impl Drop for Node {
             let _ = c.wait();
         }
     }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in its
+/// `/proc/PID/task/TID/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            // The thread ended meanwhile.
+            continue;
+        };
+        // "TID (COMM) STATE ...". io_uring's worker threads (iou-wrk-TID) belong
+        // to the process but take no part in a group stop, and run no user code.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        if head.contains("(iou-") {
+            continue;
+        }
+        if !rest.starts_with('T') {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// A free port on 127.0.0.1 below the kernel's ephemeral range.
