@@ -689,8 +689,7 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
-        let all_joined =
-            self.members.values().all(|m| m.join_waiter.is_some()) && self.pending.is_empty();
+        let all_joined = self.all_joined();
         let delay_over = self.initial_delay_until.is_none_or(|t| now >= t);
         let timed_out = self.rebalance_deadline.is_some_and(|t| now >= t);
         if !((all_joined && delay_over) || timed_out) {
@@ -1027,26 +1026,41 @@ impl Group {
         self.next_deadline(now)
     }
 
-    /// The earliest time after `now` at which [`Group::tick`] may change something:
-    /// a session running out (of a member not waiting in JoinGroup or SyncGroup,
-    /// whose sessions are paused), the rebalance's deadline or first-rebalance
-    /// delay, a pending member id lapsing. `None`: nothing is due until a request
-    /// comes. Only times after `now` count: once `tick(now)` ran, what was due is
-    /// done, except a first-rebalance delay that has passed while a pending member
-    /// is still awaited (the rebalance then ends when it rejoins or lapses), and a
-    /// timer armed for it would fire again at once, forever.
+    /// The earliest time at which [`Group::tick`] may change something: a session
+    /// running out (of a member not waiting in JoinGroup or SyncGroup, whose
+    /// sessions are paused), the rebalance's deadline or first-rebalance delay, a
+    /// pending member id lapsing. `None`: nothing is due until a request comes.
+    ///
+    /// A deadline that has already passed is returned too (the timer then fires at
+    /// once): the caller may ask with a later `now` than the one its request or
+    /// tick ran at, and a deadline that fell between the two must not be lost, or
+    /// members waiting in JoinGroup would wait for the rebalance timeout. Every
+    /// passed deadline is one `tick` acts on and clears, so this does not spin,
+    /// with one exception: a first-rebalance delay that has passed while a member
+    /// is still awaited ends nothing (the rebalance ends when it rejoins or its
+    /// own deadline comes), so it counts only while it lies ahead.
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let sessions = self
             .members
             .values()
             .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none())
             .map(|m| m.last_heartbeat + m.session_timeout);
+        let rebalancing = self.state == GroupState::PreparingRebalance;
+        let rebalance = self.rebalance_deadline.filter(|_| rebalancing);
+        let delay = self
+            .initial_delay_until
+            .filter(|t| rebalancing && (*t > now || self.all_joined()));
         sessions
-            .chain(self.rebalance_deadline)
-            .chain(self.initial_delay_until)
+            .chain(rebalance)
+            .chain(delay)
             .chain(self.pending.values().copied())
-            .filter(|t| *t > now)
             .min()
+    }
+
+    /// Every member is waiting in JoinGroup and no member id handed out is
+    /// still awaited.
+    fn all_joined(&self) -> bool {
+        self.members.values().all(|m| m.join_waiter.is_some()) && self.pending.is_empty()
     }
 
     /// OffsetCommit's checks; Ok means the offsets may be stored.
@@ -1261,6 +1275,45 @@ mod tests {
         let later = t0 + Duration::from_secs(4);
         let next = g.tick(later, 0).expect("b's pending id still lapses");
         assert!(next > later, "{next:?} is not after {later:?}");
+    }
+
+    /// The first rebalance's delay, extended by later members, ends between a
+    /// timer's tick and the moment its next deadline is asked for (a shard that
+    /// was descheduled in between): that passed deadline is still the next one,
+    /// not the rebalance timeout, and the next tick completes the join.
+    #[test]
+    fn a_delay_ending_between_tick_and_arming_is_still_due() {
+        let lim = GroupLimits {
+            initial_rebalance_delay: Duration::from_millis(200),
+            ..GroupLimits::default()
+        };
+        let t0 = Instant::now();
+        let mut g = Group::new("g", 0);
+        let mut waiting = Vec::new();
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let at = t0 + Duration::from_millis(30 * i as u64);
+            let Join::Done(first) = g.join(join_req("", name), &lim, at, 0) else {
+                panic!("answered at once");
+            };
+            let Join::Wait(rx) = g.join(join_req(&first.member_id, name), &lim, at, 0) else {
+                panic!("{name} waits for the first rebalance's delay");
+            };
+            waiting.push(rx);
+        }
+        // The timer armed for a's delay (t0 + 200 ms) fires; c extended it to
+        // t0 + 260 ms, so nothing completes yet.
+        let fired = t0 + Duration::from_millis(200);
+        let _ = g.tick(fired, 200);
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        // The next deadline is asked for only after the delay ended.
+        let asked = t0 + Duration::from_millis(300);
+        let next = g.next_deadline(asked).expect("a deadline is due");
+        assert_eq!(next, t0 + Duration::from_millis(260));
+        let _ = g.tick(asked, 300);
+        assert_eq!(g.state(), GroupState::CompletingRebalance);
+        for rx in &mut waiting {
+            assert_eq!(ready(rx).expect("joined").error, code::NONE);
+        }
     }
 
     /// A pending member that leaves may be the last one a rebalance waited for.
