@@ -22,6 +22,17 @@ pub struct PartitionOut {
     pub aborted_transactions: Option<Vec<(i64, i64)>>,
     /// `None` is null records.
     pub records: Option<Vec<Part>>,
+    /// KIP-951, v12+: the leader `(id, epoch)` sent with `NOT_LEADER_OR_FOLLOWER`.
+    pub current_leader: Option<(i32, i32)>,
+}
+
+/// A broker's endpoint (v16+, with a partition's current leader).
+#[derive(Debug, Clone)]
+pub struct EndpointOut {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 /// One topic's answer: the name up to v12, the id from v13.
@@ -32,9 +43,15 @@ pub struct TopicOut {
     pub partitions: Vec<PartitionOut>,
 }
 
-/// A whole Fetch response body for version `v` (4 to 16), with no throttle and no
-/// tagged fields.
-pub fn encode(v: i16, error_code: i16, session_id: i32, topics: Vec<TopicOut>) -> Vec<Part> {
+/// A whole Fetch response body for version `v` (4 to 16), with no throttle; the
+/// only tagged fields are KIP-951's current leaders and (v16+) `endpoints`.
+pub fn encode(
+    v: i16,
+    error_code: i16,
+    session_id: i32,
+    topics: Vec<TopicOut>,
+    endpoints: &[EndpointOut],
+) -> Vec<Part> {
     let flexible = v >= 12;
     let mut w = Writer {
         parts: Vec::new(),
@@ -72,11 +89,46 @@ pub fn encode(v: i16, error_code: i16, session_id: i32, topics: Vec<TopicOut>) -
                 w.buf.put_i32(-1); // preferred_read_replica
             }
             w.records(p.records);
-            w.no_tags();
+            match p.current_leader.filter(|_| flexible) {
+                Some((id, epoch)) => {
+                    // One tagged field: tag 1, a struct of two int32 and no tags.
+                    w.uvarint(1);
+                    w.uvarint(1);
+                    w.uvarint(9);
+                    w.buf.put_i32(id);
+                    w.buf.put_i32(epoch);
+                    w.no_tags();
+                }
+                None => w.no_tags(),
+            }
         }
         w.no_tags();
     }
-    w.no_tags();
+    if v >= 16 && !endpoints.is_empty() {
+        // One tagged field: tag 0, the endpoints' compact array.
+        let mut e = Writer {
+            parts: Vec::new(),
+            buf: BytesMut::new(),
+            flexible,
+        };
+        e.array_len(Some(endpoints.len()));
+        for n in endpoints {
+            e.buf.put_i32(n.node_id);
+            e.string(&n.host);
+            e.buf.put_i32(n.port);
+            match &n.rack {
+                Some(r) => e.string(r),
+                None => e.uvarint(0),
+            }
+            e.no_tags();
+        }
+        w.uvarint(1);
+        w.uvarint(0);
+        w.uvarint(e.buf.len() as u64);
+        w.buf.extend_from_slice(&e.buf);
+    } else {
+        w.no_tags();
+    }
     w.finish()
 }
 
@@ -159,7 +211,7 @@ mod tests {
     use crate::body::{read_range, FileRange};
     use bytes::Bytes;
     use kafka_protocol::messages::fetch_response::{
-        AbortedTransaction, FetchableTopicResponse, PartitionData,
+        AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
     };
     use kafka_protocol::messages::{BrokerId, FetchResponse, ProducerId, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -211,6 +263,7 @@ mod tests {
                         log_start_offset: -1,
                         aborted_transactions: None,
                         records: Some(Vec::new()),
+                        current_leader: Some((2, 7)),
                     },
                 ],
             },
@@ -261,7 +314,14 @@ mod tests {
                             .with_log_start_offset(-1)
                             .with_aborted_transactions(None)
                             .with_preferred_read_replica(BrokerId(-1))
-                            .with_records(Some(Bytes::new())),
+                            .with_records(Some(Bytes::new()))
+                            .with_current_leader(if v >= 12 {
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(BrokerId(2))
+                                    .with_leader_epoch(7)
+                            } else {
+                                LeaderIdAndEpoch::default()
+                            }),
                     ]),
                 FetchableTopicResponse::default()
                     .with_topic(if v <= 12 {
@@ -282,9 +342,38 @@ mod tests {
                         .with_log_start_offset(if v >= 5 { 0 } else { -1 })
                         .with_preferred_read_replica(BrokerId(-1))
                         .with_records(None)]),
-            ]);
+            ])
+            .with_node_endpoints(if v >= 16 {
+                vec![
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(2))
+                        .with_host(StrBytes::from_static_str("127.0.0.2"))
+                        .with_port(9092)
+                        .with_rack(Some(StrBytes::from_static_str("r2"))),
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(3))
+                        .with_host(StrBytes::from_static_str("b3.example"))
+                        .with_port(19092),
+                ]
+            } else {
+                Vec::new()
+            });
+        let endpoints = [
+            EndpointOut {
+                node_id: 2,
+                host: "127.0.0.2".into(),
+                port: 9092,
+                rack: Some("r2".into()),
+            },
+            EndpointOut {
+                node_id: 3,
+                host: "b3.example".into(),
+                port: 19092,
+                rack: None,
+            },
+        ];
         let (err, session) = if v >= 7 { (3, 42) } else { (0, 0) };
-        (encode(v, err, session, ours), theirs)
+        (encode(v, err, session, ours, &endpoints), theirs)
     }
 
     #[test]

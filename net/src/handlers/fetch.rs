@@ -12,6 +12,7 @@
 //! 0 opens one, incremental requests name only what changed, and the answer to an
 //! incremental request holds only partitions with data or changed offsets.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use sluice_engine::{ReadChunk, TopicPartition};
 
 use crate::body::{FileRange, Part};
 use crate::context::BrokerContext;
-use crate::fetch_response::{self, PartitionOut, TopicOut};
+use crate::fetch_response::{self, EndpointOut, PartitionOut, TopicOut};
 use crate::fetch_session::{self, Asked, Plan};
 use crate::kafka_error::{self as code, KafkaError};
 use crate::registry::HandlerFuture;
@@ -79,7 +80,8 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let reads = read_until_ready(&ctx, &wanted, min_bytes, wait).await;
         let mut results = kept_to_max_bytes(errors, &wanted, reads, max_bytes);
         let include = fetch_session::record_sent(&ctx.services.fetch_sessions, &plan, &results);
-        let topics = respond(
+        let (topics, endpoints) = respond(
+            &ctx,
             &plan,
             &wanted,
             &mut results,
@@ -87,7 +89,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             req.isolation_level,
             v,
         );
-        Ok(fetch_response::encode(v, 0, plan.session_id, topics))
+        Ok(fetch_response::encode(
+            v,
+            0,
+            plan.session_id,
+            topics,
+            &endpoints,
+        ))
     })
 }
 
@@ -179,14 +187,16 @@ fn batch_prefix_len(batches: &[u8], limit: usize) -> usize {
 /// The response topics: consecutive asked partitions of one topic form one entry;
 /// only partitions with `include` set are answered.
 fn respond(
+    ctx: &BrokerContext,
     plan: &Plan,
     wanted: &[Wanted],
     results: &mut Results,
     include: &[bool],
     isolation: i8,
     v: i16,
-) -> Vec<TopicOut> {
+) -> (Vec<TopicOut>, Vec<EndpointOut>) {
     let mut out: Vec<TopicOut> = Vec::new();
+    let mut endpoints: BTreeMap<i32, EndpointOut> = BTreeMap::new();
     // Topic names as resolved (from v13 requests name topics by id only).
     let mut names: Vec<Option<&str>> = vec![None; plan.asked.len()];
     for w in wanted {
@@ -204,7 +214,20 @@ fn respond(
                 sluice_engine::metrics::fetched(name, n as u64);
             }
         }
-        let part = answer(a.partition, results[i].take(), isolation, v);
+        let mut part = answer(a.partition, results[i].take(), isolation, v);
+        if v >= 12 && part.error_code == code::NOT_LEADER_OR_FOLLOWER {
+            if let Some((leader, epoch, b)) =
+                names[i].and_then(|n| super::leader_hint(ctx, n, a.partition))
+            {
+                part.current_leader = Some((leader, epoch));
+                endpoints.entry(leader).or_insert_with(|| EndpointOut {
+                    node_id: b.id,
+                    host: b.host,
+                    port: i32::from(b.port),
+                    rack: b.rack,
+                });
+            }
+        }
         match out.last_mut() {
             Some(t) if *t.name == *a.topic.0 && t.id == a.topic_id => t.partitions.push(part),
             _ => out.push(TopicOut {
@@ -214,7 +237,7 @@ fn respond(
             }),
         }
     }
-    out
+    (out, endpoints.into_values().collect())
 }
 
 /// Finds every asked partition: the ones to read (each up to its own limit and the
@@ -309,6 +332,7 @@ fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16
             log_start_offset: if v >= 5 { read.log_start_offset } else { -1 },
             aborted_transactions: (isolation == 1).then(Vec::new),
             records: Some(read.data),
+            current_leader: None,
         },
         Some(Err(e)) => PartitionOut {
             index,
@@ -318,6 +342,7 @@ fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16
             log_start_offset: -1,
             aborted_transactions: None,
             records: Some(Vec::new()),
+            current_leader: None,
         },
         None => PartitionOut {
             index,
@@ -327,6 +352,7 @@ fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16
             log_start_offset: -1,
             aborted_transactions: None,
             records: None,
+            current_leader: None,
         },
     }
 }

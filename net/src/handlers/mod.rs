@@ -141,6 +141,22 @@ pub fn not_here(ctx: &BrokerContext, tp: &TopicPartition) -> KafkaError {
     }
 }
 
+/// KIP-951: where a partition's leader is, sent with `NOT_LEADER_OR_FOLLOWER` in
+/// Produce (v10+) and Fetch (v12+, endpoints v16+) so that a client goes there
+/// without asking for metadata first: the leader and its epoch as Metadata shows
+/// them, and how to reach it. `None` when no live broker leads it.
+pub fn leader_hint(
+    ctx: &BrokerContext,
+    topic: &str,
+    partition: i32,
+) -> Option<(i32, i32, crate::topics::BrokerRecord)> {
+    let image = ctx.topics.image();
+    let leader = image.get(topic)?.leader(partition);
+    let broker = image.broker(leader)?.clone();
+    // Epoch 0, as Metadata reports it (see handlers::metadata).
+    Some((leader, 0, broker))
+}
+
 /// Runs `f` on every partition's owning shard: one hop per shard, the partitions of
 /// a shard concurrently; results come back in the order of `items`.
 pub async fn on_owners<I, O, F, Fut>(

@@ -7,14 +7,16 @@
 //! shard too; the engine checks each batch's CRC and framing before anything is
 //! written. Records refused one by one are listed in the answer (v8+).
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::{AppendOptions, Durability, TopicPartition};
 
@@ -99,11 +101,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
             log_unanswered(&req, &slots);
             return Ok(Vec::new());
         }
+        let mut endpoints = BTreeMap::new();
         let responses = req
             .topic_data
             .iter()
             .zip(slots)
-            .map(|(topic, parts)| {
+            .zip(&names)
+            .map(|((topic, parts), name)| {
                 TopicProduceResponse::default()
                     .with_name(topic.name.clone())
                     .with_topic_id(topic.topic_id)
@@ -112,13 +116,21 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                             .partition_data
                             .iter()
                             .zip(parts)
-                            .map(|(part, r)| answer(part.index, r, v))
+                            .map(|(part, r)| {
+                                let a = answer(part.index, r, v);
+                                if v < 10 || a.error_code != code::NOT_LEADER_OR_FOLLOWER {
+                                    return a;
+                                }
+                                hint(&ctx, name, a, &mut endpoints)
+                            })
                             .collect(),
                     )
             })
             .collect();
         super::encode(
-            &ProduceResponse::default().with_responses(responses),
+            &ProduceResponse::default()
+                .with_responses(responses)
+                .with_node_endpoints(endpoints.into_values().collect()),
             KEY,
             v,
         )
@@ -214,6 +226,31 @@ fn check_partition(
     };
     let tp = TopicPartition::new(&info.name, part.index)?;
     Ok((tp, records, TopicRules::of(&info.settings)))
+}
+
+/// KIP-951: the current leader with a `NOT_LEADER_OR_FOLLOWER` answer, and its
+/// endpoint among the response's.
+fn hint(
+    ctx: &BrokerContext,
+    topic: &str,
+    a: PartitionProduceResponse,
+    endpoints: &mut BTreeMap<i32, NodeEndpoint>,
+) -> PartitionProduceResponse {
+    let Some((leader, epoch, b)) = super::leader_hint(ctx, topic, a.index) else {
+        return a;
+    };
+    endpoints.entry(leader).or_insert_with(|| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(b.id))
+            .with_host(StrBytes::from_string(b.host))
+            .with_port(i32::from(b.port))
+            .with_rack(b.rack.map(StrBytes::from_string))
+    });
+    a.with_current_leader(
+        LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(leader))
+            .with_leader_epoch(epoch),
+    )
 }
 
 /// A partition's answer as `v` can carry it.

@@ -10,10 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -396,6 +399,103 @@ fn refuses_what_it_does_not_lead(addr: &str, leaders: &Leaders) {
         r.topics[0].partitions[0].error_code, 6,
         "{topic}-{partition} (led by {leader}) asked of node 1: NOT_LEADER_OR_FOLLOWER"
     );
+    leader_hints(&mut c, &topic, partition, leader);
+}
+
+/// KIP-951: Produce v11 and Fetch v16 sent to the wrong node name the current
+/// leader and its endpoint, the same one Metadata gives.
+fn leader_hints(c: &mut Client, topic: &str, partition: i32, leader: i32) {
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .expect("Metadata")
+        .1;
+    let broker = md
+        .brokers
+        .iter()
+        .find(|x| x.node_id.0 == leader)
+        .expect("the leader in Metadata");
+    let expected = (
+        leader,
+        broker.host.to_string(),
+        broker.port,
+        broker.rack.clone(),
+    );
+    let id = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .expect("the topic in Metadata")
+        .topic_id;
+    let batch = sluice_engine::batch::build_batch(
+        &[sluice_engine::batch::RecordSpec {
+            key: None,
+            value: Some(b"misdirected"),
+            headers: &[],
+            timestamp_delta: 0,
+        }],
+        0,
+        sluice_engine::batch::NO_PRODUCER,
+    );
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch.into()))])]);
+    let (_, r): (i16, ProduceResponse) = c.call(ApiKey::Produce, 11, &produce).expect("Produce");
+    let part = &r.responses[0].partition_responses[0];
+    assert_eq!(part.error_code, 6, "Produce to {topic}-{partition}");
+    assert_eq!(
+        (
+            part.current_leader.leader_id.0,
+            part.current_leader.leader_epoch
+        ),
+        (leader, 0),
+        "Produce's current leader"
+    );
+    let endpoints: Vec<_> = r
+        .node_endpoints
+        .iter()
+        .map(|n| (n.node_id.0, n.host.to_string(), n.port, n.rack.clone()))
+        .collect();
+    assert_eq!(
+        endpoints,
+        vec![expected.clone()],
+        "Produce's node endpoints"
+    );
+
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_partition_max_bytes(1 << 20)])]);
+    let (_, r): (i16, FetchResponse) = c.call(ApiKey::Fetch, 16, &fetch).expect("Fetch");
+    let part = &r.responses[0].partitions[0];
+    assert_eq!(part.error_code, 6, "Fetch of {topic}-{partition}");
+    assert_eq!(
+        (
+            part.current_leader.leader_id.0,
+            part.current_leader.leader_epoch
+        ),
+        (leader, 0),
+        "Fetch's current leader"
+    );
+    let endpoints: Vec<_> = r
+        .node_endpoints
+        .iter()
+        .map(|n| (n.node_id.0, n.host.to_string(), n.port, n.rack.clone()))
+        .collect();
+    assert_eq!(endpoints, vec![expected], "Fetch's node endpoints");
 }
 
 /// librdkafka, given one node only, writes one record to every partition of
