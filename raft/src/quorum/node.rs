@@ -55,15 +55,19 @@ pub fn snapshot_every(n: u64) -> openraft::SnapshotPolicy {
     openraft::SnapshotPolicy::LogsSinceLast(n)
 }
 
-/// The quorum's timers in a node: heartbeats every 100 ms, and a follower that
-/// hears nothing for 500 to 1000 ms stands for election (a lost leader is
-/// replaced in about a second). A snapshot is taken every 1024 entries.
+/// The quorum's timers in a node: heartbeats every 100 ms. openraft lets a
+/// follower stand for election only once the leader's lease (the election
+/// timeout's maximum) and then its own random election timeout have passed
+/// without a heartbeat: 750 ms plus 500 to 750 ms here, so a lost leader is
+/// replaced 1.25 to 1.5 s after its last heartbeat (with 500-1000 ms it took
+/// 1.5-2 s, and a split vote pushed some failovers past 2 s). A snapshot is
+/// taken every 1024 entries.
 pub fn default_config() -> Config {
     Config {
         cluster_name: "sluice".into(),
         heartbeat_interval: 100,
         election_timeout_min: 500,
-        election_timeout_max: 1000,
+        election_timeout_max: 750,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1024),
         ..Config::default()
     }
