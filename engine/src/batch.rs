@@ -188,6 +188,54 @@ pub struct CheckedBatch {
 /// record's framing and offset delta), and `max.message.bytes`. Control batches are
 /// refused: only the broker writes them.
 pub fn check_append(buf: &[u8], max_message_bytes: usize) -> Result<Vec<CheckedBatch>> {
+    check_batches(buf, max_message_bytes, false)
+}
+
+/// Checks the batches a follower copies from its leader before anything is
+/// written: the same framing, magic, CRC-32C and record checks as
+/// [`check_append`] (control batches allowed: a leader writes them), and that they
+/// continue this log: the first starts at `next_offset`, each starts right after
+/// the one before, and leader epochs never go back (from `last_epoch`, the log's
+/// latest). Nothing in them is changed: a follower stores the leader's bytes.
+pub fn check_replicated(
+    buf: &[u8],
+    next_offset: u64,
+    last_epoch: i32,
+) -> Result<Vec<CheckedBatch>> {
+    let batches = check_batches(buf, usize::MAX, true)?;
+    let mut expected = next_offset;
+    let mut epoch = last_epoch;
+    for c in &batches {
+        let h = &c.header;
+        if u64::try_from(h.base_offset).ok() != Some(expected) {
+            return Err(Error::InvalidBatch {
+                position: c.position,
+                reason: format!(
+                    "replicated batch at offset {} does not continue the log at {expected}",
+                    h.base_offset
+                ),
+            });
+        }
+        if h.partition_leader_epoch < epoch {
+            return Err(Error::InvalidBatch {
+                position: c.position,
+                reason: format!(
+                    "replicated batch at offset {} has leader epoch {}, older than {epoch}",
+                    h.base_offset, h.partition_leader_epoch
+                ),
+            });
+        }
+        epoch = h.partition_leader_epoch;
+        expected += u64::from(h.last_offset_delta.unsigned_abs()) + 1;
+    }
+    Ok(batches)
+}
+
+fn check_batches(
+    buf: &[u8],
+    max_message_bytes: usize,
+    control_allowed: bool,
+) -> Result<Vec<CheckedBatch>> {
     let mut batches = Vec::new();
     let mut pos = 0usize;
     if buf.is_empty() {
@@ -197,90 +245,100 @@ pub fn check_append(buf: &[u8], max_message_bytes: usize) -> Result<Vec<CheckedB
         });
     }
     while pos < buf.len() {
-        let rest = &buf[pos..];
-        let corrupt = |reason: String| Error::CorruptBatch {
-            position: pos,
-            reason,
-        };
-        let invalid = |reason: String| Error::InvalidBatch {
-            position: pos,
-            reason,
-        };
-        let Some(header) = BatchHeader::parse(rest) else {
-            return Err(corrupt(format!(
-                "{} trailing bytes are not a whole batch header",
-                rest.len()
-            )));
-        };
-        let Some(size) = header.total_bytes() else {
-            return Err(corrupt(format!(
-                "batch length {} is too small",
-                header.batch_length
-            )));
-        };
-        if size > rest.len() {
-            return Err(corrupt(format!(
-                "batch length {} runs past the end of the records",
-                header.batch_length
-            )));
-        }
-        if size > max_message_bytes {
-            return Err(Error::BatchTooLarge {
-                size,
-                max: max_message_bytes,
-            });
-        }
-        if header.magic != 2 {
-            return Err(invalid(format!(
-                "magic {} is not supported, only magic 2",
-                header.magic
-            )));
-        }
-        let batch = &rest[..size];
-        let crc = compute_crc(batch);
-        if crc != header.crc {
-            return Err(corrupt(format!(
-                "CRC-32C {crc:#010x} does not match the stored {:#010x}",
-                header.crc
-            )));
-        }
-        if header.is_control() {
-            return Err(invalid(
-                "control batches may only be written by the broker".into(),
-            ));
-        }
-        if header.record_count <= 0 {
-            return Err(invalid(format!(
-                "record count {} must be positive",
-                header.record_count
-            )));
-        }
-        if header.last_offset_delta != header.record_count - 1 {
-            return Err(invalid(format!(
-                "last offset delta {} does not match record count {}",
-                header.last_offset_delta, header.record_count
-            )));
-        }
-        if header.compression() > 4 {
-            return Err(invalid(format!(
-                "unknown compression codec {}",
-                header.compression()
-            )));
-        }
-        let mut max_timestamp_delta = header.last_offset_delta;
-        if header.compression() == 0 {
-            max_timestamp_delta =
-                check_records(&batch[HEADER_BYTES..], header.record_count).map_err(invalid)?;
-        }
-        batches.push(CheckedBatch {
-            position: pos,
-            header,
-            size,
-            max_timestamp_delta,
-        });
-        pos += size;
+        let c = check_batch(&buf[pos..], pos, max_message_bytes, control_allowed)?;
+        pos += c.size;
+        batches.push(c);
     }
     Ok(batches)
+}
+
+/// Checks the batch at the start of `rest` (at `pos` in the whole buffer).
+fn check_batch(
+    rest: &[u8],
+    pos: usize,
+    max_message_bytes: usize,
+    control_allowed: bool,
+) -> Result<CheckedBatch> {
+    let corrupt = |reason: String| Error::CorruptBatch {
+        position: pos,
+        reason,
+    };
+    let invalid = |reason: String| Error::InvalidBatch {
+        position: pos,
+        reason,
+    };
+    let Some(header) = BatchHeader::parse(rest) else {
+        return Err(corrupt(format!(
+            "{} trailing bytes are not a whole batch header",
+            rest.len()
+        )));
+    };
+    let Some(size) = header.total_bytes() else {
+        return Err(corrupt(format!(
+            "batch length {} is too small",
+            header.batch_length
+        )));
+    };
+    if size > rest.len() {
+        return Err(corrupt(format!(
+            "batch length {} runs past the end of the records",
+            header.batch_length
+        )));
+    }
+    if size > max_message_bytes {
+        return Err(Error::BatchTooLarge {
+            size,
+            max: max_message_bytes,
+        });
+    }
+    if header.magic != 2 {
+        return Err(invalid(format!(
+            "magic {} is not supported, only magic 2",
+            header.magic
+        )));
+    }
+    let batch = &rest[..size];
+    let crc = compute_crc(batch);
+    if crc != header.crc {
+        return Err(corrupt(format!(
+            "CRC-32C {crc:#010x} does not match the stored {:#010x}",
+            header.crc
+        )));
+    }
+    if header.is_control() && !control_allowed {
+        return Err(invalid(
+            "control batches may only be written by the broker".into(),
+        ));
+    }
+    if header.record_count <= 0 {
+        return Err(invalid(format!(
+            "record count {} must be positive",
+            header.record_count
+        )));
+    }
+    if header.last_offset_delta != header.record_count - 1 {
+        return Err(invalid(format!(
+            "last offset delta {} does not match record count {}",
+            header.last_offset_delta, header.record_count
+        )));
+    }
+    if header.compression() > 4 {
+        return Err(invalid(format!(
+            "unknown compression codec {}",
+            header.compression()
+        )));
+    }
+    let mut max_timestamp_delta = header.last_offset_delta;
+    if header.compression() == 0 {
+        max_timestamp_delta =
+            check_records(&batch[HEADER_BYTES..], header.record_count).map_err(invalid)?;
+    }
+    Ok(CheckedBatch {
+        position: pos,
+        header,
+        size,
+        max_timestamp_delta,
+    })
 }
 
 /// Reads a zig-zag varint (Kafka's `varint`/`varlong`).

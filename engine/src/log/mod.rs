@@ -70,6 +70,16 @@ impl Default for AppendOptions {
     }
 }
 
+/// Whose batches an append stores.
+#[derive(Debug, Clone, Copy)]
+enum Stamping {
+    /// A produce request's: offsets, the leader epoch and (for LogAppendTime
+    /// topics) the append time are written into them.
+    Leader(AppendOptions),
+    /// A leader's, copied by a follower: stored byte for byte.
+    Replica,
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -268,22 +278,65 @@ impl Partition {
     ) -> Result<AppendInfo> {
         let max = usize::try_from(self.st.borrow().config.max_message_bytes).unwrap_or(usize::MAX);
         let checked = batch::check_append(&records, max)?;
+        self.wait_for_buffer_space().await?;
+        let info = {
+            let mut st = self.st.borrow_mut();
+            self.online(&st)?;
+            if let Some(duplicate) = Self::check_sequences(&st, &checked)? {
+                duplicate
+            } else {
+                self.append_in_memory(&mut st, &records, &checked, Stamping::Leader(opts))
+            }
+        };
+        self.after_append(&info, opts.durability).await?;
+        Ok(info)
+    }
+
+    /// A follower's append: the leader's batches stored byte for byte, with the
+    /// leader's offsets and epochs. They must continue the log (first offset at the
+    /// log end, contiguous, leader epochs never going back) and pass the CRC and
+    /// framing checks; otherwise nothing is written. Control batches are taken,
+    /// `max.message.bytes` is not checked and producer sequences are recorded, not
+    /// checked: the leader did that.
+    pub async fn append_replicated(
+        self: &Rc<Self>,
+        records: Bytes,
+        durability: Durability,
+    ) -> Result<AppendInfo> {
+        self.wait_for_buffer_space().await?;
+        let info = {
+            let mut st = self.st.borrow_mut();
+            self.online(&st)?;
+            let last_epoch = st.leader_epochs.last().map_or(-1, |&(e, _)| e);
+            let checked = batch::check_replicated(&records, st.next_offset, last_epoch)?;
+            self.append_in_memory(&mut st, &records, &checked, Stamping::Replica)
+        };
+        self.after_append(&info, durability).await?;
+        Ok(info)
+    }
+
+    /// Waits while the partition's unwritten bytes are over the limit.
+    async fn wait_for_buffer_space(self: &Rc<Self>) -> Result<()> {
         loop {
             {
                 let st = self.st.borrow();
                 self.online(&st)?;
                 if st.pending_bytes < self.ctx.config.pending_bytes_max as u64 {
-                    break;
+                    return Ok(());
                 }
             }
             let wait = self.space.notified();
             self.start_writer();
             wait.await;
         }
-        let info = {
-            let mut st = self.st.borrow_mut();
-            self.append_in_memory(&mut st, &records, &checked, opts)?
-        };
+    }
+
+    /// Wakes readers, schedules the write, and waits for durability if asked.
+    async fn after_append(
+        self: &Rc<Self>,
+        info: &AppendInfo,
+        durability: Durability,
+    ) -> Result<()> {
         if !info.duplicate {
             self.appended.notify_all();
             self.mark_dirty();
@@ -297,23 +350,21 @@ impl Partition {
             }
             self.ctx.evict_cache();
         }
-        if opts.durability == Durability::Durable {
+        if durability == Durability::Durable {
             self.wait_durable(info.last_offset + 1).await?;
         }
-        Ok(info)
+        Ok(())
     }
 
+    /// Puts checked batches in the active segment's buffer, the cache and the
+    /// indexes (the caller checked that the partition is online).
     fn append_in_memory(
         self: &Rc<Self>,
         st: &mut LogState,
         records: &[u8],
         checked: &[CheckedBatch],
-        opts: AppendOptions,
-    ) -> Result<AppendInfo> {
-        self.online(st)?;
-        if let Some(duplicate) = Self::check_sequences(st, checked)? {
-            return Ok(duplicate);
-        }
+        stamping: Stamping,
+    ) -> AppendInfo {
         let total: u64 = checked.iter().map(|c| c.size as u64).sum();
         let records_total: u64 = checked
             .iter()
@@ -322,7 +373,7 @@ impl Partition {
         let now = now_ms();
         self.maybe_roll(st, total, records_total, now);
         let (data, base_offset, next_offset, log_append_time) =
-            self.stamp_and_index(st, records, checked, opts, now);
+            self.stamp_and_index(st, records, checked, stamping, now);
         let buffer_bytes = self.ctx.config.write_buffer_bytes;
         let seg = st.active_mut();
         seg.push(&data, buffer_bytes);
@@ -344,14 +395,14 @@ impl Partition {
             self.ctx.cache_added(self, batch_base, c.size);
             batch_base = last + 1;
         }
-        Ok(AppendInfo {
+        AppendInfo {
             base_offset,
             last_offset: next_offset - 1,
             log_append_time_ms: if log_append_time { now } else { -1 },
             log_start_offset: st.log_start_offset,
             duplicate: false,
             record_count: next_offset - base_offset,
-        })
+        }
     }
 
     /// Checks idempotent producers' sequences against a scratch copy of the table,
@@ -402,11 +453,12 @@ impl Partition {
         st: &mut LogState,
         records: &[u8],
         checked: &[CheckedBatch],
-        opts: AppendOptions,
+        stamping: Stamping,
         now: i64,
     ) -> (Bytes, u64, u64, bool) {
         let mut stamped = None;
-        let mut stamp = |data: &mut [u8]| stamped = Some(Self::stamp(st, data, checked, opts, now));
+        let mut stamp =
+            |data: &mut [u8]| stamped = Some(Self::stamp(st, data, checked, stamping, now));
         let copied = self.ctx.arena.borrow_mut().copy(records, &mut stamp);
         let data = copied.unwrap_or_else(|| {
             // Larger than a chunk of cache memory: memory of its own.
@@ -418,32 +470,36 @@ impl Partition {
         (data, base_offset, next_offset, log_append_time)
     }
 
-    /// Stamps the batches in `data` and indexes them: (base offset, next offset,
-    /// whether the append time was stamped).
+    /// Stamps the batches in `data` (a leader's append; a replica's are stored as
+    /// they are) and indexes them: (base offset, next offset, whether the append
+    /// time was stamped).
     fn stamp(
         st: &mut LogState,
         data: &mut [u8],
         checked: &[CheckedBatch],
-        opts: AppendOptions,
+        stamping: Stamping,
         now: i64,
     ) -> (u64, u64, bool) {
-        let log_append_time = st.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let leader = match stamping {
+            Stamping::Leader(opts) => Some(opts),
+            Stamping::Replica => None,
+        };
+        let log_append_time =
+            leader.is_some() && st.config.message_timestamp_type == TimestampType::LogAppendTime;
         let base_offset = st.next_offset;
         let mut offset = base_offset;
         let index_interval = st.config.index_interval_bytes;
-        if opts.leader_epoch >= 0
-            && st
-                .leader_epochs
-                .last()
-                .is_none_or(|&(e, _)| opts.leader_epoch > e)
-        {
-            st.leader_epochs.push((opts.leader_epoch, base_offset));
-            st.epochs_dirty = true;
-        }
         let seg_start = st.active().size;
         for c in checked {
+            let epoch = leader.map_or(c.header.partition_leader_epoch, |o| o.leader_epoch);
+            if epoch >= 0 && st.leader_epochs.last().is_none_or(|&(e, _)| epoch > e) {
+                st.leader_epochs.push((epoch, offset));
+                st.epochs_dirty = true;
+            }
             let slice = &mut data[c.position..c.position + c.size];
-            batch::assign(slice, offset, opts.leader_epoch);
+            if let Some(opts) = leader {
+                batch::assign(slice, offset, opts.leader_epoch);
+            }
             let (max_ts, max_ts_delta) = if log_append_time {
                 batch::set_log_append_time(slice, now);
                 (now, c.header.last_offset_delta)

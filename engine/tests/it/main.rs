@@ -20,6 +20,7 @@ mod memory;
 mod preflight;
 mod recovery;
 mod relative_dir;
+mod replicated;
 mod retention;
 mod roundtrip;
 mod truncate;
