@@ -141,6 +141,11 @@ pub fn not_here(ctx: &BrokerContext, tp: &TopicPartition) -> KafkaError {
     }
 }
 
+/// The leader epoch clients are told (Metadata, KIP-951 hints): 0 until
+/// replication keeps epochs in the log too, since clients check them against the
+/// log's (OffsetForLeaderEpoch).
+pub const REPORTED_LEADER_EPOCH: i32 = 0;
+
 /// KIP-951: where a partition's leader is, sent with `NOT_LEADER_OR_FOLLOWER` in
 /// Produce (v10+) and Fetch (v12+, endpoints v16+) so that a client goes there
 /// without asking for metadata first: the leader and its epoch as Metadata shows
@@ -153,8 +158,7 @@ pub fn leader_hint(
     let image = ctx.topics.image();
     let leader = image.get(topic)?.leader(partition);
     let broker = image.broker(leader)?.clone();
-    // Epoch 0, as Metadata reports it (see handlers::metadata).
-    Some((leader, 0, broker))
+    Some((leader, REPORTED_LEADER_EPOCH, broker))
 }
 
 /// Runs `f` on every partition's owning shard: one hop per shard, the partitions of

@@ -450,25 +450,19 @@ fn leader_hints(c: &mut Client, topic: &str, partition: i32, leader: i32) {
                 .with_records(Some(batch.into()))])]);
     let (_, r): (i16, ProduceResponse) = c.call(ApiKey::Produce, 11, &produce).expect("Produce");
     let part = &r.responses[0].partition_responses[0];
-    assert_eq!(part.error_code, 6, "Produce to {topic}-{partition}");
-    assert_eq!(
-        (
+    let hint = Hint {
+        error_code: part.error_code,
+        leader: (
             part.current_leader.leader_id.0,
-            part.current_leader.leader_epoch
+            part.current_leader.leader_epoch,
         ),
-        (leader, 0),
-        "Produce's current leader"
-    );
-    let endpoints: Vec<_> = r
-        .node_endpoints
-        .iter()
-        .map(|n| (n.node_id.0, n.host.to_string(), n.port, n.rack.clone()))
-        .collect();
-    assert_eq!(
-        endpoints,
-        vec![expected.clone()],
-        "Produce's node endpoints"
-    );
+        endpoints: r
+            .node_endpoints
+            .iter()
+            .map(|n| (n.node_id.0, n.host.to_string(), n.port, n.rack.clone()))
+            .collect(),
+    };
+    hint.check("Produce", leader, &expected);
 
     let fetch = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -481,21 +475,42 @@ fn leader_hints(c: &mut Client, topic: &str, partition: i32, leader: i32) {
                 .with_partition_max_bytes(1 << 20)])]);
     let (_, r): (i16, FetchResponse) = c.call(ApiKey::Fetch, 16, &fetch).expect("Fetch");
     let part = &r.responses[0].partitions[0];
-    assert_eq!(part.error_code, 6, "Fetch of {topic}-{partition}");
-    assert_eq!(
-        (
+    let hint = Hint {
+        error_code: part.error_code,
+        leader: (
             part.current_leader.leader_id.0,
-            part.current_leader.leader_epoch
+            part.current_leader.leader_epoch,
         ),
-        (leader, 0),
-        "Fetch's current leader"
-    );
-    let endpoints: Vec<_> = r
-        .node_endpoints
-        .iter()
-        .map(|n| (n.node_id.0, n.host.to_string(), n.port, n.rack.clone()))
-        .collect();
-    assert_eq!(endpoints, vec![expected], "Fetch's node endpoints");
+        endpoints: r
+            .node_endpoints
+            .iter()
+            .map(|n| (n.node_id.0, n.host.to_string(), n.port, n.rack.clone()))
+            .collect(),
+    };
+    hint.check("Fetch", leader, &expected);
+}
+
+/// A broker's endpoint as a response lists it: (id, host, port, rack).
+type Endpoint = (i32, String, i32, Option<StrBytes>);
+
+/// What a misdirected Produce or Fetch answered for its partition.
+struct Hint {
+    error_code: i16,
+    /// (leader id, leader epoch)
+    leader: (i32, i32),
+    endpoints: Vec<Endpoint>,
+}
+
+impl Hint {
+    fn check(&self, api: &str, leader: i32, expected: &Endpoint) {
+        assert_eq!(self.error_code, 6, "{api}: NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(self.leader, (leader, 0), "{api}'s current leader");
+        assert_eq!(
+            self.endpoints,
+            vec![expected.clone()],
+            "{api}'s node endpoints"
+        );
+    }
 }
 
 /// librdkafka, given one node only, writes one record to every partition of
