@@ -109,6 +109,12 @@ pub struct ShardMetrics {
     pub cold_block_reads: (u64, u64),
     pub cold_bytes_served: u64,
     pub resident_bytes_served: u64,
+    /// Replication: batch bytes a follower appended from its leaders, bytes this
+    /// node's leaders sent to followers, and ISR shrinks and expansions proposed.
+    pub replication_bytes_in: u64,
+    pub replication_bytes_out: u64,
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
 }
 
 #[derive(Default)]
@@ -124,6 +130,10 @@ struct Local {
     cold_block_reads: (u64, u64),
     cold_bytes_served: u64,
     resident_bytes_served: u64,
+    replication_bytes_in: u64,
+    replication_bytes_out: u64,
+    isr_shrinks: u64,
+    isr_expands: u64,
     /// The request whose handler is being polled (for [`tally`]).
     current: Option<(i16, i16)>,
 }
@@ -219,6 +229,27 @@ pub fn fetched(topic: &str, bytes: u64) {
     });
 }
 
+/// A follower appended `bytes` fetched from its leader.
+pub fn replicated_in(bytes: u64) {
+    with(|l| l.replication_bytes_in += bytes);
+}
+
+/// A leader answered a follower's fetch with `bytes`.
+pub fn replicated_out(bytes: u64) {
+    with(|l| l.replication_bytes_out += bytes);
+}
+
+/// A leader proposed a larger (`expand`) or smaller ISR.
+pub fn isr_changed(expand: bool) {
+    with(|l| {
+        if expand {
+            l.isr_expands += 1;
+        } else {
+            l.isr_shrinks += 1;
+        }
+    });
+}
+
 pub(crate) fn fdatasync_done(took: Duration) {
     with(|l| l.fdatasync.observe(took));
 }
@@ -257,6 +288,10 @@ pub fn snapshot(shard: usize) -> ShardMetrics {
         cold_block_reads: l.cold_block_reads,
         cold_bytes_served: l.cold_bytes_served,
         resident_bytes_served: l.resident_bytes_served,
+        replication_bytes_in: l.replication_bytes_in,
+        replication_bytes_out: l.replication_bytes_out,
+        isr_shrinks: l.isr_shrinks,
+        isr_expands: l.isr_expands,
         ..ShardMetrics::default()
     });
     let ex = glommio::executor();

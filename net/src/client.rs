@@ -2,8 +2,8 @@
 //! request versions negotiated with ApiVersions, one request at a time. It speaks to
 //! any Kafka-compatible broker, not only Sluice.
 //!
-//! The follower fetcher of replication will need an async form of this on glommio;
-//! the framing and version negotiation here are what it will share.
+//! The follower fetcher of replication (`replica::link`) speaks the same framing
+//! asynchronously on glommio.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -136,25 +136,7 @@ impl Client {
     ) -> ClientResult<i32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.id.clone()));
-        let encode_err = |e: &dyn std::fmt::Display| ClientError::Protocol {
-            api,
-            reason: format!("cannot encode the request: {e}"),
-        };
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(&[0; 4]);
-        header
-            .encode(&mut buf, api.request_header_version(version))
-            .map_err(|e| encode_err(&e))?;
-        request
-            .encode(&mut buf, version)
-            .map_err(|e| encode_err(&e))?;
-        let len = i32::try_from(buf.len() - 4).map_err(|_| encode_err(&"request over 2 GiB"))?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let buf = encode_request(api, version, correlation_id, &self.id, request)?;
         self.stream.write_all(&buf)?;
         Ok(correlation_id)
     }
@@ -169,27 +151,72 @@ impl Client {
         let correlation_id = self.send(api, version, request)?;
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len)?;
-        let len = usize::try_from(i32::from_be_bytes(len))
-            .ok()
-            .filter(|&l| l <= RESPONSE_MAX_BYTES)
-            .ok_or_else(|| ClientError::Protocol {
-                api,
-                reason: "response length out of range".into(),
-            })?;
+        let len = response_len(api, len)?;
         let mut frame = vec![0u8; len];
         self.stream.read_exact(&mut frame)?;
-        let mut frame = Bytes::from(frame);
-        let bad = |reason: String| ClientError::Protocol { api, reason };
-        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
-            .map_err(|e| bad(format!("header: {e}")))?;
-        if header.correlation_id != correlation_id {
-            return Err(bad(format!(
-                "correlation id {} answers request {correlation_id}",
-                header.correlation_id
-            )));
-        }
-        Resp::decode(&mut frame, version).map_err(|e| bad(format!("body: {e}")))
+        decode_response(api, version, correlation_id, Bytes::from(frame))
     }
+}
+
+/// One request frame: length, header, body.
+pub(crate) fn encode_request<Req: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+    request: &Req,
+) -> ClientResult<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()));
+    let encode_err = |e: &dyn std::fmt::Display| ClientError::Protocol {
+        api,
+        reason: format!("cannot encode the request: {e}"),
+    };
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&[0; 4]);
+    header
+        .encode(&mut buf, api.request_header_version(version))
+        .map_err(|e| encode_err(&e))?;
+    request
+        .encode(&mut buf, version)
+        .map_err(|e| encode_err(&e))?;
+    let len = i32::try_from(buf.len() - 4).map_err(|_| encode_err(&"request over 2 GiB"))?;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// A response's length prefix, checked against the largest answer taken.
+pub(crate) fn response_len(api: ApiKey, prefix: [u8; 4]) -> ClientResult<usize> {
+    usize::try_from(i32::from_be_bytes(prefix))
+        .ok()
+        .filter(|&l| l <= RESPONSE_MAX_BYTES)
+        .ok_or_else(|| ClientError::Protocol {
+            api,
+            reason: "response length out of range".into(),
+        })
+}
+
+/// A response frame (after its length): the header, checked to answer
+/// `correlation_id`, and the body.
+pub(crate) fn decode_response<Resp: Decodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    mut frame: Bytes,
+) -> ClientResult<Resp> {
+    let bad = |reason: String| ClientError::Protocol { api, reason };
+    let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+        .map_err(|e| bad(format!("header: {e}")))?;
+    if header.correlation_id != correlation_id {
+        return Err(bad(format!(
+            "correlation id {} answers request {correlation_id}",
+            header.correlation_id
+        )));
+    }
+    Resp::decode(&mut frame, version).map_err(|e| bad(format!("body: {e}")))
 }
 
 /// Kafka's default partitioner for keyed records: murmur2 of the key, made

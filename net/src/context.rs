@@ -41,6 +41,8 @@ pub struct ClusterSettings {
     pub rack: Option<String>,
     /// `cluster.session_timeout_ms`: a broker not heard from for this long is fenced.
     pub session_timeout: std::time::Duration,
+    /// `cluster.replica_lag_time_max_ms` (Kafka's `replica.lag.time.max.ms`).
+    pub replica_lag_time_max: std::time::Duration,
 }
 
 impl Default for BrokerSettings {

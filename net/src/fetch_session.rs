@@ -38,6 +38,8 @@ pub struct Asked {
     pub partition: i32,
     pub fetch_offset: i64,
     pub max_bytes: i32,
+    /// The leader epoch the client knows (-1: none; checked against the leader's).
+    pub current_leader_epoch: i32,
 }
 
 impl Asked {
@@ -88,6 +90,7 @@ fn asked_in(req: &FetchRequest) -> Vec<Asked> {
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
             })
         })
         .collect()

@@ -23,6 +23,7 @@ pub mod group;
 pub mod handlers;
 pub mod kafka_error;
 pub mod registry;
+pub mod replica;
 pub mod server;
 pub mod services;
 pub mod stats;

@@ -99,7 +99,6 @@ impl Broker {
                 return Err(StartError::Topics(e));
             }
         };
-        futures::executor::block_on(high_watermarks_to_log_ends(&router));
         let mut broker = Broker {
             engine: Some(engine),
             router: router.clone(),
@@ -154,6 +153,18 @@ impl Broker {
             });
             let server = Rc::new(ShardServer::default());
             *services.server.borrow_mut() = Some(server.clone());
+            let lag_max = ctx
+                .settings
+                .cluster
+                .as_ref()
+                .map_or(crate::replica::LAG_TIME_MAX_DEFAULT, |c| {
+                    c.replica_lag_time_max
+                });
+            services.replicas.attach(&crate::replica::Env {
+                topics: ctx.topics.clone(),
+                lag_max,
+            });
+            glommio::spawn_local(isr_checks(Rc::downgrade(&services), lag_max)).detach();
             crate::group::coordinator::follow_leadership(&ctx);
             let loading = ctx.clone();
             glommio::spawn_local(async move {
@@ -183,6 +194,7 @@ impl Broker {
                     };
                     server.stopping.set(true);
                     server.stop.notify_all();
+                    services.replicas.stop();
                     // Members waiting in JoinGroup or SyncGroup are answered now.
                     crate::group::coordinator::unload_local(&services);
                     let deadline = std::time::Instant::now() + drain;
@@ -279,18 +291,20 @@ fn bind_probe(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
     }
 }
 
-/// One node holds every replica: each partition's high watermark is its log end.
-async fn high_watermarks_to_log_ends(router: &ShardRouter) {
-    let jobs: Vec<_> = (0..router.shard_count())
-        .map(|s| {
-            (s, |shard: Rc<sluice_engine::Shard>| async move {
-                for p in shard.partitions() {
-                    p.set_high_watermark(p.offsets().log_end_offset);
-                }
-            })
-        })
-        .collect();
-    router.scatter(jobs).await;
+/// Proposes ISR shrinks for the shard's led partitions every half
+/// `replica.lag.time.max.ms`, as Kafka checks, while the shard serves.
+async fn isr_checks(services: std::rc::Weak<ShardServices>, lag_max: Duration) {
+    let every = (lag_max / 2).max(Duration::from_millis(50));
+    loop {
+        glommio::timer::sleep(every).await;
+        let Some(services) = services.upgrade() else {
+            return;
+        };
+        if services.server.borrow().is_none() {
+            return;
+        }
+        services.replicas.check_isr();
+    }
 }
 
 async fn accept_loop(

@@ -2,8 +2,8 @@
 //! request's context ([`crate::context::BrokerContext::services`]) and reachable
 //! from every job the router runs on the shard ([`ShardServices::of`]): the group
 //! coordinators of the `__consumer_offsets` partitions it owns, the fetch sessions
-//! opened on it, its listener's state, and the hooks of what follows partition
-//! leadership.
+//! opened on it, its listener's state, its replica manager, and the hooks of what
+//! follows partition leadership.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -13,6 +13,7 @@ use sluice_engine::{Partition, Shard, TopicPartition};
 
 use crate::fetch_session::Sessions;
 use crate::group::coordinator::Coordinator;
+use crate::replica::{Assignment, Change, ReplicaManager};
 
 /// Something that follows partition leadership on a shard: group coordinators now,
 /// transaction coordinators later. Called on the shard that owns the partition.
@@ -33,6 +34,8 @@ pub struct ShardServices {
     pub(crate) fetch_sessions: RefCell<Sessions>,
     /// The listener and its connections (see `server`).
     pub(crate) server: RefCell<Option<Rc<dyn std::any::Any>>>,
+    /// Every partition replica of the shard: role, epochs, ISR, high watermark.
+    pub replicas: ReplicaManager,
     leadership: RefCell<Vec<Rc<dyn Leadership>>>,
 }
 
@@ -52,6 +55,24 @@ impl ShardServices {
         let all: Vec<_> = self.leadership.borrow().clone();
         for l in all {
             l.elected(self, partition);
+        }
+    }
+
+    /// Applies the image's record of a partition this shard hosts: the replica
+    /// manager changes its role, and what follows leadership is told.
+    pub fn assign(self: &Rc<Self>, node_id: i32, a: &Assignment, partition: &Rc<Partition>) {
+        let tp = a.tp.clone();
+        match self.replicas.assign(node_id, a, partition.clone()) {
+            Change::Elected => self.elected(partition),
+            Change::Resigned => self.resigned(&tp),
+            Change::None | Change::Updated => {}
+        }
+    }
+
+    /// Forgets a partition this shard no longer hosts (deleted, or moved away).
+    pub fn unassign(self: &Rc<Self>, tp: &TopicPartition) {
+        if self.replicas.remove(tp) {
+            self.resigned(tp);
         }
     }
 

@@ -36,6 +36,7 @@ use uuid::Uuid;
 
 use crate::context::BrokerSettings;
 use crate::kafka_error::{self as code, KafkaError};
+use crate::replica::Assignment;
 use crate::topic_config::{self, TopicSettings};
 
 /// The registry file of versions before the metadata store; imported once.
@@ -60,10 +61,14 @@ pub struct TopicInfo {
 impl TopicInfo {
     /// The broker leading `partition`, or -1 (offline or unknown).
     pub fn leader(&self, partition: i32) -> i32 {
+        self.record(partition).map_or(-1, |r| r.leader)
+    }
+
+    /// The placement record of `partition`.
+    pub fn record(&self, partition: i32) -> Option<&PartitionRecord> {
         usize::try_from(partition)
             .ok()
             .and_then(|p| self.placement.get(p))
-            .map_or(-1, |r| r.leader)
     }
 }
 
@@ -235,7 +240,8 @@ fn refusal_error(r: &Refusal) -> KafkaError {
         Refusal::UnknownTopic(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
         Refusal::PartitionCount { .. } | Refusal::InvalidPartitions(_) => code::INVALID_PARTITIONS,
         Refusal::ReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
-        Refusal::BrokerResource(_) => code::INVALID_REQUEST,
+        Refusal::BrokerResource(_) | Refusal::InvalidIsr { .. } => code::INVALID_REQUEST,
+        Refusal::StalePartition { .. } => code::FENCED_LEADER_EPOCH,
         Refusal::ClusterIdSet | Refusal::InvalidBlock(_) | Refusal::UnknownBroker(_) => {
             code::UNKNOWN_SERVER_ERROR
         }
@@ -616,6 +622,42 @@ impl TopicStore {
         Ok(())
     }
 
+    /// Fences incarnation `incarnation` of broker `id`, which a follower found not
+    /// running (its address refuses connections). A broker already fenced, or
+    /// registered again since, is left alone (the command checks the incarnation).
+    pub async fn fence_unreachable(&self, id: i32, incarnation: u64) -> Result<(), KafkaError> {
+        tracing::info!(
+            broker = id,
+            incarnation,
+            "broker refuses connections; fencing it"
+        );
+        self.change(Command::FenceBroker { id, incarnation })
+            .await?;
+        Ok(())
+    }
+
+    /// A partition leader's ISR change (Kafka's AlterPartition), from the record
+    /// the leader last saw; refused when that record is no longer current.
+    pub async fn alter_isr(
+        &self,
+        tp: &TopicPartition,
+        id: Uuid,
+        seen: &PartitionRecord,
+        isr: Vec<i32>,
+    ) -> Result<(), KafkaError> {
+        self.change(Command::AlterIsr {
+            name: tp.topic.to_string(),
+            id,
+            partition: tp.partition,
+            leader: seen.leader,
+            leader_epoch: seen.leader_epoch,
+            partition_epoch: seen.partition_epoch,
+            isr,
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Commits `cmd` and waits until this node applied it (a refusal too: it was
     /// decided against an image this node may not show yet, such as a concurrent
     /// create of the same topic).
@@ -662,11 +704,24 @@ impl TopicStore {
         &self,
         name: &str,
         partitions: i32,
+        replication_factor: i16,
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Arc<TopicInfo>, KafkaError> {
         TopicPartition::new(name, 0)
             .map_err(|e| KafkaError::new(code::INVALID_TOPIC_EXCEPTION, e.to_string()))?;
+        let live = self.image().live_brokers().count();
+        let rf = if replication_factor == -1 {
+            1
+        } else {
+            replication_factor
+        };
+        if usize::try_from(rf).map_or(true, |r| r == 0 || r > live) {
+            return Err(refusal_error(&Refusal::ReplicationFactor {
+                asked: rf,
+                brokers: live,
+            }));
+        }
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
             return Err(KafkaError::new(
                 code::INVALID_PARTITIONS,
@@ -697,10 +752,10 @@ impl TopicStore {
             id: info.id,
             partitions,
             configs: info.configs.clone(),
-            replication_factor: 1,
+            replication_factor: rf,
         })
         .await?;
-        tracing::info!(topic = %name, partitions, "created topic");
+        tracing::info!(topic = %name, partitions, replication_factor = rf, "created topic");
         Ok(self.image().get(name).cloned().unwrap_or(info))
     }
 
@@ -1037,7 +1092,7 @@ impl Reconciler {
                     .flatten()
                     .filter_map(|p| TopicPartition::new(name, *p).ok())
                     .collect();
-                announce(&self.router, tps, false).await;
+                unassign(&self.router, tps).await;
                 for p in on_disk.get(name.as_str()).into_iter().flatten() {
                     let Ok(tp) = TopicPartition::new(name, *p) else {
                         continue;
@@ -1123,16 +1178,26 @@ impl Reconciler {
                 .router
                 .create_partitions(missing.clone(), Some(info.settings.log.clone()))
                 .await;
-            let mut led = Vec::new();
-            for (tp, r) in missing.into_iter().zip(created) {
+            for r in created {
                 match r {
-                    Ok(_) => led.push(tp),
-                    Err(sluice_engine::Error::PartitionExists(_)) => {}
+                    Ok(_) | Err(sluice_engine::Error::PartitionExists(_)) => {}
                     Err(e) => return Err(e.to_string()),
                 }
             }
-            announce(&self.router, led, true).await;
         }
+        // Every replica here learns its record (role, epochs, ISR).
+        let assignments: Vec<Assignment> = (0..record.partitions)
+            .filter(|p| self.placed_here(record, *p))
+            .filter_map(|p| {
+                Some(Assignment {
+                    tp: TopicPartition::new(name, p).ok()?,
+                    topic_id: record.id,
+                    record: info.record(p)?.clone(),
+                    min_insync: info.settings.min_insync_replicas,
+                })
+            })
+            .collect();
+        assign(&self.router, self.node_id, assignments).await;
         self.hosted.insert(
             name.to_string(),
             Hosted {
@@ -1144,9 +1209,38 @@ impl Reconciler {
     }
 }
 
-/// Tells the leadership followers (group coordinators) of the shards owning `tps`
-/// that they lead them now (`elected`) or no longer do; one hop per shard.
-async fn announce(router: &ShardRouter, tps: Vec<TopicPartition>, elected: bool) {
+/// Hands each shard the records of the partitions it hosts (its replica manager
+/// changes roles and tells what follows leadership); one hop per shard.
+async fn assign(router: &ShardRouter, node_id: i32, assignments: Vec<Assignment>) {
+    let mut per_shard: BTreeMap<usize, Vec<Assignment>> = BTreeMap::new();
+    for a in assignments {
+        if let Some(s) = router.shard_of(&a.tp) {
+            per_shard.entry(s).or_default().push(a);
+        }
+    }
+    let jobs: Vec<_> = per_shard
+        .into_iter()
+        .map(|(s, list)| {
+            (s, move |shard: Rc<sluice_engine::Shard>| async move {
+                let services = crate::services::ShardServices::of(&shard);
+                for a in list {
+                    if let Ok(p) = shard.partition(&a.tp) {
+                        services.assign(node_id, &a, &p);
+                    }
+                }
+            })
+        })
+        .collect();
+    for r in router.scatter(jobs).await {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "a shard did not take a replica assignment");
+        }
+    }
+}
+
+/// Tells the shards owning `tps` that they no longer host them (before the
+/// partitions are deleted); one hop per shard.
+async fn unassign(router: &ShardRouter, tps: Vec<TopicPartition>) {
     let mut per_shard: BTreeMap<usize, Vec<TopicPartition>> = BTreeMap::new();
     for tp in tps {
         if let Some(s) = router.shard_of(&tp) {
@@ -1159,18 +1253,14 @@ async fn announce(router: &ShardRouter, tps: Vec<TopicPartition>, elected: bool)
             (s, move |shard: Rc<sluice_engine::Shard>| async move {
                 let services = crate::services::ShardServices::of(&shard);
                 for tp in tps {
-                    if !elected {
-                        services.resigned(&tp);
-                    } else if let Ok(p) = shard.partition(&tp) {
-                        services.elected(&p);
-                    }
+                    services.unassign(&tp);
                 }
             })
         })
         .collect();
     for r in router.scatter(jobs).await {
         if let Err(e) = r {
-            tracing::warn!(error = %e, "a shard did not take a leadership change");
+            tracing::warn!(error = %e, "a shard did not take a partition's removal");
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct ClusterSection {
     pub rack: Option<String>,
     /// A broker not heard from for this long is fenced, in milliseconds.
     pub session_timeout_ms: u64,
+    /// Kafka's `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
 }
 
 impl Default for ClusterSection {
@@ -52,6 +54,7 @@ impl Default for ClusterSection {
             listen: None,
             rack: None,
             session_timeout_ms: 9000,
+            replica_lag_time_max_ms: 30_000,
         }
     }
 }
@@ -407,6 +410,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "session_timeout_ms",
         "a broker not heard from for this long is fenced, ms (1000 to 600000)",
     ),
+    (
+        "cluster",
+        "replica_lag_time_max_ms",
+        "replica.lag.time.max.ms: a follower not caught up for this long leaves the ISR, ms (100 to 3600000)",
+    ),
 ];
 
 /// Checks that the data directory can be used without changing anything in it:
@@ -752,6 +760,12 @@ impl ClusterSection {
         if !(1000..=600_000).contains(&self.session_timeout_ms) {
             return Err(bad("cluster.session_timeout_ms", "must be 1000 to 600000"));
         }
+        if !(100..=3_600_000).contains(&self.replica_lag_time_max_ms) {
+            return Err(bad(
+                "cluster.replica_lag_time_max_ms",
+                "must be 100 to 3600000 (an hour)",
+            ));
+        }
         if self.rack.as_deref().is_some_and(str::is_empty) {
             return Err(bad("cluster.rack", "must not be empty (leave it unset)"));
         }
@@ -809,6 +823,7 @@ impl ClusterSection {
             },
             rack: self.rack.clone(),
             session_timeout: Duration::from_millis(self.session_timeout_ms),
+            replica_lag_time_max: Duration::from_millis(self.replica_lag_time_max_ms),
         }))
     }
 }
@@ -881,6 +896,7 @@ impl GroupSection {
             offsets_retention_check: Duration::from_millis(
                 self.offsets_retention_check_interval_ms,
             ),
+            ..sluice_net::group::coordinator::GroupSettings::default()
         })
     }
 }

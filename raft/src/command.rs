@@ -73,6 +73,19 @@ pub enum Command {
         id: i32,
         incarnation: u64,
     },
+    /// A partition leader changes its in-sync replicas (Kafka's AlterPartition):
+    /// taken only from the current leader in its current leader epoch and on the
+    /// partition epoch it last saw, so a stale leader or a stale view cannot undo a
+    /// newer change. The new ISR holds the leader and only live replicas.
+    AlterIsr {
+        name: String,
+        id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 fn one() -> i16 {
@@ -110,6 +123,22 @@ pub enum Refusal {
     UnknownBroker(i32),
     #[error("broker config resource '{0}': name a broker id, or nothing for the cluster default")]
     BrokerResource(String),
+    #[error("partition {name}-{partition} changed since (now leader {leader} in epoch {leader_epoch}, partition epoch {partition_epoch})")]
+    StalePartition {
+        name: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    #[error(
+        "partition {name}-{partition}: ISR {isr:?} must hold the leader and only live replicas"
+    )]
+    InvalidIsr {
+        name: String,
+        partition: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// Replica lists for partitions `first..first + count` of a topic: every live
@@ -298,6 +327,7 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
             },
         ),
         Command::FenceBroker { id, incarnation } => fence(image, *id, *incarnation)?,
+        Command::AlterIsr { .. } => alter_isr(image, cmd)?,
         Command::SetBrokerConfigs { resource, configs } => {
             if !resource.is_empty() && resource.parse::<i32>().map_or(true, |id| id < 0) {
                 return Err(Refusal::BrokerResource(resource.clone()));
@@ -336,10 +366,85 @@ fn grow(image: &mut MetadataImage, name: &str, t: &TopicRecord, total: i32) -> R
     Ok(())
 }
 
+/// Applies an [`Command::AlterIsr`]: the partition's ISR changes if `(leader,
+/// leader epoch, partition epoch)` is what the image has and the ISR is valid.
+fn alter_isr(image: &mut MetadataImage, cmd: &Command) -> Result<(), Refusal> {
+    let Command::AlterIsr {
+        name,
+        id,
+        partition,
+        leader,
+        leader_epoch,
+        partition_epoch,
+        isr,
+    } = cmd
+    else {
+        return Ok(());
+    };
+    let (partition, seen) = (*partition, (*leader, *leader_epoch, *partition_epoch));
+    let t = image
+        .topics
+        .get(name)
+        .filter(|t| t.id == *id)
+        .cloned()
+        .ok_or_else(|| Refusal::UnknownTopic(name.clone()))?;
+    let Some(p) = usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.placement.get(i))
+    else {
+        return Err(Refusal::UnknownTopic(format!("{name}-{partition}")));
+    };
+    if (p.leader, p.leader_epoch, p.partition_epoch) != seen {
+        return Err(Refusal::StalePartition {
+            name: name.clone(),
+            partition,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+        });
+    }
+    let live = |r: &i32| image.brokers.get(r).is_some_and(|b| !b.fenced);
+    let mut sorted = isr.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if !isr.contains(&p.leader)
+        || sorted.len() != isr.len()
+        || !isr.iter().all(|r| p.replicas.contains(r) && live(r))
+    {
+        return Err(Refusal::InvalidIsr {
+            name: name.clone(),
+            partition,
+            isr: isr.clone(),
+        });
+    }
+    let next = PartitionRecord {
+        isr: isr.clone(),
+        partition_epoch: p.partition_epoch + 1,
+        ..p.clone()
+    };
+    let mut t = (*t).clone();
+    t.placement[usize::try_from(partition).unwrap_or(0)] = next;
+    image.topics.insert(name.clone(), Arc::new(t));
+    Ok(())
+}
+
 /// A broker registers: live from here on; offline partitions it is an in-sync
-/// replica of are led by it again; topics not placed yet are placed on it.
+/// replica of are led by it again; topics not placed yet are placed on it. A
+/// broker that registers again with a new incarnation while its old one was never
+/// fenced restarted without a controlled shutdown (killed, power lost): the old
+/// incarnation is fenced first, so what it led moves to another in-sync replica
+/// and it leaves the ISRs until it has caught up again, since its log may have
+/// lost what it had not made durable.
 fn register(image: &mut MetadataImage, broker: BrokerRecord) {
     let id = broker.id;
+    if let Some(old) = image
+        .brokers
+        .get(&id)
+        .filter(|b| !b.fenced && b.incarnation != broker.incarnation)
+    {
+        let incarnation = old.incarnation;
+        let _ = fence(image, id, incarnation);
+    }
     image.brokers.insert(id, broker);
     each_partition(image, |p| {
         (p.leader == -1 && p.isr.contains(&id)).then(|| PartitionRecord {
@@ -619,6 +724,73 @@ mod tests {
         assert_eq!(one.placement[0].leader, victim);
         assert_eq!(one.placement[0].leader_epoch, 2);
         assert!(!image.brokers[&victim].fenced);
+    }
+
+    #[test]
+    fn the_isr_changes_only_from_the_current_leader_on_the_current_record() {
+        let mut image = MetadataImage::default();
+        for (i, id) in [1, 2, 3].iter().enumerate() {
+            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
+        }
+        let t = created(&mut image, 4, "t", 1, 3);
+        let p = t.placement[0].clone();
+        let follower = p.replicas[1];
+        let alter = |p: &PartitionRecord, isr: Vec<i32>| Command::AlterIsr {
+            name: "t".into(),
+            id: t.id,
+            partition: 0,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr,
+        };
+        let shrunk: Vec<i32> = p.isr.iter().copied().filter(|r| *r != follower).collect();
+        assert_eq!(
+            apply(&mut image, 5, &alter(&p, shrunk.clone())),
+            Ok(Applied::Done)
+        );
+        let now = image.topic("t").expect("t").placement[0].clone();
+        assert_eq!(now.isr, shrunk);
+        assert_eq!(now.partition_epoch, p.partition_epoch + 1);
+        assert_eq!(now.leader_epoch, p.leader_epoch);
+        // The same change again is on a stale record: refused, nothing changes.
+        assert!(matches!(
+            apply(&mut image, 6, &alter(&p, p.isr.clone())),
+            Err(Refusal::StalePartition { .. })
+        ));
+        // An ISR without the leader, with a stranger, or twice the same: refused.
+        for bad in [
+            vec![follower],
+            vec![now.leader, 9],
+            vec![now.leader, now.leader],
+        ] {
+            assert!(
+                matches!(
+                    apply(&mut image, 7, &alter(&now, bad.clone())),
+                    Err(Refusal::InvalidIsr { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(image.topic("t").expect("t").placement[0], now);
+        // The leader restarts without being fenced (killed): registering with a
+        // new incarnation fences the old one first, so the partition moves to
+        // another in-sync replica in a newer epoch and the restarted broker is
+        // out of the ISR until it caught up.
+        let restart = Command::RegisterBroker {
+            id: now.leader,
+            incarnation: 999,
+            rack: None,
+            host: "h".into(),
+            port: 9092,
+        };
+        assert_eq!(apply(&mut image, 8, &restart), Ok(Applied::Done));
+        let moved = image.topic("t").expect("t").placement[0].clone();
+        assert_ne!(moved.leader, now.leader);
+        assert!(now.isr.contains(&moved.leader));
+        assert_eq!(moved.leader_epoch, now.leader_epoch + 1);
+        assert!(!moved.isr.contains(&now.leader));
+        assert!(!image.brokers[&now.leader].fenced);
     }
 
     #[test]

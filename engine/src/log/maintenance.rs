@@ -105,11 +105,34 @@ impl Partition {
         result
     }
 
+    /// Empties the log and restarts it at `offset` (a follower whose log ends
+    /// before its leader's log start: what it has is gone on the leader).
+    pub async fn reset_to(self: &Rc<Self>, offset: u64) -> Result<()> {
+        let _permit = self
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| Error::ShuttingDown(self.ctx.id))?;
+        self.online(&self.st.borrow())?;
+        self.write_out_locked(true).await?;
+        let result = self.truncate_fully_locked(offset).await;
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
     async fn truncate_locked(self: &Rc<Self>, offset: u64) -> Result<()> {
         {
-            let st = self.st.borrow();
+            let mut st = self.st.borrow_mut();
             self.online(&st)?;
             if offset >= st.next_offset {
+                // Nothing to cut, but epochs begun at the end with nothing written
+                // in them (a leader that lost its leadership) go.
+                let before = st.leader_epochs.len();
+                let end = st.next_offset;
+                st.leader_epochs.retain(|&(_, start)| start < end);
+                st.epochs_dirty |= st.leader_epochs.len() != before;
                 return Ok(());
             }
         }

@@ -241,18 +241,53 @@ impl Partition {
         self.st.borrow().leader_epochs.clone()
     }
 
-    /// Sets the high watermark (the replication layer owns it), bounded by the log end.
+    /// Sets the high watermark (the replication layer owns it). It must lie between
+    /// the log start and the log end: a value outside is a bug in the caller, which
+    /// fails debug builds (the tests) and is logged and bounded in release builds.
     /// Fetches waiting on [`Partition::appended`] are woken when it moves.
     pub fn set_high_watermark(&self, offset: u64) {
         let moved = {
             let mut st = self.st.borrow_mut();
+            let (start, end) = (st.log_start_offset, st.next_offset);
+            let inside = (start..=end).contains(&offset);
+            debug_assert!(
+                inside,
+                "{}: high watermark {offset} outside the log [{start}, {end}]",
+                self.tp
+            );
+            if !inside {
+                tracing::error!(partition = %self.tp, offset, log_start_offset = start,
+                    log_end_offset = end, "high watermark outside the log; bounded");
+            }
             let before = st.high_watermark;
-            st.high_watermark = offset.clamp(st.log_start_offset, st.next_offset);
+            st.high_watermark = offset.clamp(start, end);
             st.high_watermark != before
         };
         if moved {
             self.appended.notify_all();
         }
+    }
+
+    /// A leader starting `epoch`: the leader-epoch cache gets `(epoch, log end)`
+    /// unless it already has this epoch or a newer one, so that OffsetForLeaderEpoch
+    /// answers a follower of an older epoch where that epoch ended here, before
+    /// anything is written in the new one (Kafka's leader does the same).
+    pub fn begin_leader_epoch(&self, epoch: i32) {
+        let mut st = self.st.borrow_mut();
+        let end = st.next_offset;
+        if epoch >= 0 && st.leader_epochs.last().is_none_or(|&(e, _)| epoch > e) {
+            st.leader_epochs.push((epoch, end));
+            st.epochs_dirty = true;
+        }
+    }
+
+    /// The newest leader epoch in the log's epoch cache, or -1.
+    pub fn last_leader_epoch(&self) -> i32 {
+        self.st
+            .borrow()
+            .leader_epochs
+            .last()
+            .map_or(-1, |&(e, _)| e)
     }
 
     fn online(&self, st: &LogState) -> Result<()> {

@@ -51,6 +51,9 @@ pub struct GroupSettings {
     pub offset_metadata_max_bytes: usize,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check: Duration,
+    /// `offsets.commit.timeout.ms`: how long a commit waits for the offsets
+    /// partition's in-sync replicas.
+    pub commit_timeout: Duration,
 }
 
 impl Default for GroupSettings {
@@ -61,6 +64,7 @@ impl Default for GroupSettings {
             offsets_retention: Duration::from_hours(7 * 24),
             offset_metadata_max_bytes: 4096,
             offsets_retention_check: Duration::from_mins(10),
+            commit_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -439,19 +443,36 @@ impl Coordinator {
             })
             .collect();
         let batch = build_batch(&specs, now_ms(), NO_PRODUCER);
+        // Written as the partition's leader, in its epoch; durable records are
+        // answered once every in-sync replica has them, as acks=all.
+        let replica = self
+            .services
+            .upgrade()
+            .and_then(|s| s.replicas.get(self.partition.topic_partition()))
+            .filter(|r| Rc::ptr_eq(&r.log, &self.partition))
+            .ok_or_else(|| {
+                KafkaError::new(code::NOT_COORDINATOR, "the coordinator is being unloaded")
+            })?;
+        let epoch = replica
+            .check_leader(-1)
+            .map_err(|e| KafkaError::new(code::NOT_COORDINATOR, e.message))?;
         let info = self
             .partition
             .append(
                 Bytes::from(batch),
                 AppendOptions {
-                    leader_epoch: 0,
+                    leader_epoch: epoch,
                     durability,
                 },
             )
             .await?;
-        // One node: durable here is committed.
-        let end = self.partition.offsets().log_end_offset;
-        self.partition.set_high_watermark(end);
+        replica.update_high_watermark();
+        if durability == Durability::Durable {
+            replica
+                .wait_replicated(info.last_offset + 1, self.settings.commit_timeout)
+                .await
+                .map_err(|e| KafkaError::new(code::NOT_COORDINATOR, e.message))?;
+        }
         Ok(info.base_offset)
     }
 
@@ -674,8 +695,15 @@ async fn retention(services: std::rc::Weak<ShardServices>, interval: Duration) {
     }
 }
 
+/// Replicas of `__consumer_offsets`: three, or every live broker when there are
+/// fewer (Kafka's `offsets.topic.replication.factor` is 3).
+fn offsets_replication(ctx: &BrokerContext) -> i16 {
+    let live = ctx.topics.image().live_brokers().count();
+    i16::try_from(live.clamp(1, 3)).unwrap_or(1)
+}
+
 /// The offsets topic, created (compacted, `offsets.topic.num.partitions`
-/// partitions) on first use.
+/// partitions, replicated, see [`offsets_replication`]) on first use.
 pub async fn offsets_topic(ctx: &BrokerContext) -> Result<Arc<TopicInfo>, KafkaError> {
     if let Some(t) = ctx.topics.image().get(OFFSETS_TOPIC) {
         return Ok(t.clone());
@@ -686,6 +714,7 @@ pub async fn offsets_topic(ctx: &BrokerContext) -> Result<Arc<TopicInfo>, KafkaE
         .create(
             OFFSETS_TOPIC,
             ctx.settings.groups.offsets_topic_partitions,
+            offsets_replication(ctx),
             configs,
             false,
         )
@@ -725,7 +754,18 @@ where
             let p = s
                 .partition(&tp)
                 .map_err(|e| KafkaError::new(code::COORDINATOR_NOT_AVAILABLE, e.to_string()))?;
-            let c = Coordinator::get(index, p, &settings, &ShardServices::of(&s)).await?;
+            let services = ShardServices::of(&s);
+            // A follower's replica is no coordinator: the leader's is.
+            let leads = services.replicas.get(&tp).is_some_and(|r| {
+                Rc::ptr_eq(&r.log, &p) && r.role() == crate::replica::Role::Leader
+            });
+            if !leads {
+                return Err(KafkaError::new(
+                    code::NOT_COORDINATOR,
+                    format!("this broker does not lead {tp}"),
+                ));
+            }
+            let c = Coordinator::get(index, p, &settings, &services).await?;
             f(c).await
         })
         .await
@@ -745,8 +785,9 @@ where
     };
     let all = (0..topic.partitions)
         .filter(|i| {
-            TopicPartition::new(OFFSETS_TOPIC, *i)
-                .is_ok_and(|tp| ctx.router.shard_of(&tp).is_some())
+            topic.leader(*i) == ctx.node_id()
+                && TopicPartition::new(OFFSETS_TOPIC, *i)
+                    .is_ok_and(|tp| ctx.router.shard_of(&tp).is_some())
         })
         .map(|i| on_partition(ctx, i, f.clone()));
     futures::future::join_all(all).await.into_iter().collect()
@@ -777,7 +818,7 @@ pub async fn load_owned(ctx: &BrokerContext) {
         let Ok(tp) = TopicPartition::new(OFFSETS_TOPIC, index) else {
             continue;
         };
-        if ctx.router.shard_of(&tp) == Some(ctx.shard) {
+        if ctx.router.shard_of(&tp) == Some(ctx.shard) && topic.leader(index) == ctx.node_id() {
             if let Err(e) = on_partition(ctx, index, |_| async { Ok(()) }).await {
                 tracing::warn!(partition = index, error = %e, "could not load consumer groups");
             }

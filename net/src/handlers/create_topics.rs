@@ -33,7 +33,13 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                     if v >= 5 {
                         result = result
                             .with_num_partitions(info.partitions)
-                            .with_replication_factor(1)
+                            .with_replication_factor(
+                                info.placement
+                                    .first()
+                                    .map_or(t.replication_factor.max(1), |p| {
+                                        i16::try_from(p.replicas.len()).unwrap_or(1)
+                                    }),
+                            )
                             .with_configs(Some(
                                 topic_config::describe(&ctx.topics.defaults(), &info.configs)
                                     .into_iter()
@@ -73,16 +79,6 @@ async fn create(
     t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
 ) -> Result<std::sync::Arc<crate::topics::TopicInfo>, KafkaError> {
-    if !matches!(t.replication_factor, -1 | 1) && t.assignments.is_empty() {
-        return Err(KafkaError::new(
-            code::INVALID_REPLICATION_FACTOR,
-            format!(
-                "replication factor {}: partitions have one replica in this version \
-                 (replication is not built yet)",
-                t.replication_factor
-            ),
-        ));
-    }
     let partitions = if t.assignments.is_empty() {
         if t.num_partitions == -1 {
             ctx.settings.default_partitions
@@ -119,6 +115,16 @@ async fn create(
         }
     }
     ctx.topics
-        .create(&t.name, partitions, configs, validate_only)
+        .create(
+            &t.name,
+            partitions,
+            if t.assignments.is_empty() {
+                t.replication_factor
+            } else {
+                1
+            },
+            configs,
+            validate_only,
+        )
         .await
 }

@@ -36,20 +36,26 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 )
             })
             .collect();
-        let results = super::per_partition(&ctx, asked, |p, offset: i64| async move {
-            let hw = p.offsets().high_watermark;
-            let target = match offset {
-                -1 => hw,
-                o => u64::try_from(o).ok().filter(|&o| o <= hw).ok_or_else(|| {
-                    KafkaError::new(
-                        code::OFFSET_OUT_OF_RANGE,
-                        format!("offset {o} is not between 0 and the high watermark {hw}"),
-                    )
-                })?,
-            };
-            let low = p.delete_records_before(target).await?;
-            Ok(i64::try_from(low).unwrap_or(i64::MAX))
-        })
+        let results = super::per_partition(
+            &ctx,
+            asked,
+            super::Need::Leader,
+            |r, offset: i64| async move {
+                let p = r.log.clone();
+                let hw = p.offsets().high_watermark;
+                let target = match offset {
+                    -1 => hw,
+                    o => u64::try_from(o).ok().filter(|&o| o <= hw).ok_or_else(|| {
+                        KafkaError::new(
+                            code::OFFSET_OUT_OF_RANGE,
+                            format!("offset {o} is not between 0 and the high watermark {hw}"),
+                        )
+                    })?,
+                };
+                let low = p.delete_records_before(target).await?;
+                Ok(i64::try_from(low).unwrap_or(i64::MAX))
+            },
+        )
         .await;
         let topics = req
             .topics

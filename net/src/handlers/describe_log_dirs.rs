@@ -44,9 +44,12 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 })
                 .collect(),
         };
-        let sizes = super::per_partition(&ctx, asked.clone(), |p, ()| async move {
-            Ok(i64::try_from(p.size_bytes()).unwrap_or(i64::MAX))
-        })
+        let sizes = super::per_partition(
+            &ctx,
+            asked.clone(),
+            super::Need::Replica,
+            |r, ()| async move { Ok(i64::try_from(r.log.size_bytes()).unwrap_or(i64::MAX)) },
+        )
         .await;
         let topics = asked
             .iter()

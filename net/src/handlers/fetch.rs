@@ -36,6 +36,8 @@ pub(crate) struct Read {
     data: Vec<Part>,
     high_watermark: i64,
     log_start_offset: i64,
+    /// What a follower's wait compares (consumers wait on the high watermark).
+    log_end_offset: u64,
 }
 
 impl Read {
@@ -53,6 +55,7 @@ struct Wanted {
     tp: TopicPartition,
     offset: u64,
     max_bytes: usize,
+    current_leader_epoch: i32,
 }
 
 #[allow(clippy::needless_pass_by_value)]
@@ -76,8 +79,16 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 return super::encode(&response, KEY, v);
             }
         };
+        // A follower's fetch (Kafka's replica id): read up to the log end, and the
+        // leader records how far the follower got.
+        let replica_id = if v >= 15 {
+            req.replica_state.replica_id.0
+        } else {
+            req.replica_id.0
+        };
+        let follower = (replica_id >= 0).then_some(replica_id);
         let (errors, wanted) = resolve(&ctx, &plan.asked, v, max_bytes);
-        let reads = read_until_ready(&ctx, &wanted, min_bytes, wait).await;
+        let reads = read_until_ready(&ctx, &wanted, follower, min_bytes, wait).await;
         let mut results = kept_to_max_bytes(errors, &wanted, reads, max_bytes);
         let include = fetch_session::record_sent(&ctx.services.fetch_sessions, &plan, &results);
         let (topics, endpoints) = respond(
@@ -280,6 +291,7 @@ fn resolve(
                     index,
                     tp,
                     offset,
+                    current_leader_epoch: a.current_leader_epoch,
                     max_bytes: usize::try_from(a.max_bytes.max(0))
                         .unwrap_or(0)
                         .min(max_bytes),
@@ -295,11 +307,12 @@ fn resolve(
 async fn read_until_ready(
     ctx: &BrokerContext,
     wanted: &[Wanted],
+    follower: Option<i32>,
     min_bytes: usize,
     wait: Duration,
 ) -> Vec<Result<Read, KafkaError>> {
     let started = Instant::now();
-    let mut reads = read_all(ctx, wanted).await;
+    let mut reads = read_all(ctx, wanted, follower).await;
     loop {
         let available: usize = reads.iter().map(|r| r.as_ref().map_or(0, Read::len)).sum();
         let failed = reads.iter().any(Result::is_err);
@@ -312,12 +325,17 @@ async fn read_until_ready(
         let seen: Vec<u64> = reads
             .iter()
             .map(|r| {
-                r.as_ref()
-                    .map_or(0, |r| u64::try_from(r.high_watermark).unwrap_or(0))
+                r.as_ref().map_or(0, |r| {
+                    if follower.is_some() {
+                        r.log_end_offset
+                    } else {
+                        u64::try_from(r.high_watermark).unwrap_or(0)
+                    }
+                })
             })
             .collect();
-        wait_for_append(ctx, wanted, &seen, left).await;
-        reads = read_all(ctx, wanted).await;
+        wait_for_append(ctx, wanted, &seen, follower.is_some(), left).await;
+        reads = read_all(ctx, wanted, follower).await;
     }
 }
 
@@ -358,17 +376,45 @@ fn answer(index: i32, r: Option<Result<Read, KafkaError>>, isolation: i8, v: i16
 }
 
 /// Reads every wanted partition once, on the owning shards.
-async fn read_all(ctx: &BrokerContext, wanted: &[Wanted]) -> Vec<Result<Read, KafkaError>> {
+async fn read_all(
+    ctx: &BrokerContext,
+    wanted: &[Wanted],
+    follower: Option<i32>,
+) -> Vec<Result<Read, KafkaError>> {
     let items = wanted
         .iter()
-        .map(|w| (w.tp.clone(), (w.offset, w.max_bytes)))
+        .map(|w| {
+            (
+                w.tp.clone(),
+                (w.offset, w.max_bytes, w.current_leader_epoch),
+            )
+        })
         .collect();
     super::on_owners(
         ctx,
         items,
-        |p, (offset, max_bytes): (u64, usize)| async move {
-            let hw = p.offsets().high_watermark;
-            let r = p.read(offset, max_bytes.max(1), Some(hw)).await?;
+        super::Need::Leader,
+        move |replica, (offset, max_bytes, current): (u64, usize, i32)| async move {
+            replica.check_leader(current)?;
+            let p = replica.log.clone();
+            let o = p.offsets();
+            let upper = match follower {
+                Some(id) => {
+                    if offset > o.log_end_offset {
+                        return Err(KafkaError::new(
+                            code::OFFSET_OUT_OF_RANGE,
+                            format!(
+                                "follower {id} fetches offset {offset} past the log end {}",
+                                o.log_end_offset
+                            ),
+                        ));
+                    }
+                    replica.follower_fetched(id, offset)?;
+                    None
+                }
+                None => Some(o.high_watermark),
+            };
+            let r = p.read(offset, max_bytes.max(1), upper).await?;
             let mut data = Vec::with_capacity(r.chunks.len());
             for c in &r.chunks {
                 match c {
@@ -390,10 +436,14 @@ async fn read_all(ctx: &BrokerContext, wanted: &[Wanted]) -> Vec<Result<Read, Ka
                     },
                 }
             }
+            if follower.is_some() {
+                sluice_engine::metrics::replicated_out(data.iter().map(Part::len).sum());
+            }
             Ok(Read {
                 data,
                 high_watermark: i64::try_from(r.high_watermark).unwrap_or(i64::MAX),
                 log_start_offset: i64::try_from(r.log_start_offset).unwrap_or(0),
+                log_end_offset: r.log_end_offset,
             })
         },
     )
@@ -426,9 +476,15 @@ fn buffered_open(path: &std::path::Path) -> Option<Arc<std::fs::File>> {
     }
 }
 
-/// Waits until any wanted partition's high watermark moves past `seen` (what the
-/// last read saw), or `limit` passes.
-async fn wait_for_append(ctx: &BrokerContext, wanted: &[Wanted], seen: &[u64], limit: Duration) {
+/// Waits until any wanted partition's high watermark (a follower's: log end)
+/// moves past `seen` (what the last read saw), or `limit` passes.
+async fn wait_for_append(
+    ctx: &BrokerContext,
+    wanted: &[Wanted],
+    seen: &[u64],
+    log_end: bool,
+    limit: Duration,
+) {
     let mut per_shard: std::collections::BTreeMap<usize, Vec<(TopicPartition, u64)>> =
         std::collections::BTreeMap::new();
     for (w, seen) in wanted.iter().zip(seen) {
@@ -452,10 +508,17 @@ async fn wait_for_append(ctx: &BrokerContext, wanted: &[Wanted], seen: &[u64], l
                             .collect();
                         let waits: Vec<_> = parts.iter().map(|p| p.appended()).collect();
                         // Data that arrived since the read needs no wait.
+                        let mark = |o: sluice_engine::log::LogOffsets| {
+                            if log_end {
+                                o.log_end_offset
+                            } else {
+                                o.high_watermark
+                            }
+                        };
                         if parts
                             .iter()
                             .zip(&tps)
-                            .any(|(p, (_, seen))| p.offsets().high_watermark > *seen)
+                            .any(|(p, (_, seen))| mark(p.offsets()) > *seen)
                         {
                             return;
                         }

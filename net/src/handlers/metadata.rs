@@ -140,11 +140,7 @@ fn describe(ctx: &BrokerContext, t: &TopicInfo, v: i16) -> MetadataResponseTopic
                         .with_error_code(sluice_engine::metrics::tally(error))
                         .with_partition_index(p)
                         .with_leader_id(BrokerId(r.leader))
-                        .with_leader_epoch(if v >= 7 {
-                            super::REPORTED_LEADER_EPOCH
-                        } else {
-                            -1
-                        })
+                        .with_leader_epoch(if v >= 7 { r.leader_epoch } else { -1 })
                         .with_replica_nodes(ids(&r.replicas))
                         .with_isr_nodes(ids(&r.isr))
                         .with_offline_replicas(if v >= 5 { offline } else { Vec::new() })

@@ -39,11 +39,12 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use sluice_engine::{Partition, TopicPartition};
+use sluice_engine::TopicPartition;
 
 use crate::context::BrokerContext;
 use crate::error::{Error, Result};
 use crate::kafka_error::{self as code, KafkaError};
+use crate::replica::Replica;
 use crate::topics::TopicInfo;
 
 /// Decodes a request body; a body that does not decode is [`Error::Malformed`].
@@ -94,6 +95,7 @@ pub async fn find_topic(
         .create(
             name,
             ctx.settings.default_partitions,
+            -1,
             BTreeMap::new(),
             false,
         )
@@ -141,11 +143,6 @@ pub fn not_here(ctx: &BrokerContext, tp: &TopicPartition) -> KafkaError {
     }
 }
 
-/// The leader epoch clients are told (Metadata, KIP-951 hints): 0 until
-/// replication keeps epochs in the log too, since clients check them against the
-/// log's (OffsetForLeaderEpoch).
-pub const REPORTED_LEADER_EPOCH: i32 = 0;
-
 /// KIP-951: where a partition's leader is, sent with `NOT_LEADER_OR_FOLLOWER` in
 /// Produce (v10+) and Fetch (v12+, endpoints v16+) so that a client goes there
 /// without asking for metadata first: the leader and its epoch as Metadata shows
@@ -156,22 +153,34 @@ pub fn leader_hint(
     partition: i32,
 ) -> Option<(i32, i32, crate::topics::BrokerRecord)> {
     let image = ctx.topics.image();
-    let leader = image.get(topic)?.leader(partition);
-    let broker = image.broker(leader)?.clone();
-    Some((leader, REPORTED_LEADER_EPOCH, broker))
+    let record = image.get(topic)?.record(partition)?;
+    let broker = image.broker(record.leader)?.clone();
+    Some((record.leader, record.leader_epoch, broker))
 }
 
-/// Runs `f` on every partition's owning shard: one hop per shard, the partitions of
-/// a shard concurrently; results come back in the order of `items`.
+/// Which replicas a request may be served by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Only the partition's leader (produce, fetch, offsets).
+    Leader,
+    /// Any replica this node hosts (log dirs, deletion of records on followers).
+    Replica,
+}
+
+/// Runs `f` on every partition's owning shard with its replica: one hop per
+/// shard, the partitions of a shard concurrently; results come back in the order
+/// of `items`. With [`Need::Leader`] a partition this node does not lead gets
+/// `NOT_LEADER_OR_FOLLOWER` (or `LEADER_NOT_AVAILABLE`) without calling `f`.
 pub async fn on_owners<I, O, F, Fut>(
     ctx: &BrokerContext,
     items: Vec<(TopicPartition, I)>,
+    need: Need,
     f: F,
 ) -> Vec<std::result::Result<O, KafkaError>>
 where
     I: Send + 'static,
     O: Send + 'static,
-    F: Fn(Rc<Partition>, I) -> Fut + Clone + Send + 'static,
+    F: Fn(Rc<Replica>, I) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = std::result::Result<O, KafkaError>> + 'static,
 {
     let n = items.len();
@@ -189,13 +198,14 @@ where
             let f = f.clone();
             let indexes: Vec<usize> = work.iter().map(|w| w.0).collect();
             let job = move |shard: Rc<sluice_engine::Shard>| async move {
+                let services = crate::services::ShardServices::of(&shard);
                 futures::future::join_all(work.into_iter().map(|(i, tp, item)| {
                     let f = f.clone();
-                    let p = shard.partition(&tp);
+                    let r = replica_here(&shard, &services, &tp, need);
                     async move {
-                        let r = match p {
-                            Ok(p) => f(p, item).await,
-                            Err(e) => Err(KafkaError::from(e)),
+                        let r = match r {
+                            Ok(r) => f(r, item).await,
+                            Err(e) => Err(e),
                         };
                         (i, r)
                     }
@@ -233,6 +243,28 @@ where
         .collect()
 }
 
+/// The replica of `tp` on this shard, if it may serve what `need` says.
+fn replica_here(
+    shard: &sluice_engine::Shard,
+    services: &crate::services::ShardServices,
+    tp: &TopicPartition,
+    need: Need,
+) -> std::result::Result<Rc<Replica>, KafkaError> {
+    let p = shard.partition(tp).map_err(KafkaError::from)?;
+    match services.replicas.get(tp) {
+        Some(r) if Rc::ptr_eq(&r.log, &p) => {
+            if need == Need::Leader {
+                r.check_leader(-1)?;
+            }
+            Ok(r)
+        }
+        _ => Err(KafkaError::new(
+            code::LEADER_NOT_AVAILABLE,
+            format!("partition {tp} is not open on this broker yet"),
+        )),
+    }
+}
+
 /// Results of a per-partition request, shaped like the request: one `Vec` per topic.
 pub type PerPartition<O> = Vec<Vec<std::result::Result<O, KafkaError>>>;
 
@@ -241,12 +273,13 @@ pub type PerPartition<O> = Vec<Vec<std::result::Result<O, KafkaError>>>;
 pub async fn per_partition<I, O, F, Fut>(
     ctx: &BrokerContext,
     topics: Vec<(String, Vec<(i32, I)>)>,
+    need: Need,
     f: F,
 ) -> PerPartition<O>
 where
     I: Send + 'static,
     O: Send + 'static,
-    F: Fn(Rc<Partition>, I) -> Fut + Clone + Send + 'static,
+    F: Fn(Rc<Replica>, I) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = std::result::Result<O, KafkaError>> + 'static,
 {
     let image = ctx.topics.image();
@@ -275,7 +308,7 @@ where
             }
         }
     }
-    for ((ti, pi), r) in places.into_iter().zip(on_owners(ctx, items, f).await) {
+    for ((ti, pi), r) in places.into_iter().zip(on_owners(ctx, items, need, f).await) {
         out[ti][pi] = Some(r);
     }
     out.into_iter()

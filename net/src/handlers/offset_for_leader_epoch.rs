@@ -1,6 +1,8 @@
 //! OffsetForLeaderEpoch (v2+): the end offset of a leader epoch, from each
-//! partition's leader-epoch cache: the start of the next epoch, or the log end for
-//! the latest. A single node leads every partition in epoch 0.
+//! partition's leader-epoch cache on its leader: the start of the next epoch, or
+//! the log end for the latest. Consumers ask it after a leader change to detect
+//! truncation; followers ask it before they fetch from a new leader
+//! ([`crate::replica::fetcher`]).
 
 use std::rc::Rc;
 
@@ -13,13 +15,9 @@ use kafka_protocol::messages::{
 };
 
 use crate::context::BrokerContext;
-use crate::kafka_error::{self as code, KafkaError};
 use crate::registry::HandlerFuture;
 
 const KEY: i16 = ApiKey::OffsetForLeaderEpoch as i16;
-
-/// The leader epoch of every partition on a single node.
-const LEADER_EPOCH: i32 = 0;
 
 #[allow(clippy::needless_pass_by_value)]
 pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) -> HandlerFuture {
@@ -39,22 +37,22 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 )
             })
             .collect();
-        let results =
-            super::per_partition(&ctx, asked, |p, (current, wanted): (i32, i32)| async move {
-                if current > LEADER_EPOCH {
-                    return Err(KafkaError::new(
-                        code::UNKNOWN_LEADER_EPOCH,
-                        "the client knows a newer leader epoch",
-                    ));
-                }
-                // No epoch is older than 0, so FENCED_LEADER_EPOCH cannot happen yet.
+        let results = super::per_partition(
+            &ctx,
+            asked,
+            super::Need::Leader,
+            |r, (current, wanted): (i32, i32)| async move {
+                let epoch = r.check_leader(current)?;
+                let p = &r.log;
                 Ok(end_of_epoch(
                     &p.leader_epochs(),
                     p.offsets().log_end_offset,
+                    epoch,
                     wanted,
                 ))
-            })
-            .await;
+            },
+        )
+        .await;
         let topics = req
             .topics
             .iter()
@@ -93,12 +91,12 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
 /// `(epoch, end offset)` for `wanted` given the cache `(epoch, start offset)`
 /// ascending: the largest epoch at or below `wanted` and where the next one starts
 /// (or the log end); `(-1, -1)` when `wanted` is older than every epoch. An empty
-/// cache (nothing written yet) answers the current epoch at the log end.
-pub fn end_of_epoch(epochs: &[(i32, u64)], log_end: u64, wanted: i32) -> (i32, i64) {
+/// cache (nothing written yet) answers the `current` epoch at the log end.
+pub fn end_of_epoch(epochs: &[(i32, u64)], log_end: u64, current: i32, wanted: i32) -> (i32, i64) {
     let as_i64 = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
     if epochs.is_empty() {
-        return if wanted >= LEADER_EPOCH {
-            (LEADER_EPOCH, as_i64(log_end))
+        return if wanted >= current {
+            (current, as_i64(log_end))
         } else {
             (-1, -1)
         };
@@ -117,11 +115,11 @@ mod tests {
     #[test]
     fn an_epoch_ends_where_the_next_begins() {
         let cache = [(0, 0), (3, 100), (5, 250)];
-        assert_eq!(end_of_epoch(&cache, 400, 0), (0, 100));
-        assert_eq!(end_of_epoch(&cache, 400, 2), (0, 100));
-        assert_eq!(end_of_epoch(&cache, 400, 4), (3, 250));
-        assert_eq!(end_of_epoch(&cache, 400, 9), (5, 400));
-        assert_eq!(end_of_epoch(&cache[1..], 400, 1), (-1, -1));
-        assert_eq!(end_of_epoch(&[], 0, 0), (0, 0));
+        assert_eq!(end_of_epoch(&cache, 400, 5, 0), (0, 100));
+        assert_eq!(end_of_epoch(&cache, 400, 5, 2), (0, 100));
+        assert_eq!(end_of_epoch(&cache, 400, 5, 4), (3, 250));
+        assert_eq!(end_of_epoch(&cache, 400, 5, 9), (5, 400));
+        assert_eq!(end_of_epoch(&cache[1..], 400, 5, 1), (-1, -1));
+        assert_eq!(end_of_epoch(&[], 0, 0, 0), (0, 0));
     }
 }

@@ -1,7 +1,8 @@
 //! Produce (v3+): every partition's record batches are appended on the shard that
-//! owns the partition (one hop per shard, partitions of a shard concurrently) and
-//! answered by `acks`: 0 no answer, 1 once in the write buffer, -1 (all) once an
-//! fdatasync covered the batches. Batches are stored as sent, compressed or not,
+//! owns the partition, which must lead it (one hop per shard, partitions of a
+//! shard concurrently) and answered by `acks`: 0 no answer, 1 once in the leader's
+//! write buffer, -1 (all) once an fdatasync on the leader covered the batches and
+//! the high watermark passed them (see [`crate::replica`]). Batches are stored as sent, compressed or not,
 //! unless the topic's configs ask otherwise ([`crate::topic_rules`]: keys on
 //! compacted topics, timestamp bounds, `compression.type`), which runs on the owning
 //! shard too; the engine checks each batch's CRC and framing before anything is
@@ -23,6 +24,7 @@ use sluice_engine::{AppendOptions, Durability, TopicPartition};
 use crate::context::BrokerContext;
 use crate::kafka_error::{self as code, KafkaError};
 use crate::registry::HandlerFuture;
+use crate::replica::Replica;
 use crate::topic_rules::{self, TopicRules};
 use crate::topics::TopicInfo;
 
@@ -75,11 +77,8 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
                 }
             }
         }
-        let durability = if acks == -1 {
-            Durability::Durable
-        } else {
-            Durability::Buffered
-        };
+        let timeout =
+            std::time::Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
         let places: Vec<(usize, usize)> = work.iter().map(|(_, (t, p, _, _))| (*t, *p)).collect();
         let items = work
             .into_iter()
@@ -88,7 +87,10 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
         let results = super::on_owners(
             &ctx,
             items,
-            move |p, (records, rules): (Bytes, TopicRules)| append(p, records, rules, durability),
+            super::Need::Leader,
+            move |r, (records, rules): (Bytes, TopicRules)| {
+                append(r, records, rules, acks, timeout)
+            },
         )
         .await;
         for ((ti, pi), r) in places.into_iter().zip(results) {
@@ -137,32 +139,48 @@ pub fn handle(ctx: Rc<BrokerContext>, header: RequestHeader, mut body: Bytes) ->
     })
 }
 
-/// On the owning shard: the topic's rules, then the engine's append.
+/// On the owning shard, which leads the partition: the topic's rules, then the
+/// engine's append in the leader's epoch, then by `acks`: -1 waits until the
+/// leader made the batches durable and the high watermark passed them (every
+/// in-sync replica has them on disk), at most `timeout`.
 async fn append(
-    p: Rc<sluice_engine::Partition>,
+    r: Rc<Replica>,
     records: Bytes,
     rules: TopicRules,
-    durability: Durability,
+    acks: i16,
+    timeout: std::time::Duration,
 ) -> Result<Appended, KafkaError> {
+    let p = r.log.clone();
     let records = topic_rules::apply(
         &rules,
         p.topic_partition(),
         records,
         sluice_engine::now_ms(),
     )?;
+    let epoch = r.check_leader(-1)?;
+    if acks == -1 {
+        check_insync(&r, code::NOT_ENOUGH_REPLICAS)?;
+    }
     let bytes = records.len() as u64;
+    let durability = if acks == -1 {
+        Durability::Durable
+    } else {
+        Durability::Buffered
+    };
     let info = p
         .append(
             records,
             AppendOptions {
-                leader_epoch: 0,
+                leader_epoch: epoch,
                 durability,
             },
         )
         .await?;
-    // One node: a record is replicated once this node has it.
-    let end = p.offsets().log_end_offset;
-    p.set_high_watermark(end);
+    r.update_high_watermark();
+    if acks == -1 {
+        r.wait_replicated(info.last_offset + 1, timeout).await?;
+        check_insync(&r, code::NOT_ENOUGH_REPLICAS_AFTER_APPEND)?;
+    }
     Ok(Appended {
         base_offset: i64::try_from(info.base_offset).unwrap_or(i64::MAX),
         log_append_time_ms: info.log_append_time_ms,
@@ -181,6 +199,22 @@ fn log_unanswered(req: &ProduceRequest, slots: &[Vec<Option<Result<Appended, Kaf
             }
         }
     }
+}
+
+/// acks=all: refused with `error` while the ISR is smaller than
+/// `min.insync.replicas`.
+fn check_insync(r: &Replica, error: i16) -> Result<(), KafkaError> {
+    let (min, isr) = r.insync();
+    if i64::try_from(isr).unwrap_or(i64::MAX) < i64::from(min) {
+        return Err(KafkaError::new(
+            error,
+            format!(
+                "partition {}: min.insync.replicas={min} but {isr} replicas are in sync",
+                r.log.topic_partition()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks one partition's part of the request before anything is appended.
@@ -206,16 +240,6 @@ fn check_partition(
         return Err(KafkaError::new(
             code::UNKNOWN_TOPIC_OR_PARTITION,
             format!("topic '{}' has no partition {}", info.name, part.index),
-        ));
-    }
-    // One node: the in-sync replicas are this node alone.
-    if acks == -1 && info.settings.min_insync_replicas > 1 {
-        return Err(KafkaError::new(
-            code::NOT_ENOUGH_REPLICAS,
-            format!(
-                "min.insync.replicas={} but only 1 replica is in sync",
-                info.settings.min_insync_replicas
-            ),
         ));
     }
     let Some(records) = part.records.clone() else {

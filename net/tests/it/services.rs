@@ -48,8 +48,14 @@ fn created_and_deleted_partitions_are_announced_on_their_shards() {
         .expect("shard answers");
     }
     let topics = broker.topics();
-    futures::executor::block_on(topics.create("led", 6, std::collections::BTreeMap::new(), false))
-        .expect("create");
+    futures::executor::block_on(topics.create(
+        "led",
+        6,
+        1,
+        std::collections::BTreeMap::new(),
+        false,
+    ))
+    .expect("create");
     let owners: Vec<(i32, usize)> = (0..6)
         .map(|p| {
             let tp = TopicPartition::new("led", p).unwrap();

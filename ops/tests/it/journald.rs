@@ -124,9 +124,10 @@ fn events_reach_journald_with_their_fields_when_stderr_is_the_journal() {
     };
     assert_eq!(
         get("MESSAGE"),
-        Some("created topic topic=journaled partitions=3")
+        Some("created topic topic=journaled partitions=3 replication_factor=1")
     );
     assert_eq!(get("PARTITIONS"), Some("3"));
+    assert_eq!(get("REPLICATION_FACTOR"), Some("1"));
     assert_eq!(get("PRIORITY"), Some("6"));
     assert_eq!(get("SYSLOG_IDENTIFIER"), Some("sluice"));
     // The listener line carries the shard count as its own field.

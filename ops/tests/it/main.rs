@@ -24,6 +24,7 @@ mod metrics;
 mod node;
 mod python;
 mod quickstart;
+mod replication;
 mod restart;
 mod systemd;
 mod testkit;

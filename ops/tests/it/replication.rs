@@ -1,0 +1,413 @@
+//! Partition replication across three real `sluice serve` processes on
+//! 127.0.0.1, .2 and .3: RF=3 topics with `min.insync.replicas=2`, written by
+//! librdkafka with acks=all and idempotence while a partition leader is killed
+//! (SIGKILL) and comes back. Every acknowledged record is read back exactly once
+//! at its acknowledged offset, the in-sync replicas' logs hold the same batches
+//! (compared from the segment files of the three data directories), leader
+//! epochs go up with a failover, and acks=all is refused while too few replicas
+//! are in sync.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::TopicPartitionList;
+use sluice_testkit::wire::Client;
+use sluice_testkit::Cluster;
+
+const PARTITIONS: i32 = 6;
+
+/// Small caches; a follower behind for 5 s leaves the ISR. The session timeout
+/// is the default: a killed leader is fenced because its followers find its port
+/// closed.
+fn config(_: u8) -> String {
+    "[storage]\ncache_mib_per_shard = 16\n".into()
+}
+
+fn cluster_config(_: u8) -> String {
+    "replica_lag_time_max_ms = 5000".into()
+}
+
+fn metadata(addr: &str) -> Result<MetadataResponse, String> {
+    let mut c = Client::connect(addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .map(|(_, r)| r)
+    .map_err(|e| e.to_string())
+}
+
+/// One partition as Metadata shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placed {
+    leader: i32,
+    epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+fn placed(md: &MetadataResponse, topic: &str) -> Vec<Placed> {
+    let Some(t) = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+    else {
+        return Vec::new();
+    };
+    let mut parts: Vec<_> = t.partitions.iter().collect();
+    parts.sort_by_key(|p| p.partition_index);
+    parts
+        .iter()
+        .map(|p| {
+            let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+            isr.sort_unstable();
+            Placed {
+                leader: p.leader_id.0,
+                epoch: p.leader_epoch,
+                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                isr,
+            }
+        })
+        .collect()
+}
+
+/// Waits until `check` holds for `topic`'s partitions as `addr` shows them.
+fn wait_placed(
+    addr: &str,
+    topic: &str,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&[Placed]) -> bool,
+) -> Vec<Placed> {
+    let deadline = Instant::now() + within;
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(md) = metadata(addr) {
+            last = placed(&md, topic);
+            if !last.is_empty() && check(&last) {
+                return last;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} not seen at {addr} within {within:?}; last: {last:?}");
+}
+
+fn create(addr: &str, topic: &str, rf: i16, configs: &[(&str, &str)]) -> i16 {
+    let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(rf)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string((*k).to_string()))
+                            .with_value(Some(StrBytes::from_string((*v).to_string())))
+                    })
+                    .collect(),
+            )]);
+    let (_, r): (i16, CreateTopicsResponse) =
+        c.call(ApiKey::CreateTopics, 5, &req).expect("CreateTopics");
+    r.topics.first().map_or(-1, |t| t.error_code)
+}
+
+/// What librdkafka acknowledged: value -> (partition, offset).
+type Acked = BTreeMap<String, (i32, i64)>;
+
+/// Writes `count` unique values (acks=all, idempotent), spread over the
+/// partitions, and returns what was acknowledged; every one must be.
+fn produce(bootstrap: &str, topic: &str, tag: &str, count: usize) -> Acked {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let values: Vec<String> = (0..count).map(|i| format!("{tag}-{i}")).collect();
+    let pending: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let p = i32::try_from(i).unwrap_or(0) % PARTITIONS;
+            producer
+                .send_result(FutureRecord::<(), _>::to(topic).partition(p).payload(v))
+                .map_err(|(e, _)| e)
+        })
+        .collect();
+    let mut acked = Acked::new();
+    for (v, f) in values.iter().zip(pending) {
+        let d = futures::executor::block_on(f.expect("queued"))
+            .expect("delivery")
+            .unwrap_or_else(|(e, _)| panic!("{v} not acknowledged: {e}"));
+        acked.insert(v.clone(), (d.partition, d.offset));
+    }
+    acked
+}
+
+/// Reads every partition from the start up to its high watermark through
+/// `bootstrap`: (partition, offset) -> value.
+fn consume(bootstrap: &str, topic: &str, expected: usize) -> BTreeMap<(i32, i64), String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "replication-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut got = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while got.len() < expected && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("message");
+            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+            let before = got.insert((m.partition(), m.offset()), v);
+            assert!(before.is_none(), "offset {} read twice", m.offset());
+        }
+    }
+    got
+}
+
+/// Every acknowledged value is at its acknowledged offset, once; nothing else
+/// was read.
+fn check_acked(acked: &Acked, read: &BTreeMap<(i32, i64), String>) {
+    assert_eq!(
+        read.len(),
+        acked.len(),
+        "read {} records, {} were acknowledged",
+        read.len(),
+        acked.len()
+    );
+    for (v, at) in acked {
+        assert_eq!(read.get(at), Some(v), "{v} acknowledged at {at:?}");
+    }
+}
+
+/// A batch as stored: base offset, last offset, leader epoch, CRC.
+type StoredBatch = (i64, i64, i32, u32);
+
+/// The batches of a partition directory's segment files, in offset order.
+fn stored_batches(dir: &Path) -> Vec<StoredBatch> {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let mut out = Vec::new();
+    for log in logs {
+        let bytes = std::fs::read(&log).expect("segment");
+        let mut at = 0usize;
+        while at + 61 <= bytes.len() {
+            let b = &bytes[at..];
+            let base = i64::from_be_bytes(b[0..8].try_into().expect("8"));
+            let len = usize::try_from(i32::from_be_bytes(b[8..12].try_into().expect("4")))
+                .expect("length");
+            let epoch = i32::from_be_bytes(b[12..16].try_into().expect("4"));
+            let crc = u32::from_be_bytes(b[17..21].try_into().expect("4"));
+            let delta = i32::from_be_bytes(b[23..27].try_into().expect("4"));
+            // The active segment's file ends in zeros up to its last block.
+            if len < 49 || at + 12 + len > bytes.len() {
+                break;
+            }
+            out.push((base, base + i64::from(delta), epoch, crc));
+            at += 12 + len;
+        }
+    }
+    out
+}
+
+/// Waits until the three replicas of every partition hold the same batches, and
+/// returns them per partition.
+fn logs_agree(cluster: &Cluster, topic: &str, within: Duration) -> Vec<Vec<StoredBatch>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut agreed = Vec::new();
+        let mut differ = None;
+        for p in 0..PARTITIONS {
+            let copies: Vec<Vec<StoredBatch>> = cluster
+                .nodes
+                .iter()
+                .map(|n| stored_batches(&n.data_dir().join(format!("{topic}-{p}"))))
+                .collect();
+            if copies.windows(2).all(|w| w[0] == w[1]) {
+                agreed.push(copies[0].clone());
+            } else {
+                differ = Some((p, copies.iter().map(Vec::len).collect::<Vec<_>>()));
+                break;
+            }
+        }
+        match differ {
+            None => return agreed,
+            Some(d) => assert!(
+                Instant::now() < deadline,
+                "replicas of {topic} still differ after {within:?} (partition, batches per node): {d:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// acks=all to `partition` with a raw Produce: the error code.
+fn produce_raw(addr: &str, topic: &str, partition: i32) -> i16 {
+    let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
+    let batch = sluice_engine::batch::build_batch(
+        &[sluice_engine::batch::RecordSpec {
+            key: None,
+            value: Some(b"strict"),
+            headers: &[],
+            timestamp_delta: 0,
+        }],
+        0,
+        sluice_engine::batch::NO_PRODUCER,
+    );
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch.into()))])]);
+    let (_, r): (i16, ProduceResponse) = c.call(ApiKey::Produce, 9, &req).expect("Produce");
+    r.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
+    let mut cluster = Cluster::start_quorum(3, config, cluster_config);
+    let a1 = cluster.nodes[0].addr.clone();
+    assert_eq!(create(&a1, "r", 3, &[("min.insync.replicas", "2")]), 0);
+    assert_eq!(create(&a1, "strict", 3, &[("min.insync.replicas", "3")]), 0);
+    assert_eq!(
+        create(&a1, "too-many", 4, &[]),
+        38,
+        "INVALID_REPLICATION_FACTOR"
+    );
+    let full = |ps: &[Placed]| ps.iter().all(|p| p.isr.len() == 3 && p.leader > 0);
+    let before = wait_placed(&a1, "r", Duration::from_secs(20), "RF=3", full);
+    for p in &before {
+        assert_eq!(p.replicas.len(), 3, "{p:?}");
+    }
+
+    let t0 = Instant::now();
+    let mut acked = produce(&cluster.bootstrap(), "r", "first", 600);
+    eprintln!("600 acks=all records in {:?}", t0.elapsed());
+    let batches = logs_agree(&cluster, "r", Duration::from_secs(20));
+    let stored: usize = batches
+        .iter()
+        .flatten()
+        .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
+        .sum();
+    assert_eq!(stored, 600, "records in each replica");
+
+    // The leader of partition 0 dies; another in-sync replica takes over in a
+    // newer epoch, and acks=all writes go on with two replicas in sync.
+    let victim = before[0].leader;
+    let victim_node = u8::try_from(victim).expect("node id");
+    cluster.node(victim_node).kill();
+    let witness = cluster
+        .nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .find(|a| !a.starts_with(&format!("127.0.0.{victim}:")))
+        .expect("a live node");
+    let t0 = Instant::now();
+    let after = wait_placed(
+        &witness,
+        "r",
+        Duration::from_secs(20),
+        "a new leader of partition 0",
+        |ps| ps[0].leader > 0 && ps[0].leader != victim,
+    );
+    eprintln!(
+        "partition 0: leader {victim} -> {} after {:?}",
+        after[0].leader,
+        t0.elapsed()
+    );
+    assert!(
+        after[0].epoch > before[0].epoch,
+        "{:?} -> {:?}",
+        before[0],
+        after[0]
+    );
+    assert!(!after[0].isr.contains(&victim), "{:?}", after[0]);
+    // min.insync.replicas=3 with one replica down: refused before anything is
+    // written.
+    let strict = wait_placed(
+        &witness,
+        "strict",
+        Duration::from_secs(20),
+        "ISR of 2",
+        |ps| ps.iter().all(|p| p.isr.len() == 2 && p.leader > 0),
+    );
+    let leader_addr = format!("127.0.0.{}:{}", strict[0].leader, cluster.port);
+    assert_eq!(
+        produce_raw(&leader_addr, "strict", 0),
+        19,
+        "NOT_ENOUGH_REPLICAS"
+    );
+
+    let others: String = cluster
+        .nodes
+        .iter()
+        .filter(|n| !n.addr.starts_with(&format!("127.0.0.{victim}:")))
+        .map(|n| n.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    acked.extend(produce(&others, "r", "second", 600));
+
+    // It comes back, truncates what it must, catches up and rejoins the ISR.
+    cluster.node(victim_node).restart();
+    wait_placed(
+        &a1,
+        "r",
+        Duration::from_secs(30),
+        "the ISR whole again",
+        full,
+    );
+    let batches = logs_agree(&cluster, "r", Duration::from_secs(20));
+    let stored: usize = batches
+        .iter()
+        .flatten()
+        .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
+        .sum();
+    assert_eq!(stored, 1200, "records in each replica");
+    let read = consume(&cluster.bootstrap(), "r", acked.len());
+    check_acked(&acked, &read);
+    // Offsets are never reused: each partition's offsets run without gaps.
+    for p in 0..PARTITIONS {
+        let offsets: Vec<i64> = read
+            .keys()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, o)| *o)
+            .collect();
+        let want: Vec<i64> = (0..i64::try_from(offsets.len()).unwrap_or(0)).collect();
+        assert_eq!(offsets, want, "partition {p}");
+    }
+}
