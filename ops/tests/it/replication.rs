@@ -411,3 +411,265 @@ fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
         assert_eq!(offsets, want, "partition {p}");
     }
 }
+
+/// One fault of the checker's schedule.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL the leader of a partition, start it again after `pause_ms`.
+    KillLeader { partition: i32, pause_ms: u64 },
+    /// SIGSTOP a node past its session timeout, then SIGCONT.
+    Pause { node: u8 },
+    /// Stop a node, empty its data directory, start it again.
+    Wipe { node: u8 },
+    /// SIGKILL all three at once, start them again.
+    KillAll,
+}
+
+/// The seeded schedule: every node's leadership killed twice (a), a pause (b),
+/// a wipe (c) and a full restart (d), in a shuffled order.
+fn schedule(rng: &mut impl rand::Rng) -> Vec<Fault> {
+    use rand::seq::SliceRandom;
+    let mut faults: Vec<Fault> = (0..6)
+        .map(|_| Fault::KillLeader {
+            partition: rng.gen_range(0..CHECKED_PARTITIONS),
+            pause_ms: rng.gen_range(0..1500),
+        })
+        .collect();
+    faults.push(Fault::Pause {
+        node: rng.gen_range(1..=3),
+    });
+    faults.push(Fault::Wipe {
+        node: rng.gen_range(1..=3),
+    });
+    faults.push(Fault::KillAll);
+    faults.shuffle(rng);
+    faults
+}
+
+const CHECKED_PARTITIONS: i32 = 12;
+
+/// What the checker's producer saw.
+#[derive(Default)]
+struct Produced {
+    acked: Acked,
+    errors: usize,
+}
+
+/// Writes unique values (acks=all, idempotent) in rounds of 24 until `stop`.
+fn produce_until(bootstrap: &str, topic: &str, stop: &std::sync::atomic::AtomicBool) -> Produced {
+    use std::sync::atomic::Ordering;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let mut out = Produced::default();
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let values: Vec<String> = (n..n + 24).map(|i| format!("v{i}")).collect();
+        n += 24;
+        let pending: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let p = i32::try_from(i).unwrap_or(0) % CHECKED_PARTITIONS;
+                producer
+                    .send_result(FutureRecord::<(), _>::to(topic).partition(p).payload(v))
+                    .map_err(|(e, _)| e)
+            })
+            .collect();
+        for (v, f) in values.iter().zip(pending) {
+            match f.map(futures::executor::block_on) {
+                Ok(Ok(Ok(d))) => {
+                    out.acked.insert(v.clone(), (d.partition, d.offset));
+                }
+                _ => out.errors += 1,
+            }
+        }
+    }
+    out
+}
+
+/// Waits until every partition of `topic` has a leader and all three replicas
+/// in sync, as every running node answers.
+fn healed(cluster: &Cluster, topic: &str, within: Duration) {
+    for n in &cluster.nodes {
+        let r = std::panic::catch_unwind(|| {
+            wait_placed(
+                &n.addr,
+                topic,
+                within,
+                "every partition led, ISR whole",
+                |ps| ps.iter().all(|p| p.leader > 0 && p.isr.len() == 3),
+            )
+        });
+        if let Err(e) = r {
+            for (i, n) in cluster.nodes.iter().enumerate() {
+                let log = n.log();
+                let notable: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("panicked") || l.contains("ERROR") || l.contains("WARN"))
+                    .collect();
+                eprintln!(
+                    "--- node {}: errors, warnings and panics\n{}",
+                    i + 1,
+                    notable.join("\n")
+                );
+            }
+            std::panic::resume_unwind(e);
+        }
+    }
+}
+
+fn inflict(cluster: &mut Cluster, fault: Fault) {
+    match fault {
+        Fault::KillLeader {
+            partition,
+            pause_ms,
+        } => {
+            let md = metadata(&cluster.nodes[0].addr).expect("metadata");
+            let leader = placed(&md, "checked")[usize::try_from(partition).unwrap_or(0)].leader;
+            let node = u8::try_from(leader).expect("a leader");
+            cluster.node(node).kill();
+            std::thread::sleep(Duration::from_millis(pause_ms));
+            cluster.node(node).relaunch();
+        }
+        Fault::Pause { node } => {
+            cluster.node(node).pause();
+            // Past the 3 s session timeout: fenced, its leaderships moved.
+            std::thread::sleep(Duration::from_secs(4));
+            cluster.node(node).resume();
+        }
+        Fault::Wipe { node } => {
+            cluster.node(node).stop();
+            cluster.node(node).wipe();
+            cluster.node(node).relaunch();
+        }
+        Fault::KillAll => {
+            for i in 1..=3 {
+                cluster.node(i).kill();
+            }
+            for i in 1..=3 {
+                cluster.node(i).relaunch();
+            }
+        }
+    }
+    for i in 1..=3 {
+        cluster.node(i).wait_serving();
+    }
+}
+
+#[test]
+fn acknowledged_records_survive_a_seeded_schedule_of_kills_pauses_wipes_and_full_restarts() {
+    let seed = sluice_testkit::Seed::take(
+        "acknowledged_records_survive_a_seeded_schedule_of_kills_pauses_wipes_and_full_restarts",
+    );
+    let faults = schedule(&mut seed.rng());
+    eprintln!("schedule: {faults:?}");
+    let mut cluster = Cluster::start_quorum(3, config, |_| {
+        "session_timeout_ms = 3000\nreplica_lag_time_max_ms = 5000".into()
+    });
+    let a1 = cluster.nodes[0].addr.clone();
+    let mut c = Client::connect(&a1, Duration::from_secs(5)).expect("connect");
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("checked")))
+            .with_num_partitions(CHECKED_PARTITIONS)
+            .with_replication_factor(3)
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))])]);
+    let (_, r): (i16, CreateTopicsResponse) =
+        c.call(ApiKey::CreateTopics, 5, &req).expect("CreateTopics");
+    assert_eq!(r.topics[0].error_code, 0);
+    healed(&cluster, "checked", Duration::from_secs(30));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bootstrap = cluster.bootstrap();
+    let flag = stop.clone();
+    let producer = std::thread::spawn(move || produce_until(&bootstrap, "checked", &flag));
+    std::thread::sleep(Duration::from_secs(1));
+    for (i, fault) in faults.iter().enumerate() {
+        let t0 = Instant::now();
+        inflict(&mut cluster, *fault);
+        healed(&cluster, "checked", Duration::from_mins(1));
+        eprintln!("fault {i} {fault:?}: healed after {:?}", t0.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let produced = producer.join().expect("producer thread");
+    eprintln!(
+        "{} records acknowledged, {} not",
+        produced.acked.len(),
+        produced.errors
+    );
+    assert!(
+        produced.acked.len() > 1000,
+        "too little was written to check"
+    );
+
+    // The replicas agree batch for batch (segment files of the three data
+    // directories), and a consumer reads every acknowledged record exactly once
+    // at its acknowledged offset.
+    let batches = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let copies: Vec<Vec<Vec<StoredBatch>>> = cluster
+                .nodes
+                .iter()
+                .map(|n| {
+                    (0..CHECKED_PARTITIONS)
+                        .map(|p| stored_batches(&n.data_dir().join(format!("checked-{p}"))))
+                        .collect()
+                })
+                .collect();
+            if copies.windows(2).all(|w| w[0] == w[1]) {
+                break copies[0].clone();
+            }
+            assert!(Instant::now() < deadline, "the replicas' logs differ");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let stored: usize = batches
+        .iter()
+        .flatten()
+        .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
+        .sum();
+    let read = {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &cluster.bootstrap())
+            .set("group.id", "checker")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..CHECKED_PARTITIONS {
+            tpl.add_partition_offset("checked", p, rdkafka::Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut got: BTreeMap<(i32, i64), String> = BTreeMap::new();
+        let deadline = Instant::now() + Duration::from_mins(1);
+        while got.len() < stored && Instant::now() < deadline {
+            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+                let m = m.expect("message");
+                let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+                assert!(got.insert((m.partition(), m.offset()), v).is_none());
+            }
+        }
+        got
+    };
+    assert_eq!(read.len(), stored, "records read and stored");
+    for (v, at) in &produced.acked {
+        assert_eq!(read.get(at), Some(v), "{v} acknowledged at {at:?}");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for v in read.values() {
+        assert!(seen.insert(v), "{v} stored twice");
+    }
+    drop(seed);
+}
