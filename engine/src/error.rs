@@ -61,6 +61,15 @@ pub enum Error {
     #[error("unknown partition {0}")]
     UnknownPartition(TopicPartition),
 
+    /// A leader's append in an epoch the partition no longer takes writes in (it
+    /// lost its leadership, or the epoch is stale). Kafka:
+    /// `NOT_LEADER_OR_FOLLOWER` (6).
+    #[error("partition {partition} takes no writes in leader epoch {epoch}")]
+    NotLeader {
+        partition: TopicPartition,
+        epoch: i32,
+    },
+
     /// The partition already exists. Kafka: `TOPIC_ALREADY_EXISTS` (36).
     #[error("partition {0} already exists")]
     PartitionExists(TopicPartition),
@@ -138,7 +147,7 @@ impl Error {
             Error::OffsetOutOfRange { .. } => 1,
             Error::CorruptBatch { .. } => 2,
             Error::UnknownPartition(_) => 3,
-            Error::ShuttingDown(_) => 6,
+            Error::ShuttingDown(_) | Error::NotLeader { .. } => 6,
             Error::BatchTooLarge { .. } => 10,
             Error::InvalidTopic { .. } => 17,
             Error::PartitionExists(_) => 36,

@@ -35,7 +35,9 @@ use std::sync::Arc;
 pub use config::{EngineConfig, LogConfig, TimestampType};
 pub use engine::Engine;
 pub use error::{Error, Result};
-pub use log::{AppendInfo, AppendOptions, Durability, Offsets, Partition, ReadChunk, ReadResult};
+pub use log::{
+    AppendInfo, AppendOptions, Durability, Offsets, Partition, ReadChunk, ReadResult, Writers,
+};
 pub use shard::router::ShardRouter;
 pub use shard::Shard;
 

@@ -82,6 +82,20 @@ impl Broker {
         let port = probe.local_addr().map_or(listen.port(), |a| a.port());
         drop(probe);
         let listen = SocketAddr::new(listen.ip(), port);
+        // Listening from here on, before the node registers with the cluster: a
+        // peer connecting before the shards accept waits in this backlog (and is
+        // reset when it closes) rather than being refused, which followers take
+        // for a dead broker and fence it.
+        let early = match early_listener(listen) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = engine.shutdown();
+                return Err(StartError::Listen {
+                    addr: listen,
+                    reason: e.to_string(),
+                });
+            }
+        };
         let mut settings = settings.clone();
         if settings.advertised_port == 0 {
             settings.advertised_port = port;
@@ -110,6 +124,7 @@ impl Broker {
         for shard in 1..router.shard_count() {
             broker.listen_on(shard, broker.addr, settings)?;
         }
+        drop(early);
         tracing::info!(addr = %broker.addr, shards = router.shard_count(), "Kafka listener open");
         Ok(broker)
     }
@@ -258,6 +273,22 @@ fn listen(addr: SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
     sk.listen(1024)?;
     // SAFETY: a bound, listening TCP socket whose descriptor is handed over whole.
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(sk.into_raw_fd()) })
+}
+
+/// A plain listening socket on `addr` with `SO_REUSEPORT`, as the shards' are.
+fn early_listener(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    Ok(sk)
 }
 
 /// How long a start waits for a port that is still in use: after a crash the

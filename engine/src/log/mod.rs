@@ -70,6 +70,17 @@ impl Default for AppendOptions {
     }
 }
 
+/// Who may append produced batches (stamped by this node as their leader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// Anyone, in any epoch: the engine alone, without replication above it.
+    Any,
+    /// The leader in this epoch only.
+    Leader(i32),
+    /// Nobody: this replica follows another, or none leads.
+    Nobody,
+}
+
 /// Whose batches an append stores.
 #[derive(Debug, Clone, Copy)]
 enum Stamping {
@@ -135,6 +146,8 @@ pub(crate) struct LogState {
     /// Offsets last written to the checkpoint file.
     pub checkpointed: Offsets,
     pub pending_bytes: u64,
+    /// Who may append as leader, checked in the same step as the append.
+    pub writers: Writers,
 }
 
 impl LogState {
@@ -281,6 +294,13 @@ impl Partition {
         }
     }
 
+    /// Who may append as leader from now on (the replication layer sets it when
+    /// the replica's role changes; an append already waiting for buffer space is
+    /// checked when it is taken).
+    pub fn set_writers(&self, writers: Writers) {
+        self.st.borrow_mut().writers = writers;
+    }
+
     /// The newest leader epoch in the log's epoch cache, or -1.
     pub fn last_leader_epoch(&self) -> i32 {
         self.st
@@ -317,6 +337,14 @@ impl Partition {
         let info = {
             let mut st = self.st.borrow_mut();
             self.online(&st)?;
+            if !matches!(st.writers, Writers::Any)
+                && st.writers != Writers::Leader(opts.leader_epoch)
+            {
+                return Err(Error::NotLeader {
+                    partition: self.tp.clone(),
+                    epoch: opts.leader_epoch,
+                });
+            }
             if let Some(duplicate) = Self::check_sequences(&st, &checked)? {
                 duplicate
             } else {

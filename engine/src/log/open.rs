@@ -91,6 +91,7 @@ impl Partition {
                 next_offset: base,
                 durable_offset: base,
                 leader_epochs: Vec::new(),
+                writers: super::Writers::Any,
                 epochs_dirty: false,
                 producers: ProducerStateTable::default(),
                 snapshots: Vec::new(),

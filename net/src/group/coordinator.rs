@@ -469,7 +469,7 @@ impl Coordinator {
         replica.update_high_watermark();
         if durability == Durability::Durable {
             replica
-                .wait_replicated(info.last_offset + 1, self.settings.commit_timeout)
+                .wait_replicated(info.last_offset + 1, epoch, self.settings.commit_timeout)
                 .await
                 .map_err(|e| KafkaError::new(code::NOT_COORDINATOR, e.message))?;
         }
@@ -695,11 +695,26 @@ async fn retention(services: std::rc::Weak<ShardServices>, interval: Duration) {
     }
 }
 
-/// Replicas of `__consumer_offsets`: three, or every live broker when there are
-/// fewer (Kafka's `offsets.topic.replication.factor` is 3).
-fn offsets_replication(ctx: &BrokerContext) -> i16 {
+/// Replicas of `__consumer_offsets`: three (Kafka's
+/// `offsets.topic.replication.factor`), or every broker of a smaller cluster
+/// (the voters, or more if more registered). Until that many brokers are live the
+/// topic is not created and groups get `COORDINATOR_NOT_AVAILABLE` (retriable),
+/// so it is not created with fewer replicas during a cluster's first start.
+fn offsets_replication(ctx: &BrokerContext) -> Result<i16, KafkaError> {
     let live = ctx.topics.image().live_brokers().count();
-    i16::try_from(live.clamp(1, 3)).unwrap_or(1)
+    let voters = ctx
+        .settings
+        .cluster
+        .as_ref()
+        .map_or(1, |c| c.quorum.voters.len());
+    let want = voters.max(live).clamp(1, 3);
+    if live < want {
+        return Err(KafkaError::new(
+            code::COORDINATOR_NOT_AVAILABLE,
+            format!("{OFFSETS_TOPIC} needs {want} live brokers for its replicas; {live} are live"),
+        ));
+    }
+    Ok(i16::try_from(want).unwrap_or(1))
 }
 
 /// The offsets topic, created (compacted, `offsets.topic.num.partitions`
@@ -714,7 +729,7 @@ pub async fn offsets_topic(ctx: &BrokerContext) -> Result<Arc<TopicInfo>, KafkaE
         .create(
             OFFSETS_TOPIC,
             ctx.settings.groups.offsets_topic_partitions,
-            offsets_replication(ctx),
+            offsets_replication(ctx)?,
             configs,
             false,
         )

@@ -178,8 +178,13 @@ async fn append(
         .await?;
     r.update_high_watermark();
     if acks == -1 {
-        r.wait_replicated(info.last_offset + 1, timeout).await?;
+        r.wait_replicated(info.last_offset + 1, epoch, timeout)
+            .await?;
         check_insync(&r, code::NOT_ENOUGH_REPLICAS_AFTER_APPEND)?;
+    } else {
+        // Still in the log only if this node still leads in the epoch it was
+        // written in (else a new leader may have cut it off).
+        r.still_leads(epoch)?;
     }
     Ok(Appended {
         base_offset: i64::try_from(info.base_offset).unwrap_or(i64::MAX),

@@ -56,6 +56,8 @@ struct Follow {
     epoch: i32,
     /// Truncated to the leader's history in this epoch.
     truncated: bool,
+    /// The leader answered OFFSET_OUT_OF_RANGE: ask it where its log starts.
+    out_of_range: bool,
     /// Not fetched before this instant.
     held_until: Option<Instant>,
 }
@@ -90,6 +92,7 @@ impl Fetcher {
                 topic_id,
                 epoch,
                 truncated: false,
+                out_of_range: false,
                 held_until: None,
             },
         );
@@ -135,7 +138,10 @@ impl Fetcher {
             }
             let Some(l) = link.as_mut() else { continue };
             let r = match self.truncate(l).await {
-                Ok(()) => self.fetch(l).await,
+                Ok(()) => match self.catch_up_log_start(l).await {
+                    Ok(()) => self.fetch(l).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             if let Err(e) = r {
@@ -157,13 +163,17 @@ impl Fetcher {
             return None;
         };
         let addr = format!("{}:{}", b.host, b.port);
-        match Link::connect(&addr, CALL_TIMEOUT).await {
+        let mut attempt = Link::connect(&addr, CALL_TIMEOUT).await;
+        if attempt.as_ref().err().is_some_and(refused) {
+            // Once more a moment later: a refusal must not be a blip.
+            glommio::timer::sleep(BACKOFF).await;
+            attempt = Link::connect(&addr, CALL_TIMEOUT).await;
+        }
+        match attempt {
             Ok(l) => Some(l),
             Err(e) => {
                 tracing::info!(leader = self.leader, %addr, error = %e, "cannot reach the leader");
-                let refused = matches!(&e, crate::client::ClientError::Connect { source, .. }
-                    if source.kind() == std::io::ErrorKind::ConnectionRefused);
-                if refused {
+                if refused(&e) {
                     // Nothing listens at the leader's address: its process is
                     // gone. The controller fences that incarnation now rather
                     // than after its session times out, so the partitions it led
@@ -189,7 +199,7 @@ impl Fetcher {
             .parts
             .borrow()
             .iter()
-            .filter(|(_, f)| !f.truncated)
+            .filter(|(_, f)| !f.truncated && f.held_until.is_none_or(|t| t <= Instant::now()))
             .map(|(tp, f)| {
                 (
                     tp.clone(),
@@ -248,24 +258,12 @@ impl Fetcher {
                 continue;
             }
             let offsets = replica.log.offsets();
-            let target = if last < 0 || a.leader_epoch < 0 {
-                // Nothing written in any epoch here, or the leader has nothing as
-                // old: what is below the high watermark was committed.
-                if last < 0 {
-                    offsets.log_end_offset
-                } else {
-                    offsets.high_watermark
-                }
-            } else {
-                let (_, mine) = crate::handlers::offset_for_leader_epoch::end_of_epoch(
-                    &replica.log.leader_epochs(),
-                    offsets.log_end_offset,
-                    -1,
-                    a.leader_epoch,
-                );
-                let theirs = u64::try_from(a.end_offset).unwrap_or(0);
-                theirs.min(u64::try_from(mine).unwrap_or(0))
-            };
+            let target = truncation_point(&replica, last, a.leader_epoch, a.end_offset);
+            // The answer may come after this partition moved on (another leader,
+            // or this node leads it now): then it must not cut anything.
+            if !self.follows(&tp, epoch, &replica) {
+                continue;
+            }
             if target < offsets.log_end_offset {
                 tracing::info!(partition = %tp, from = offsets.log_end_offset, to = target,
                     leader = self.leader, leader_epoch = epoch, "truncating to the leader's history");
@@ -279,6 +277,80 @@ impl Fetcher {
                 if f.epoch == epoch {
                     f.truncated = true;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this fetcher still follows `tp` in `epoch` with `replica`.
+    fn follows(&self, tp: &TopicPartition, epoch: i32, replica: &Rc<Replica>) -> bool {
+        self.parts
+            .borrow()
+            .get(tp)
+            .is_some_and(|f| f.epoch == epoch && Rc::ptr_eq(&f.replica, replica))
+            && replica.role()
+                == super::Role::Follower {
+                    leader: self.leader,
+                }
+    }
+
+    /// For partitions the leader answered OFFSET_OUT_OF_RANGE: where the leader's
+    /// log starts (ListOffsets, earliest). A log that ends before it starts over
+    /// there (what it has is gone on the leader); otherwise the log went past the
+    /// leader's end and is truncated to its history again.
+    async fn catch_up_log_start(&self, link: &mut Link) -> Result<(), String> {
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+        let todo: Vec<(TopicPartition, i32, Rc<Replica>)> = self
+            .parts
+            .borrow()
+            .iter()
+            .filter(|(_, f)| f.out_of_range)
+            .map(|(tp, f)| (tp.clone(), f.epoch, f.replica.clone()))
+            .collect();
+        for (tp, epoch, replica) in todo {
+            let req = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(self.node_id))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(tp.topic.to_string())))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(tp.partition)
+                        .with_current_leader_epoch(epoch)
+                        .with_timestamp(-2)])]);
+            let resp: ListOffsetsResponse = link
+                .call(ApiKey::ListOffsets, 4, &req, CALL_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            let answer = resp
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .filter(|p| p.error_code == code::NONE)
+                .and_then(|p| u64::try_from(p.offset).ok());
+            if !self.follows(&tp, epoch, &replica) {
+                continue;
+            }
+            match answer {
+                Some(start) if replica.log.offsets().log_end_offset < start => {
+                    tracing::info!(partition = %tp, offset = start,
+                        "behind the leader's log start; starting over there");
+                    replica
+                        .log
+                        .reset_to(start)
+                        .await
+                        .map_err(|e| format!("{tp}: {e}"))?;
+                }
+                Some(_) => {
+                    if let Some(f) = self.parts.borrow_mut().get_mut(&tp) {
+                        f.truncated = false;
+                    }
+                }
+                None => self.hold(&tp),
+            }
+            if let Some(f) = self.parts.borrow_mut().get_mut(&tp) {
+                f.out_of_range = false;
             }
         }
         Ok(())
@@ -298,7 +370,9 @@ impl Fetcher {
             .parts
             .borrow()
             .iter()
-            .filter(|(_, f)| f.truncated && f.held_until.is_none_or(|t| t <= now))
+            .filter(|(_, f)| {
+                f.truncated && !f.out_of_range && f.held_until.is_none_or(|t| t <= now)
+            })
             .map(|(tp, f)| (tp.clone(), f.topic_id, f.epoch, f.replica.clone()))
             .collect();
         if asked.is_empty() {
@@ -382,26 +456,14 @@ impl Fetcher {
         p: kafka_protocol::messages::fetch_response::PartitionData,
     ) {
         // The partition may have been re-assigned while the fetch was out.
-        let still = self
-            .parts
-            .borrow()
-            .get(&tp)
-            .is_some_and(|f| f.epoch == epoch && Rc::ptr_eq(&f.replica, &replica));
-        if !still {
+        if !self.follows(&tp, epoch, &replica) {
             return;
         }
         match p.error_code {
             code::NONE => {}
             code::OFFSET_OUT_OF_RANGE => {
-                let start = u64::try_from(p.log_start_offset).unwrap_or(0);
-                if replica.log.offsets().log_end_offset < start {
-                    tracing::info!(partition = %tp, offset = start, "behind the leader's log start; starting over there");
-                    if let Err(e) = replica.log.reset_to(start).await {
-                        tracing::warn!(partition = %tp, error = %e, "cannot restart the log");
-                        self.hold(&tp);
-                    }
-                } else if let Some(f) = self.parts.borrow_mut().get_mut(&tp) {
-                    f.truncated = false;
+                if let Some(f) = self.parts.borrow_mut().get_mut(&tp) {
+                    f.out_of_range = true;
                 }
                 return;
             }
@@ -432,10 +494,53 @@ impl Fetcher {
             }
             sluice_engine::metrics::replicated_in(n);
         }
+        // Leading it now, or following another: the HW is no longer ours to set.
+        if !self.follows(&tp, epoch, &replica) {
+            return;
+        }
         let o = replica.log.offsets();
         let hw = u64::try_from(p.high_watermark).unwrap_or(0);
-        replica
-            .log
-            .set_high_watermark(hw.min(o.log_end_offset).max(o.log_start_offset));
+        let hw = hw.min(o.log_end_offset).max(o.log_start_offset);
+        replica.log.set_high_watermark(hw);
+        // Records the leader deleted (DeleteRecords, retention) go here too.
+        let start = u64::try_from(p.log_start_offset).unwrap_or(0).min(hw);
+        if start > o.log_start_offset {
+            if let Err(e) = replica.log.delete_records_before(start).await {
+                tracing::warn!(partition = %tp, error = %e, "cannot follow the leader's log start");
+            }
+        }
     }
+}
+
+/// Where a follower whose newest epoch is `last` truncates, given the leader's
+/// answer `(epoch, end)` for it: the end of that epoch on both sides, whichever
+/// is lower (Kafka's KIP-279 rule).
+fn truncation_point(replica: &Replica, last: i32, epoch: i32, end: i64) -> u64 {
+    let offsets = replica.log.offsets();
+    if last < 0 {
+        // Nothing written in any epoch here.
+        return offsets.log_end_offset;
+    }
+    if epoch < 0 {
+        // The leader has no epoch as old: only what was committed is kept.
+        return offsets.high_watermark;
+    }
+    let epochs = replica.log.leader_epochs();
+    let (_, mine) = crate::handlers::offset_for_leader_epoch::end_of_epoch(
+        &epochs,
+        offsets.log_end_offset,
+        -1,
+        epoch,
+    );
+    // No epoch here as old as the leader's: all of ours is newer, and diverges
+    // from where our first epoch starts.
+    let mine = u64::try_from(mine)
+        .unwrap_or_else(|_| epochs.first().map_or(offsets.log_end_offset, |(_, s)| *s));
+    u64::try_from(end).unwrap_or(0).min(mine)
+}
+
+/// A connection refused: nothing listens at the address.
+fn refused(e: &crate::client::ClientError) -> bool {
+    matches!(e, crate::client::ClientError::Connect { source, .. }
+        if source.kind() == std::io::ErrorKind::ConnectionRefused)
 }

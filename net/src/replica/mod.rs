@@ -26,12 +26,15 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use futures::FutureExt;
-use sluice_engine::{Partition, TopicPartition};
+use sluice_engine::{Partition, TopicPartition, Writers};
 use sluice_raft::PartitionRecord;
 use uuid::Uuid;
 
 use crate::kafka_error::{self as code, KafkaError};
 use crate::topics::TopicStore;
+
+/// After a refused ISR change, how long before another is proposed.
+const ISR_RETRY: Duration = Duration::from_secs(1);
 
 /// Kafka's default `replica.lag.time.max.ms`.
 pub const LAG_TIME_MAX_DEFAULT: Duration = Duration::from_secs(30);
@@ -78,8 +81,12 @@ struct State {
     followers: BTreeMap<i32, Progress>,
     /// acks=all appends waiting for the high watermark to pass their end.
     waiters: Vec<(u64, oneshot::Sender<Result<(), KafkaError>>)>,
-    /// An ISR change proposed and not yet seen in an assignment.
-    isr_change_pending: bool,
+    /// An ISR change proposed and not yet seen in an assignment. Until it is,
+    /// the high watermark counts the members of both (Kafka's "maximal ISR"), so
+    /// a follower being added holds it as if it were in already.
+    proposed_isr: Option<Vec<i32>>,
+    /// After a refused ISR change, none is proposed before this.
+    isr_retry_after: Option<Instant>,
 }
 
 /// One partition replica on this shard.
@@ -162,7 +169,8 @@ impl Replica {
         }
         let offsets = self.log.offsets();
         let mut hw = offsets.log_end_offset;
-        for r in &st.record.isr {
+        let maximal = st.record.isr.iter().chain(st.proposed_isr.iter().flatten());
+        for r in maximal {
             if *r == self.node_id {
                 continue;
             }
@@ -188,15 +196,30 @@ impl Replica {
         }
     }
 
-    /// Waits until the high watermark reaches `end` (acks=all), at most `timeout`.
-    pub async fn wait_replicated(&self, end: u64, timeout: Duration) -> Result<(), KafkaError> {
+    /// Whether this node still leads in `epoch` (a leader never truncates in its
+    /// own epoch, so what it appended in it is still there).
+    pub fn still_leads(&self, epoch: i32) -> Result<(), KafkaError> {
+        let st = self.st.borrow();
+        if st.role == Role::Leader && st.record.leader_epoch == epoch {
+            Ok(())
+        } else {
+            Err(self.not_leader(&st))
+        }
+    }
+
+    /// Waits until the high watermark reaches `end` (acks=all) while this node
+    /// leads in `epoch`, at most `timeout`.
+    pub async fn wait_replicated(
+        &self,
+        end: u64,
+        epoch: i32,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
         let rx = {
+            self.still_leads(epoch)?;
             let mut st = self.st.borrow_mut();
             if self.log.offsets().high_watermark >= end {
                 return Ok(());
-            }
-            if st.role != Role::Leader {
-                return Err(self.not_leader(&st));
             }
             let (tx, rx) = oneshot::channel();
             st.waiters.push((end, tx));
@@ -209,7 +232,7 @@ impl Replica {
             r = rx => r.unwrap_or_else(|_| Err(KafkaError::new(
                 code::NOT_LEADER_OR_FOLLOWER,
                 "the partition's leadership changed",
-            ))),
+            ))).and_then(|()| self.still_leads(epoch)),
             () = timer => Err(KafkaError::new(
                 code::REQUEST_TIMED_OUT,
                 format!(
@@ -271,23 +294,23 @@ impl Replica {
             let joins = !st.record.isr.contains(&follower)
                 && offset >= hw
                 && offset >= epoch_start
-                && !st.isr_change_pending;
+                && st.proposed_isr.is_none()
+                && st.isr_retry_after.is_none_or(|t| t <= now);
             joins.then(|| {
-                st.isr_change_pending = true;
                 let mut isr = st.record.isr.clone();
                 isr.push(follower);
                 isr
             })
         };
         self.update_high_watermark();
-        if let Some(isr) = expand {
-            match self.env.borrow().clone() {
-                Some(env) => {
-                    tracing::info!(partition = %self.log.topic_partition(), follower, ?isr,
-                        "a follower caught up; expanding the ISR");
-                    propose_isr(&env, self, isr);
-                }
-                None => self.st.borrow_mut().isr_change_pending = false,
+        let env = self.env.borrow().clone();
+        if let (Some(isr), Some(env)) = (expand, env) {
+            // Only a live broker may join (a fenced one that still runs keeps
+            // fetching until it learns it was fenced).
+            if env.topics.image().broker(follower).is_some() {
+                tracing::info!(partition = %self.log.topic_partition(), follower, ?isr,
+                    "a follower caught up; expanding the ISR");
+                propose_isr(&env, self, isr);
             }
         }
         Ok(())
@@ -296,11 +319,14 @@ impl Replica {
     /// The ISR without the members not caught up for `lag_max`, when that removes
     /// any (the leader stays).
     fn shrunk_isr(&self, lag_max: Duration) -> Option<Vec<i32>> {
-        let mut st = self.st.borrow_mut();
-        if st.role != Role::Leader || st.isr_change_pending {
+        let st = self.st.borrow();
+        let now = Instant::now();
+        if st.role != Role::Leader
+            || st.proposed_isr.is_some()
+            || st.isr_retry_after.is_some_and(|t| t > now)
+        {
             return None;
         }
-        let now = Instant::now();
         let isr: Vec<i32> = st
             .record
             .isr
@@ -314,10 +340,7 @@ impl Replica {
                         .is_some_and(|p| now.duration_since(p.caught_up) <= lag_max)
             })
             .collect();
-        (isr.len() < st.record.isr.len()).then(|| {
-            st.isr_change_pending = true;
-            isr
-        })
+        (isr.len() < st.record.isr.len()).then_some(isr)
     }
 
     /// Fails every acks=all waiter (leadership lost).
@@ -408,7 +431,8 @@ impl ReplicaManager {
                     min_insync: a.min_insync,
                     followers: BTreeMap::new(),
                     waiters: Vec::new(),
-                    isr_change_pending: false,
+                    proposed_isr: None,
+                    isr_retry_after: None,
                 }),
             });
             self.replicas
@@ -438,8 +462,13 @@ impl ReplicaManager {
             let mut st = replica.st.borrow_mut();
             st.record = a.record.clone();
             st.role = role;
-            st.isr_change_pending = false;
+            st.proposed_isr = None;
+            st.isr_retry_after = None;
         }
+        replica.log.set_writers(match role {
+            Role::Leader => Writers::Leader(a.record.leader_epoch),
+            Role::Follower { .. } | Role::Offline => Writers::Nobody,
+        });
         match role {
             Role::Leader => {
                 self.unfollow(&a.tp);
@@ -502,6 +531,7 @@ impl ReplicaManager {
         self.unfollow(tp);
         let gone = self.replicas.borrow_mut().remove(tp);
         gone.is_some_and(|r| {
+            r.log.set_writers(Writers::Nobody);
             r.fail_waiters();
             r.role() == Role::Leader
         })
@@ -571,13 +601,19 @@ pub(crate) fn propose_isr(env: &Env, r: &Rc<Replica>, isr: Vec<i32>) {
         )
     };
     sluice_engine::metrics::isr_changed(isr.len() > record.isr.len());
+    r.st.borrow_mut().proposed_isr = Some(isr.clone());
     let topics = env.topics.clone();
     let r = r.clone();
     glommio::spawn_local(async move {
         let result = topics.alter_isr(&tp, topic_id, &record, isr.clone()).await;
         if let Err(e) = result {
             tracing::info!(partition = %tp, ?isr, error = %e, "ISR change not taken");
-            r.st.borrow_mut().isr_change_pending = false;
+            let mut st = r.st.borrow_mut();
+            // Unless a newer record replaced the one it was proposed on.
+            if st.record == record {
+                st.proposed_isr = None;
+                st.isr_retry_after = Some(Instant::now() + ISR_RETRY);
+            }
         }
     })
     .detach();

@@ -166,7 +166,12 @@ fn produce(bootstrap: &str, topic: &str, tag: &str, count: usize) -> Acked {
 
 /// Reads every partition from the start up to its high watermark through
 /// `bootstrap`: (partition, offset) -> value.
-fn consume(bootstrap: &str, topic: &str, expected: usize) -> BTreeMap<(i32, i64), String> {
+fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> BTreeMap<(i32, i64), String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "replication-check")
@@ -174,7 +179,7 @@ fn consume(bootstrap: &str, topic: &str, expected: usize) -> BTreeMap<(i32, i64)
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
             .expect("partition");
     }
@@ -244,12 +249,17 @@ fn stored_batches(dir: &Path) -> Vec<StoredBatch> {
 
 /// Waits until the three replicas of every partition hold the same batches, and
 /// returns them per partition.
-fn logs_agree(cluster: &Cluster, topic: &str, within: Duration) -> Vec<Vec<StoredBatch>> {
+fn logs_agree(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    within: Duration,
+) -> Vec<Vec<StoredBatch>> {
     let deadline = Instant::now() + within;
     loop {
         let mut agreed = Vec::new();
         let mut differ = None;
-        for p in 0..PARTITIONS {
+        for p in 0..partitions {
             let copies: Vec<Vec<StoredBatch>> = cluster
                 .nodes
                 .iter()
@@ -318,7 +328,7 @@ fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
     let t0 = Instant::now();
     let mut acked = produce(&cluster.bootstrap(), "r", "first", 600);
     eprintln!("600 acks=all records in {:?}", t0.elapsed());
-    let batches = logs_agree(&cluster, "r", Duration::from_secs(20));
+    let batches = logs_agree(&cluster, "r", PARTITIONS, Duration::from_secs(20));
     let stored: usize = batches
         .iter()
         .flatten()
@@ -391,14 +401,14 @@ fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
         "the ISR whole again",
         full,
     );
-    let batches = logs_agree(&cluster, "r", Duration::from_secs(20));
+    let batches = logs_agree(&cluster, "r", PARTITIONS, Duration::from_secs(20));
     let stored: usize = batches
         .iter()
         .flatten()
         .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
         .sum();
     assert_eq!(stored, 1200, "records in each replica");
-    let read = consume(&cluster.bootstrap(), "r", acked.len());
+    let read = consume(&cluster.bootstrap(), "r", PARTITIONS, acked.len());
     check_acked(&acked, &read);
     // Offsets are never reused: each partition's offsets run without gaps.
     for p in 0..PARTITIONS {
@@ -591,7 +601,7 @@ fn acknowledged_records_survive_a_seeded_schedule_of_kills_pauses_wipes_and_full
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bootstrap = cluster.bootstrap();
     let flag = stop.clone();
-    let producer = std::thread::spawn(move || produce_until(&bootstrap, "checked", &flag));
+    let writer = std::thread::spawn(move || produce_until(&bootstrap, "checked", &flag));
     std::thread::sleep(Duration::from_secs(1));
     for (i, fault) in faults.iter().enumerate() {
         let t0 = Instant::now();
@@ -601,75 +611,37 @@ fn acknowledged_records_survive_a_seeded_schedule_of_kills_pauses_wipes_and_full
         std::thread::sleep(Duration::from_millis(500));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let produced = producer.join().expect("producer thread");
+    let outcome = writer.join().expect("producer thread");
     eprintln!(
         "{} records acknowledged, {} not",
-        produced.acked.len(),
-        produced.errors
+        outcome.acked.len(),
+        outcome.errors
     );
     assert!(
-        produced.acked.len() > 1000,
+        outcome.acked.len() > 1000,
         "too little was written to check"
     );
 
     // The replicas agree batch for batch (segment files of the three data
     // directories), and a consumer reads every acknowledged record exactly once
-    // at its acknowledged offset.
-    let batches = {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let copies: Vec<Vec<Vec<StoredBatch>>> = cluster
-                .nodes
-                .iter()
-                .map(|n| {
-                    (0..CHECKED_PARTITIONS)
-                        .map(|p| stored_batches(&n.data_dir().join(format!("checked-{p}"))))
-                        .collect()
-                })
-                .collect();
-            if copies.windows(2).all(|w| w[0] == w[1]) {
-                break copies[0].clone();
-            }
-            assert!(Instant::now() < deadline, "the replicas' logs differ");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    // at its acknowledged offset; no value is stored twice.
+    let batches = logs_agree(
+        &cluster,
+        "checked",
+        CHECKED_PARTITIONS,
+        Duration::from_secs(30),
+    );
     let stored: usize = batches
         .iter()
         .flatten()
         .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
         .sum();
-    let read = {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &cluster.bootstrap())
-            .set("group.id", "checker")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..CHECKED_PARTITIONS {
-            tpl.add_partition_offset("checked", p, rdkafka::Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
-        let mut got: BTreeMap<(i32, i64), String> = BTreeMap::new();
-        let deadline = Instant::now() + Duration::from_mins(1);
-        while got.len() < stored && Instant::now() < deadline {
-            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-                let m = m.expect("message");
-                let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                assert!(got.insert((m.partition(), m.offset()), v).is_none());
-            }
-        }
-        got
-    };
+    let read = consume(&cluster.bootstrap(), "checked", CHECKED_PARTITIONS, stored);
     assert_eq!(read.len(), stored, "records read and stored");
-    for (v, at) in &produced.acked {
+    for (v, at) in &outcome.acked {
         assert_eq!(read.get(at), Some(v), "{v} acknowledged at {at:?}");
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for v in read.values() {
-        assert!(seen.insert(v), "{v} stored twice");
-    }
+    let distinct: std::collections::BTreeSet<&String> = read.values().collect();
+    assert_eq!(distinct.len(), read.len(), "a value stored twice");
     drop(seed);
 }
