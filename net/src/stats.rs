@@ -23,6 +23,22 @@ pub struct PartitionStats {
     pub leader_epoch: i32,
     /// Why the partition is offline, if it is.
     pub offline: Option<String>,
+    /// This replica as the replica manager sees it (`None`: not assigned yet).
+    pub replica: Option<ReplicaStats>,
+}
+
+/// A partition replica's replication state.
+#[derive(Debug, Clone)]
+pub struct ReplicaStats {
+    /// "leader", "follower" or "offline" (no broker leads it).
+    pub role: &'static str,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// On a leader: per follower, records behind the leader's log end (`None`:
+    /// not heard from in this epoch) and seconds since it was last caught up.
+    pub followers: Vec<crate::replica::FollowerLag>,
 }
 
 /// A consumer group's committed offset for one partition.
@@ -46,6 +62,7 @@ pub struct ShardReport {
 /// when its time slice is used up, so many partitions do not stall the data path.
 pub async fn shard_report(shard: &Rc<Shard>) -> ShardReport {
     let id = shard.id();
+    let services = crate::services::ShardServices::of(shard);
     let all = shard.partitions();
     let mut partitions = Vec::with_capacity(all.len());
     for (i, p) in all.iter().enumerate() {
@@ -65,13 +82,16 @@ pub async fn shard_report(shard: &Rc<Shard>) -> ShardReport {
             segments: p.segment_count(),
             leader_epoch: p.leader_epochs().last().map_or(-1, |(e, _)| *e),
             offline: p.offline_reason(),
+            replica: services
+                .replicas
+                .get(tp)
+                .filter(|r| Rc::ptr_eq(&r.log, p))
+                .map(|r| r.stats()),
         });
     }
     ShardReport {
         metrics: sluice_engine::metrics::snapshot(id),
         partitions,
-        committed: crate::group::coordinator::committed_offsets(
-            &crate::services::ShardServices::of(shard),
-        ),
+        committed: crate::group::coordinator::committed_offsets(&services),
     }
 }

@@ -268,6 +268,12 @@ fn route(head: &[u8], state: &AdminState) -> Reply {
                     let fenced = image.brokers.iter().filter(|b| b.fenced).count();
                     (image.version, image.brokers.len() - fenced, fenced)
                 }),
+                offline_partitions: topics.map(|t| {
+                    t.image()
+                        .topics()
+                        .map(|t| t.placement.iter().filter(|p| p.leader < 0).count())
+                        .sum()
+                }),
             };
             Reply {
                 status: 200,
@@ -338,6 +344,18 @@ fn partitions_json(state: &AdminState) -> Reply {
                 "segments": p.segments,
                 "leader_epoch": p.leader_epoch,
                 "offline": p.offline,
+                "replica": p.replica.as_ref().map(|r| serde_json::json!({
+                    "role": r.role,
+                    "leader": r.leader,
+                    "leader_epoch": r.leader_epoch,
+                    "replicas": r.replicas,
+                    "isr": r.isr,
+                    "followers": r.followers.iter().map(|f| serde_json::json!({
+                        "follower": f.follower,
+                        "lag_records": f.records,
+                        "lag_seconds": f.seconds,
+                    })).collect::<Vec<_>>(),
+                })),
             })
         })
         .collect();

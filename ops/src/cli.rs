@@ -153,22 +153,61 @@ pub fn topic_list(bootstrap: &str) -> CliResult<()> {
     Ok(())
 }
 
-/// (earliest, latest) offsets of each partition.
+/// The offset `ts` finds (-2 earliest, -1 latest, else a time) in each partition,
+/// asked of each partition's leader (the brokers Metadata names); -1 for a
+/// partition without a leader.
 pub(crate) fn offsets(
     client: &mut Client,
     topic: &str,
     partitions: i32,
     ts: i64,
 ) -> CliResult<Vec<i64>> {
+    let md = metadata(client, Some(&[topic]))?;
+    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for t in &md.topics {
+        for p in &t.partitions {
+            if p.leader_id.0 >= 0 {
+                by_leader
+                    .entry(p.leader_id.0)
+                    .or_default()
+                    .push(p.partition_index);
+            }
+        }
+    }
+    let mut out = vec![-1; usize::try_from(partitions).unwrap_or(0)];
+    for (leader, parts) in by_leader {
+        let b = md
+            .brokers
+            .iter()
+            .find(|b| b.node_id.0 == leader)
+            .ok_or_else(|| fail(format!("broker {leader} leads {topic} but is not listed")))?;
+        let mut to_leader = connect(&format!("{}:{}", b.host.as_str(), b.port))?;
+        for (p, offset) in leader_offsets(&mut to_leader, topic, &parts, ts)? {
+            if let Some(slot) = usize::try_from(p).ok().and_then(|i| out.get_mut(i)) {
+                *slot = offset;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// ListOffsets for `parts` of `topic` on the broker leading them.
+fn leader_offsets(
+    client: &mut Client,
+    topic: &str,
+    parts: &[i32],
+    ts: i64,
+) -> CliResult<Vec<(i32, i64)>> {
     let req = ListOffsetsRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
         .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
             .with_name(name(topic))
             .with_partitions(
-                (0..partitions)
+                parts
+                    .iter()
                     .map(|p| {
                         list_offsets_request::ListOffsetsPartition::default()
-                            .with_partition_index(p)
+                            .with_partition_index(*p)
                             .with_timestamp(ts)
                     })
                     .collect(),
@@ -176,7 +215,7 @@ pub(crate) fn offsets(
     let (_, r): (i16, ListOffsetsResponse) = client
         .call(ApiKey::ListOffsets, 7, &req)
         .map_err(|e| err(&e))?;
-    let mut out = vec![-1; usize::try_from(partitions).unwrap_or(0)];
+    let mut out = Vec::new();
     for t in &r.topics {
         for p in &t.partitions {
             check(
@@ -184,12 +223,7 @@ pub(crate) fn offsets(
                 &format!("offsets of {topic}-{}", p.partition_index),
                 None,
             )?;
-            if let Some(slot) = usize::try_from(p.partition_index)
-                .ok()
-                .and_then(|i| out.get_mut(i))
-            {
-                *slot = p.offset;
-            }
+            out.push((p.partition_index, p.offset));
         }
     }
     Ok(out)
@@ -204,24 +238,41 @@ pub fn topic_describe(bootstrap: &str, topic: &str) -> CliResult<()> {
     let n = i32::try_from(t.partitions.len()).map_err(fail)?;
     let earliest = offsets(&mut client, topic, n, -2)?;
     let latest = offsets(&mut client, topic, n, -1)?;
-    outln!(out, "topic {topic}  id {}  partitions {n}", t.topic_id)?;
+    let rf = t.partitions.first().map_or(0, |p| p.replica_nodes.len());
     outln!(
         out,
-        "{:>9} {:>6} {:>14} {:>14}",
+        "topic {topic}  id {}  partitions {n}  replication factor {rf}",
+        t.topic_id
+    )?;
+    outln!(
+        out,
+        "{:>9} {:>6} {:>5} {:<12} {:<12} {:>14} {:>14}",
         "partition",
         "leader",
+        "epoch",
+        "replicas",
+        "isr",
         "log start",
         "high watermark"
     )?;
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| {
+        v.iter()
+            .map(|b| b.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let mut parts: Vec<_> = t.partitions.iter().collect();
     parts.sort_by_key(|p| p.partition_index);
     for p in parts {
         let i = usize::try_from(p.partition_index).unwrap_or(0);
         outln!(
             out,
-            "{:>9} {:>6} {:>14} {:>14}",
+            "{:>9} {:>6} {:>5} {:<12} {:<12} {:>14} {:>14}",
             p.partition_index,
             p.leader_id.0,
+            p.leader_epoch,
+            ids(&p.replica_nodes),
+            ids(&p.isr_nodes),
             earliest.get(i).copied().unwrap_or(-1),
             latest.get(i).copied().unwrap_or(-1)
         )?;

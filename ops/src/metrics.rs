@@ -104,6 +104,8 @@ pub struct Process {
     pub quorum: Option<sluice_raft::QuorumStatus>,
     /// The metadata version this node applied, and its brokers (alive, fenced).
     pub metadata: Option<(u64, usize, usize)>,
+    /// Partitions of the cluster without a leader, as this node's image has them.
+    pub offline_partitions: Option<usize>,
 }
 
 /// A label value, escaped as the exposition formats require (group ids may hold
@@ -362,6 +364,7 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
         let offline = if p.offline.is_some() { 1.0 } else { 0.0 };
         fm.push(labels.clone(), Value::Gauge(offline));
     }
+    replica_families(&mut fam, &parts, &part_labels);
     let segments: usize = parts.iter().map(|p| p.segments).sum();
     fam.add(
         "sluice_log_segments",
@@ -427,7 +430,7 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
             Value::Gauge(if r.is_some() { 1.0 } else { 0.0 }),
         );
     }
-    let shard_families: [(&'static str, &'static str, MetricType, Get); 15] = [
+    let shard_families: [(&'static str, &'static str, MetricType, Get); 19] = [
         (
             "sluice_connections_open",
             "Kafka client connections open.",
@@ -518,6 +521,30 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
             MetricType::Counter,
             |m| f(m.hops_sent),
         ),
+        (
+            "sluice_replication_bytes_in",
+            "Record batch bytes followers on the shard appended from their leaders.",
+            MetricType::Counter,
+            |m| f(m.replication_bytes_in),
+        ),
+        (
+            "sluice_replication_bytes_out",
+            "Record batch bytes the shard's leaders sent to followers.",
+            MetricType::Counter,
+            |m| f(m.replication_bytes_out),
+        ),
+        (
+            "sluice_isr_shrinks",
+            "ISR shrinks the shard's leaders proposed (followers behind replica.lag.time.max.ms).",
+            MetricType::Counter,
+            |m| f(m.isr_shrinks),
+        ),
+        (
+            "sluice_isr_expands",
+            "ISR expansions the shard's leaders proposed (followers caught up).",
+            MetricType::Counter,
+            |m| f(m.isr_expands),
+        ),
     ];
     for (name, help, kind, get) in shard_families {
         let counter = matches!(kind, MetricType::Counter);
@@ -566,6 +593,8 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
 
     quorum_families(&mut fam, process);
 
+    offline_family(&mut fam, process);
+
     // The process.
     fam.add(
         "sluice_build_info",
@@ -602,6 +631,104 @@ fn families(reports: &[Option<ShardReport>], process: &Process) -> Families {
     fam
 }
 
+/// Replication: per partition led here its in-sync replicas and whether it is
+/// under-replicated, each follower's lag, and the node's totals (the numbers
+/// operators alert on).
+#[allow(clippy::cast_precision_loss)]
+fn replica_families(
+    fam: &mut Families,
+    parts: &[&sluice_net::stats::PartitionStats],
+    labels: &[Labels],
+) {
+    let led: Vec<(&Labels, &sluice_net::stats::ReplicaStats)> = labels
+        .iter()
+        .zip(parts)
+        .filter_map(|(l, p)| {
+            p.replica
+                .as_ref()
+                .filter(|r| r.role == "leader")
+                .map(|r| (l, r))
+        })
+        .collect();
+    let fm = fam.add(
+        "sluice_partition_in_sync_replicas",
+        "In-sync replicas of a partition this node leads.",
+        MetricType::Gauge,
+    );
+    for (l, r) in &led {
+        fm.push((*l).clone(), Value::Gauge(r.isr.len() as f64));
+    }
+    let fm = fam.add(
+        "sluice_partition_under_replicated",
+        "1 if a partition this node leads has fewer in-sync replicas than replicas.",
+        MetricType::Gauge,
+    );
+    for (l, r) in &led {
+        let under = if r.isr.len() < r.replicas.len() {
+            1.0
+        } else {
+            0.0
+        };
+        fm.push((*l).clone(), Value::Gauge(under));
+    }
+    let under = led
+        .iter()
+        .filter(|(_, r)| r.isr.len() < r.replicas.len())
+        .count();
+    fam.add(
+        "sluice_under_replicated_partitions",
+        "Partitions this node leads with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions).",
+        MetricType::Gauge,
+    )
+    .push(Vec::new(), Value::Gauge(under as f64));
+    fam.add(
+        "sluice_leader_partitions",
+        "Partitions this node leads.",
+        MetricType::Gauge,
+    )
+    .push(Vec::new(), Value::Gauge(led.len() as f64));
+    let lag = |l: &Labels, follower: i32| {
+        let mut l = l.clone();
+        l.push(("follower", Esc(follower.to_string().into())));
+        l
+    };
+    let fm = fam.add(
+        "sluice_follower_lag_records",
+        "Records a follower is behind this leader's log end (partitions led here).",
+        MetricType::Gauge,
+    );
+    for (l, r) in &led {
+        for f in &r.followers {
+            if let Some(n) = f.records {
+                fm.push(lag(l, f.follower), Value::Gauge(n as f64));
+            }
+        }
+    }
+    let fm = fam.add(
+        "sluice_follower_lag_seconds",
+        "Seconds since a follower was last caught up with this leader (partitions led here).",
+        MetricType::Gauge,
+    );
+    for (l, r) in &led {
+        for f in &r.followers {
+            fm.push(lag(l, f.follower), Value::Gauge(f.seconds));
+        }
+    }
+}
+
+/// Partitions of the cluster without a leader.
+#[allow(clippy::cast_precision_loss)]
+fn offline_family(fam: &mut Families, process: &Process) {
+    if let Some(n) = process.offline_partitions {
+        fam.add(
+            "sluice_offline_partitions",
+            "Partitions of the cluster without a leader (Kafka's OfflinePartitionsCount).",
+            MetricType::Gauge,
+        )
+        .push(Vec::new(), Value::Gauge(n as f64));
+    }
+}
+
 /// The metadata quorum and the brokers, as this node knows them.
 #[allow(clippy::cast_precision_loss)]
 fn quorum_families(fam: &mut Families, process: &Process) {
@@ -620,6 +747,7 @@ fn quorum_families(fam: &mut Families, process: &Process) {
         fm.push(l(&[("state", "alive")]), Value::Gauge(alive as f64));
         fm.push(l(&[("state", "fenced")]), Value::Gauge(fenced as f64));
     }
+
     let Some(q) = &process.quorum else {
         return;
     };

@@ -60,6 +60,16 @@ pub struct Assignment {
     pub min_insync: i32,
 }
 
+/// How far one follower is behind its leader.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerLag {
+    pub follower: i32,
+    /// Records behind the leader's log end; `None` until it fetched in this epoch.
+    pub records: Option<u64>,
+    /// Seconds since it was last caught up.
+    pub seconds: f64,
+}
+
 /// What a leader knows of one follower.
 #[derive(Debug, Clone, Copy)]
 struct Progress {
@@ -341,6 +351,36 @@ impl Replica {
             })
             .collect();
         (isr.len() < st.record.isr.len()).then_some(isr)
+    }
+
+    /// The replica's state for metrics and `/v1/partitions`.
+    pub fn stats(&self) -> crate::stats::ReplicaStats {
+        let st = self.st.borrow();
+        let end = self.log.offsets().log_end_offset;
+        let now = Instant::now();
+        crate::stats::ReplicaStats {
+            role: match st.role {
+                Role::Leader => "leader",
+                Role::Follower { .. } => "follower",
+                Role::Offline => "offline",
+            },
+            leader: st.record.leader,
+            leader_epoch: st.record.leader_epoch,
+            replicas: st.record.replicas.clone(),
+            isr: st.record.isr.clone(),
+            followers: if st.role == Role::Leader {
+                st.followers
+                    .iter()
+                    .map(|(id, p)| FollowerLag {
+                        follower: *id,
+                        records: p.log_end.map(|e| end.saturating_sub(e)),
+                        seconds: now.duration_since(p.caught_up).as_secs_f64(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
     }
 
     /// Fails every acks=all waiter (leadership lost).

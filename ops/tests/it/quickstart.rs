@@ -237,13 +237,14 @@ fn describe_shows_1000_records(o: &Outcome) {
             "retention.ms=86400000  (set on the topic)",
         ],
     );
-    // Partition rows: index, leader, log start, high watermark.
+    // Partition rows: index, leader, epoch, replicas, ISR, log start, high
+    // watermark.
     let total: i64 = o
         .stdout
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 4 && f[0].parse::<i32>().is_ok()).then(|| f[3].parse::<i64>().ok())?
+            (f.len() == 7 && f[0].parse::<i32>().is_ok()).then(|| f[6].parse::<i64>().ok())?
         })
         .sum();
     assert_eq!(total, 1000, "{}", o.stdout);
