@@ -233,8 +233,11 @@ impl Broker {
         futures::executor::block_on(self.router.scatter(jobs));
     }
 
-    /// Stops accepting, answers what was read, flushes and closes every log.
+    /// Hands this node's leaderships to other in-sync replicas (a cluster's
+    /// controlled shutdown), stops accepting, answers what was read, flushes and
+    /// closes every log.
     pub fn shutdown(mut self) -> Result<(), sluice_engine::Error> {
+        futures::executor::block_on(self.topics.controlled_shutdown());
         self.stop_listeners();
         self.topics.stop();
         match self.engine.take() {

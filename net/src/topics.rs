@@ -188,6 +188,8 @@ impl Progress {
 pub struct TopicStore {
     data_dir: PathBuf,
     node_id: i32,
+    /// One of a cluster (not the single-node store).
+    cluster: bool,
     defaults: LogConfig,
     meta: MetadataStore,
     view: Arc<ArcSwap<TopicsImage>>,
@@ -536,6 +538,7 @@ impl TopicStore {
         Ok(TopicStore {
             data_dir: data_dir.to_path_buf(),
             node_id: settings.node_id,
+            cluster: settings.cluster.is_some(),
             defaults,
             meta,
             view,
@@ -620,6 +623,41 @@ impl TopicStore {
         })
         .await?;
         Ok(())
+    }
+
+    /// Controlled shutdown: this broker stops heartbeating and fences itself, so
+    /// the controller hands what it leads to other in-sync replicas and takes it
+    /// out of the ISRs, and waits until this node applied that (its replicas
+    /// resign; clients asking it are told the new leaders). Nothing for the
+    /// single-node store. Bounded by the proposal timeout.
+    pub async fn controlled_shutdown(&self) {
+        if !self.cluster {
+            return;
+        }
+        let Some(incarnation) = self
+            .image()
+            .brokers
+            .iter()
+            .find(|b| b.id == self.node_id && !b.fenced)
+            .map(|b| b.incarnation)
+        else {
+            return;
+        };
+        self.meta.retire();
+        tracing::info!(
+            node_id = self.node_id,
+            "controlled shutdown: handing over leaderships"
+        );
+        match self
+            .change(Command::FenceBroker {
+                id: self.node_id,
+                incarnation,
+            })
+            .await
+        {
+            Ok(_) => tracing::info!("controlled shutdown: leaderships handed over"),
+            Err(e) => tracing::warn!(error = %e, "controlled shutdown not taken; stopping anyway"),
+        }
     }
 
     /// Fences incarnation `incarnation` of broker `id`, which a follower found not

@@ -73,6 +73,12 @@ pub enum Command {
         id: i32,
         incarnation: u64,
     },
+    /// Each listed partition `(topic, id, partition)` is led by its preferred
+    /// replica (its first) if that one is live and in sync (Kafka's preferred
+    /// leader election); others are left as they are.
+    ElectPreferred {
+        partitions: Vec<(String, Uuid, i32)>,
+    },
     /// A partition leader changes its in-sync replicas (Kafka's AlterPartition):
     /// taken only from the current leader in its current leader epoch and on the
     /// partition epoch it last saw, so a stale leader or a stale view cannot undo a
@@ -328,6 +334,7 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
         ),
         Command::FenceBroker { id, incarnation } => fence(image, *id, *incarnation)?,
         Command::AlterIsr { .. } => alter_isr(image, cmd)?,
+        Command::ElectPreferred { partitions } => elect_preferred(image, partitions),
         Command::SetBrokerConfigs { resource, configs } => {
             if !resource.is_empty() && resource.parse::<i32>().map_or(true, |id| id < 0) {
                 return Err(Refusal::BrokerResource(resource.clone()));
@@ -364,6 +371,51 @@ fn grow(image: &mut MetadataImage, name: &str, t: &TopicRecord, total: i32) -> R
     }
     image.topics.insert(name.to_string(), Arc::new(next));
     Ok(())
+}
+
+/// The partitions whose preferred replica is live and in sync but does not lead.
+pub fn preferred_elections(image: &MetadataImage) -> Vec<(String, Uuid, i32)> {
+    let live = |r: i32| image.brokers.get(&r).is_some_and(|b| !b.fenced);
+    let mut out = Vec::new();
+    for (name, t) in &image.topics {
+        for (p, r) in (0..).zip(&t.placement) {
+            if let Some(&preferred) = r.replicas.first() {
+                if r.leader != preferred && r.isr.contains(&preferred) && live(preferred) {
+                    out.push((name.clone(), t.id, p));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Applies an [`Command::ElectPreferred`].
+fn elect_preferred(image: &mut MetadataImage, partitions: &[(String, Uuid, i32)]) {
+    let live: Vec<i32> = image.live_brokers().map(|b| b.id).collect();
+    for (name, id, partition) in partitions {
+        let Some(t) = image.topics.get_mut(name).filter(|t| t.id == *id) else {
+            continue;
+        };
+        let Some(r) = usize::try_from(*partition)
+            .ok()
+            .and_then(|i| t.placement.get(i))
+        else {
+            continue;
+        };
+        let Some(&preferred) = r.replicas.first() else {
+            continue;
+        };
+        if r.leader == preferred || !r.isr.contains(&preferred) || !live.contains(&preferred) {
+            continue;
+        }
+        let next = PartitionRecord {
+            leader: preferred,
+            leader_epoch: r.leader_epoch + 1,
+            partition_epoch: r.partition_epoch + 1,
+            ..r.clone()
+        };
+        Arc::make_mut(t).placement[usize::try_from(*partition).unwrap_or(0)] = next;
+    }
 }
 
 /// Applies an [`Command::AlterIsr`]: the partition's ISR changes if `(leader,

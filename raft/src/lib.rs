@@ -22,7 +22,7 @@ pub mod quorum;
 pub mod rpc;
 mod store;
 
-pub use command::{apply, Applied, Command, Refusal, PARTITIONS_MAX};
+pub use command::{apply, preferred_elections, Applied, Command, Refusal, PARTITIONS_MAX};
 pub use entry_log::{EntryLog, EntryLogError};
 /// Durable whole-file replacement (temporary file, fsync, rename, directory fsync),
 /// for the node's other metadata files.

@@ -185,6 +185,14 @@ impl MetadataStore {
         }
     }
 
+    /// Stops keeping the broker alive (it is stopping); nothing for the
+    /// single-node store.
+    pub fn retire(&self) {
+        if let Backend::Quorum(q) = &self.backend {
+            q.retire();
+        }
+    }
+
     /// The single-node store's last committed version.
     pub fn committed_version(&self) -> u64 {
         self.committed.load(Ordering::Acquire)

@@ -467,6 +467,16 @@ struct Produced {
 
 /// Writes unique values (acks=all, idempotent) in rounds of 24 until `stop`.
 fn produce_until(bootstrap: &str, topic: &str, stop: &std::sync::atomic::AtomicBool) -> Produced {
+    produce_until_in(bootstrap, topic, CHECKED_PARTITIONS, stop)
+}
+
+/// [`produce_until`] over `partitions` partitions.
+fn produce_until_in(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Produced {
     use std::sync::atomic::Ordering;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -485,7 +495,7 @@ fn produce_until(bootstrap: &str, topic: &str, stop: &std::sync::atomic::AtomicB
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let p = i32::try_from(i).unwrap_or(0) % CHECKED_PARTITIONS;
+                let p = i32::try_from(i).unwrap_or(0) % partitions;
                 producer
                     .send_result(FutureRecord::<(), _>::to(topic).partition(p).payload(v))
                     .map_err(|(e, _)| e)
@@ -644,4 +654,152 @@ fn acknowledged_records_survive_a_seeded_schedule_of_kills_pauses_wipes_and_full
     let distinct: std::collections::BTreeSet<&String> = read.values().collect();
     assert_eq!(distinct.len(), read.len(), "a value stored twice");
     drop(seed);
+}
+
+/// A consumer group member reading `topic` with a commit every 20 records,
+/// until `stop`: the values it saw, in order.
+fn consume_in_group(
+    bootstrap: &str,
+    topic: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<String> {
+    use rdkafka::consumer::CommitMode;
+    use std::sync::atomic::Ordering;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "rolling")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut seen = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let Ok(m) = m else { continue };
+        seen.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+        // A commit every 20 records, retried while the coordinator moves; what
+        // was read since the last commit may be read again after a rebalance.
+        if seen.len() % 20 == 0 {
+            for _ in 0..50 {
+                if consumer.commit_consumer_state(CommitMode::Sync).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    seen
+}
+
+#[test]
+fn a_rolling_restart_with_sigterm_shows_clients_no_error_and_loses_nothing() {
+    let mut cluster = Cluster::start_quorum(3, config, cluster_config);
+    let a1 = cluster.nodes[0].addr.clone();
+    assert_eq!(
+        create(&a1, "rolling", 3, &[("min.insync.replicas", "2")]),
+        0
+    );
+    let full = |ps: &[Placed]| ps.iter().all(|p| p.isr.len() == 3 && p.leader > 0);
+    wait_placed(&a1, "rolling", Duration::from_secs(20), "RF=3", full);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (bootstrap, flag) = (cluster.bootstrap(), stop.clone());
+    let writer =
+        std::thread::spawn(move || produce_until_in(&bootstrap, "rolling", PARTITIONS, &flag));
+    let (bootstrap, reading) = (
+        cluster.bootstrap(),
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let flag = reading.clone();
+    let reader = std::thread::spawn(move || consume_in_group(&bootstrap, "rolling", &flag));
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 1..=3u8 {
+        let t0 = Instant::now();
+        let status = cluster.node(i).stop();
+        assert!(status.success(), "node {i} stopped with {status}");
+        eprintln!("node {i} stopped (controlled) in {:?}", t0.elapsed());
+        cluster.node(i).restart();
+        for n in &cluster.nodes {
+            wait_placed(
+                &n.addr,
+                "rolling",
+                Duration::from_mins(1),
+                "ISR whole",
+                full,
+            );
+        }
+        eprintln!("node {i} back in every ISR after {:?}", t0.elapsed());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let outcome = writer.join().expect("producer thread");
+    eprintln!(
+        "{} records acknowledged, {} delivery errors",
+        outcome.acked.len(),
+        outcome.errors
+    );
+    assert_eq!(outcome.errors, 0, "the producer application saw errors");
+    assert!(outcome.acked.len() > 500, "too little was written");
+    let read = consume(
+        &cluster.bootstrap(),
+        "rolling",
+        PARTITIONS,
+        outcome.acked.len(),
+    );
+    check_acked(&outcome.acked, &read);
+    // The group reads everything written, across the coordinator's moves.
+    let deadline = Instant::now() + Duration::from_mins(1);
+    let mut committed = 0;
+    while Instant::now() < deadline && committed + 20 < outcome.acked.len() {
+        std::thread::sleep(Duration::from_millis(500));
+        committed = group_committed(&cluster, "rolling");
+    }
+    eprintln!("the group committed {committed} records' offsets");
+    std::thread::sleep(Duration::from_secs(1));
+    reading.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader.join().expect("consumer thread");
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    for v in outcome.acked.keys() {
+        assert!(distinct.contains(v), "the group never read {v}");
+    }
+    let again = seen.len() - distinct.len();
+    eprintln!(
+        "the group read {} records, {again} of them again",
+        seen.len()
+    );
+    assert!(
+        again * 100 <= seen.len(),
+        "{again} of {} records read again: more than the uncommitted ones",
+        seen.len()
+    );
+}
+
+/// Offsets the group committed, summed over the topic's partitions (as the
+/// partitions' leaders' coordinator answers OffsetFetch through librdkafka).
+fn group_committed(cluster: &Cluster, topic: &str) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", "rolling")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .map_or(0, |c| {
+            c.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => usize::try_from(o).ok(),
+                    _ => None,
+                })
+                .sum()
+        })
 }

@@ -276,6 +276,9 @@ enum Ask {
     /// Heartbeats for the broker this `RegisterBroker` registered, and a new
     /// registration whenever it finds itself fenced.
     KeepAlive(Command),
+    /// The broker stops (controlled shutdown): no more heartbeats or
+    /// registrations, so being fenced now is final.
+    Retire,
     Membership(MembershipChange, oneshot::Sender<Result<(), String>>),
     /// A std channel: `stop` may be called inside another executor (a drop).
     Stop(std::sync::mpsc::Sender<()>),
@@ -388,14 +391,17 @@ async fn keep_alive(
     sessions: Rc<Sessions>,
     forwarder: Rc<Forwarder>,
     mut register: Command,
-    interval: Duration,
-    propose_timeout: Duration,
+    (interval, propose_timeout): (Duration, Duration),
+    retired: Rc<std::cell::Cell<bool>>,
 ) {
     let Command::RegisterBroker { id, .. } = register else {
         return;
     };
     loop {
         glommio::timer::sleep(interval).await;
+        if retired.get() {
+            return;
+        }
         let Command::RegisterBroker { incarnation, .. } = register else {
             return;
         };
@@ -430,6 +436,36 @@ async fn keep_alive(
             {
                 tracing::debug!(error = %e, "a heartbeat was not delivered");
             }
+        }
+    }
+}
+
+/// How often the controller moves leaderships back to preferred replicas.
+const LEADER_BALANCE_EVERY: Duration = Duration::from_secs(10);
+
+/// On the leader (Kafka's `auto.leader.rebalance.enable`): every
+/// [`LEADER_BALANCE_EVERY`], each partition whose preferred replica (its first)
+/// is live and in sync but does not lead is handed back to it, so leaders stay
+/// spread after restarts.
+async fn balance_leaders(raft: Raft<TypeConfig>, sm: StateMachine) {
+    loop {
+        glommio::timer::sleep(LEADER_BALANCE_EVERY).await;
+        if raft.metrics().borrow().state != ServerState::Leader {
+            continue;
+        }
+        let partitions = crate::command::preferred_elections(&sm.image());
+        if partitions.is_empty() {
+            continue;
+        }
+        tracing::info!(
+            partitions = partitions.len(),
+            "moving leaderships back to preferred replicas"
+        );
+        if let Err(e) = raft
+            .client_write(Command::ElectPreferred { partitions })
+            .await
+        {
+            tracing::warn!(error = %e, "could not balance leaders");
         }
     }
 }
@@ -684,6 +720,8 @@ async fn run(
         settings.session_timeout,
     ))
     .detach();
+    glommio::spawn_local(balance_leaders(raft.clone(), sm.clone())).detach();
+    let retired = Rc::new(std::cell::Cell::new(false));
     let forwarder = Rc::new(Forwarder::default());
     bootstrap(&raft, &forwarder, &settings).await;
     let _ = started.send(Ok(()));
@@ -737,11 +775,12 @@ async fn run(
                     sessions.clone(),
                     Rc::new(Forwarder::default()),
                     register,
-                    interval,
-                    settings.propose_timeout,
+                    (interval, settings.propose_timeout),
+                    retired.clone(),
                 ))
                 .detach();
             }
+            Ask::Retire => retired.set(true),
             Ask::Stop(reply) => {
                 let _ = raft.shutdown().await;
                 // Tasks left on this executor keep clones of the state machine;
@@ -837,6 +876,11 @@ impl QuorumNode {
     /// a new registration when it was fenced.
     pub fn keep_alive(&self, register: Command) {
         let _ = self.asks.unbounded_send(Ask::KeepAlive(register));
+    }
+
+    /// Stops the heartbeats and re-registrations of [`QuorumNode::keep_alive`].
+    pub fn retire(&self) {
+        let _ = self.asks.unbounded_send(Ask::Retire);
     }
 
     /// The leader this node knows of, without asking the quorum thread.
