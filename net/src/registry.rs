@@ -87,6 +87,7 @@ pub const APIS: &[Api] = &[
         1,
         handlers::describe_quorum::handle,
     ),
+    api(ApiKey::ElectLeaders, 0, 2, handlers::elect_leaders::handle),
     api(ApiKey::AddRaftVoter, 0, 0, handlers::raft_voters::add),
     api(ApiKey::RemoveRaftVoter, 0, 0, handlers::raft_voters::remove),
     api(

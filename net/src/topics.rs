@@ -660,6 +660,15 @@ impl TopicStore {
         }
     }
 
+    /// Preferred leader election of `(topic, id, partition)`s (ElectLeaders).
+    pub async fn elect_preferred(
+        &self,
+        partitions: Vec<(String, Uuid, i32)>,
+    ) -> Result<(), KafkaError> {
+        self.change(Command::ElectPreferred { partitions }).await?;
+        Ok(())
+    }
+
     /// Fences incarnation `incarnation` of broker `id`, which a follower found not
     /// running (its address refuses connections). A broker already fenced, or
     /// registered again since, is left alone (the command checks the incarnation).

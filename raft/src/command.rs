@@ -227,23 +227,37 @@ fn place(
         .collect())
 }
 
-/// Changes every partition record `change` returns a new one for.
+/// Changes every partition record `change` returns a new one for; `change` is
+/// also given whether the topic allows unclean leader elections.
 fn each_partition(
     image: &mut MetadataImage,
-    mut change: impl FnMut(&PartitionRecord) -> Option<PartitionRecord>,
+    mut change: impl FnMut(&PartitionRecord, bool) -> Option<PartitionRecord>,
 ) {
+    let cluster_unclean = image
+        .broker_configs
+        .get("")
+        .and_then(|c| c.get(UNCLEAN))
+        .is_some_and(|v| v == "true");
     for t in image.topics.values_mut() {
-        if t.placement.iter().all(|p| change(p).is_none()) {
+        let unclean = t
+            .configs
+            .get(UNCLEAN)
+            .map_or(cluster_unclean, |v| v == "true");
+        if t.placement.iter().all(|p| change(p, unclean).is_none()) {
             continue;
         }
         let next = Arc::make_mut(t);
         for p in &mut next.placement {
-            if let Some(new) = change(p) {
+            if let Some(new) = change(p, unclean) {
                 *p = new;
             }
         }
     }
 }
+
+/// Kafka's topic config (and broker default) that lets a replica out of the ISR
+/// lead when no in-sync one is left, at the price of the records only the ISR had.
+const UNCLEAN: &str = "unclean.leader.election.enable";
 
 /// Applies `cmd` as entry `index`. The image's version becomes `index` whether or
 /// not the command is refused (a refused entry still takes its place in the log),
@@ -498,8 +512,9 @@ fn register(image: &mut MetadataImage, broker: BrokerRecord) {
         let _ = fence(image, id, incarnation);
     }
     image.brokers.insert(id, broker);
-    each_partition(image, |p| {
-        (p.leader == -1 && p.isr.contains(&id)).then(|| PartitionRecord {
+    each_partition(image, |p, unclean| {
+        let may_lead = p.isr.contains(&id) || (unclean && p.replicas.contains(&id));
+        (p.leader == -1 && may_lead).then(|| PartitionRecord {
             leader: id,
             leader_epoch: p.leader_epoch + 1,
             isr: vec![id],
@@ -537,13 +552,27 @@ fn fence(image: &mut MetadataImage, id: i32, incarnation: u64) -> Result<(), Ref
     }
     b.fenced = true;
     let live: Vec<i32> = image.live_brokers().map(|b| b.id).collect();
-    each_partition(image, |p| {
+    each_partition(image, |p, unclean| {
         if p.leader != id && !p.isr.contains(&id) {
             return None;
         }
-        let isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != id).collect();
+        let mut isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != id).collect();
         let leader = if p.leader == id {
-            isr.iter().copied().find(|r| live.contains(r)).unwrap_or(-1)
+            let clean = isr.iter().copied().find(|r| live.contains(r));
+            // Unclean: any live replica, which alone is then in sync.
+            let dirty = p
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| *r != id && live.contains(r));
+            match (clean, dirty) {
+                (Some(r), _) => r,
+                (None, Some(r)) if unclean => {
+                    isr = vec![r];
+                    r
+                }
+                _ => -1,
+            }
         } else {
             p.leader
         };
@@ -843,6 +872,98 @@ mod tests {
         assert_eq!(moved.leader_epoch, now.leader_epoch + 1);
         assert!(!moved.isr.contains(&now.leader));
         assert!(!image.brokers[&now.leader].fenced);
+    }
+
+    #[test]
+    fn preferred_and_unclean_elections() {
+        let mut image = MetadataImage::default();
+        for (i, id) in [1, 2, 3].iter().enumerate() {
+            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
+        }
+        let t = created(&mut image, 4, "t", 3, 3);
+        assert!(
+            preferred_elections(&image).is_empty(),
+            "leaders start preferred"
+        );
+        // The preferred leader of partition 0 is fenced, then registers again: it
+        // does not lead (it is not in sync), so no preferred election yet.
+        let first = t.placement[0].leader;
+        let fence = Command::FenceBroker {
+            id: first,
+            incarnation: u64::try_from(first).unwrap_or(0) * 10,
+        };
+        apply(&mut image, 5, &fence).expect("fence");
+        let moved = image.topic("t").expect("t").placement[0].clone();
+        assert_ne!(moved.leader, first);
+        apply(&mut image, 6, &register(first, "again")).expect("register");
+        assert!(preferred_elections(&image).iter().all(|(_, _, p)| *p != 0));
+        // Back in the ISR: elected again in a newer epoch.
+        let mut isr = moved.isr.clone();
+        isr.push(first);
+        let alter = Command::AlterIsr {
+            name: "t".into(),
+            id: t.id,
+            partition: 0,
+            leader: moved.leader,
+            leader_epoch: moved.leader_epoch,
+            partition_epoch: moved.partition_epoch,
+            isr,
+        };
+        assert_eq!(apply(&mut image, 7, &alter), Ok(Applied::Done));
+        let due = preferred_elections(&image);
+        assert!(due.iter().any(|(_, _, p)| *p == 0), "{due:?}");
+        let elect = Command::ElectPreferred { partitions: due };
+        assert_eq!(apply(&mut image, 8, &elect), Ok(Applied::Done));
+        let back = image.topic("t").expect("t").placement[0].clone();
+        assert_eq!(back.leader, first);
+        assert_eq!(back.leader_epoch, moved.leader_epoch + 1);
+        assert!(preferred_elections(&image).is_empty());
+
+        // One in-sync replica left and it dies: offline, unless the topic allows
+        // an unclean election, which takes a live out-of-sync replica.
+        for (unclean, name, index) in [(false, "clean", 20), (true, "dirty", 30)] {
+            let mut img = MetadataImage::default();
+            for (i, id) in [1, 2, 3].iter().enumerate() {
+                apply(&mut img, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
+            }
+            let configs = if unclean {
+                [(UNCLEAN.to_string(), "true".to_string())].into()
+            } else {
+                BTreeMap::new()
+            };
+            let create = Command::CreateTopic {
+                name: name.into(),
+                id: Uuid::from_u128(index),
+                partitions: 1,
+                configs,
+                replication_factor: 3,
+            };
+            apply(&mut img, 10, &create).expect("create");
+            let p = img.topic(name).expect("topic").placement[0].clone();
+            let shrink = Command::AlterIsr {
+                name: name.into(),
+                id: Uuid::from_u128(index),
+                partition: 0,
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr: vec![p.leader],
+            };
+            assert_eq!(apply(&mut img, 11, &shrink), Ok(Applied::Done));
+            let fence = Command::FenceBroker {
+                id: p.leader,
+                incarnation: u64::try_from(p.leader).unwrap_or(0) * 10,
+            };
+            apply(&mut img, 12, &fence).expect("fence");
+            let now = img.topic(name).expect("topic").placement[0].clone();
+            if unclean {
+                assert!(now.leader > 0 && now.leader != p.leader, "{now:?}");
+                assert_eq!(now.isr, vec![now.leader]);
+            } else {
+                assert_eq!(now.leader, -1, "{now:?}");
+                assert_eq!(now.isr, vec![p.leader]);
+            }
+        }
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "random jitter subtracted from segment.ms"),
     key!("segment.ms", Long, "604800000", Check::AtLeast(1), Effect::Applied,
         "roll the active segment once its first record is this old"),
-    key!("unclean.leader.election.enable", Boolean, "false", Check::Any, Effect::Stored(NO_REPLICATION),
+    key!("unclean.leader.election.enable", Boolean, "false", Check::Any, Effect::Applied,
         "elect an out-of-sync replica when no in-sync one is left"),
 ];
 

@@ -58,16 +58,19 @@ pub fn snapshot_every(n: u64) -> openraft::SnapshotPolicy {
 /// The quorum's timers in a node: heartbeats every 100 ms. openraft lets a
 /// follower stand for election only once the leader's lease (the election
 /// timeout's maximum) and then its own random election timeout have passed
-/// without a heartbeat: 750 ms plus 500 to 750 ms here, so a lost leader is
-/// replaced 1.25 to 1.5 s after its last heartbeat (with 500-1000 ms it took
-/// 1.5-2 s, and a split vote pushed some failovers past 2 s). A snapshot is
-/// taken every 1024 entries.
+/// without a heartbeat: 600 ms plus 400 to 600 ms here, so a lost leader is
+/// replaced 1.0 to 1.2 s after its last heartbeat. A partition whose leader died
+/// with the quorum's leader fails over only after that (its fencing is a
+/// metadata change), so this bounds partition failover too: with 750 + 500-750
+/// ms the slowest of 10 such failovers took 2.0 s. Six heartbeats fit in the
+/// lease, which keeps a loaded 2-core machine from spurious elections. A
+/// snapshot is taken every 1024 entries.
 pub fn default_config() -> Config {
     Config {
         cluster_name: "sluice".into(),
         heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 750,
+        election_timeout_min: 400,
+        election_timeout_max: 600,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1024),
         ..Config::default()
     }
