@@ -169,6 +169,7 @@ pub fn decode_body(key: ApiKey, version: i16, body: &mut Bytes) -> Result<()> {
         }
         ApiKey::DescribeCluster => d::<m::DescribeClusterRequest>(key, version, body),
         ApiKey::DescribeQuorum => d::<m::DescribeQuorumRequest>(key, version, body),
+        ApiKey::ElectLeaders => d::<m::ElectLeadersRequest>(key, version, body),
         ApiKey::AddRaftVoter => d::<m::AddRaftVoterRequest>(key, version, body),
         ApiKey::RemoveRaftVoter => d::<m::RemoveRaftVoterRequest>(key, version, body),
         ApiKey::DeleteRecords => d::<m::DeleteRecordsRequest>(key, version, body),

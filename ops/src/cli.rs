@@ -102,7 +102,7 @@ pub(crate) fn partitions_of(client: &mut Client, topic: &str) -> CliResult<i32> 
 pub fn topic_create(
     bootstrap: &str,
     topic: &str,
-    partitions: i32,
+    (partitions, replication_factor): (i32, i16),
     configs: &BTreeMap<String, String>,
 ) -> CliResult<()> {
     let mut client = connect(bootstrap)?;
@@ -112,7 +112,7 @@ pub fn topic_create(
         .with_topics(vec![create_topics_request::CreatableTopic::default()
             .with_name(name(topic))
             .with_num_partitions(partitions)
-            .with_replication_factor(-1)
+            .with_replication_factor(replication_factor)
             .with_configs(
                 configs
                     .iter()

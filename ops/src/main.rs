@@ -238,6 +238,9 @@ enum TopicAction {
         /// Number of partitions.
         #[arg(long, short, default_value_t = 1)]
         partitions: i32,
+        /// Replicas of each partition (-1: the broker's default, 1).
+        #[arg(long, short = 'r', default_value_t = -1, allow_negative_numbers = true)]
+        replication_factor: i16,
         /// Topic config, key=value (repeatable).
         #[arg(long = "config", short = 'c')]
         configs: Vec<String>,
@@ -248,7 +251,8 @@ enum TopicAction {
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
-    /// Show a topic's partitions (leader, log start, high watermark) and configs.
+    /// Show a topic's partitions (leader, epoch, replicas, ISR, log start, high
+    /// watermark) and configs.
     Describe {
         /// Broker to talk to (`host:port`; any Kafka broker).
         #[arg(long, short, default_value = "127.0.0.1:9092")]
@@ -375,11 +379,12 @@ fn topic(action: TopicAction) -> cli::CliResult<()> {
             bootstrap,
             topic,
             partitions,
+            replication_factor,
             configs,
         } => cli::topic_create(
             &bootstrap,
             &topic,
-            partitions,
+            (partitions, replication_factor),
             &cli::parse_configs(&configs)?,
         ),
         TopicAction::List { bootstrap } => cli::topic_list(&bootstrap),
