@@ -123,7 +123,7 @@ pub enum Refusal {
     InvalidPartitions(i32),
     #[error("a producer-id block of {0} ids")]
     InvalidBlock(i64),
-    #[error("replication factor {asked}: there are {brokers} live brokers")]
+    #[error("replication factor {asked} needs that many live brokers; {brokers} are live")]
     ReplicationFactor { asked: i16, brokers: usize },
     #[error("broker {0} is not registered with that incarnation")]
     UnknownBroker(i32),

@@ -283,6 +283,36 @@ fn logs_agree(
     }
 }
 
+/// Records in the batches of every partition.
+fn records_in(batches: &[Vec<StoredBatch>]) -> usize {
+    batches
+        .iter()
+        .flatten()
+        .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
+        .sum()
+}
+
+/// DescribeLogDirs of `topic` at `addr`: the size of each partition listed.
+fn log_dir_sizes(addr: &str, topic: &str) -> Vec<i64> {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
+    let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
+    let req =
+        DescribeLogDirsRequest::default()
+            .with_topics(Some(vec![DescribableLogDirTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions((0..PARTITIONS).collect())]));
+    let (_, r): (i16, DescribeLogDirsResponse) = c
+        .call(ApiKey::DescribeLogDirs, 4, &req)
+        .expect("DescribeLogDirs");
+    r.results
+        .iter()
+        .flat_map(|d| d.topics.iter())
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| p.partition_size)
+        .collect()
+}
+
 /// acks=all to `partition` with a raw Produce: the error code.
 fn produce_raw(addr: &str, topic: &str, partition: i32) -> i16 {
     let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
@@ -329,12 +359,16 @@ fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
     let mut acked = produce(&cluster.bootstrap(), "r", "first", 600);
     eprintln!("600 acks=all records in {:?}", t0.elapsed());
     let batches = logs_agree(&cluster, "r", PARTITIONS, Duration::from_secs(20));
-    let stored: usize = batches
-        .iter()
-        .flatten()
-        .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
-        .sum();
+    let stored = records_in(&batches);
     assert_eq!(stored, 600, "records in each replica");
+    // Every node's DescribeLogDirs lists its replicas, followers' too.
+    for n in &cluster.nodes {
+        let sizes = log_dir_sizes(&n.addr, "r");
+        assert!(
+            sizes.len() == 6 && sizes.iter().all(|s| *s > 0),
+            "{sizes:?}"
+        );
+    }
 
     // The leader of partition 0 dies; another in-sync replica takes over in a
     // newer epoch, and acks=all writes go on with two replicas in sync.
@@ -402,11 +436,7 @@ fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
         full,
     );
     let batches = logs_agree(&cluster, "r", PARTITIONS, Duration::from_secs(20));
-    let stored: usize = batches
-        .iter()
-        .flatten()
-        .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
-        .sum();
+    let stored = records_in(&batches);
     assert_eq!(stored, 1200, "records in each replica");
     let read = consume(&cluster.bootstrap(), "r", PARTITIONS, acked.len());
     check_acked(&acked, &read);
@@ -641,11 +671,7 @@ fn acknowledged_records_survive_a_seeded_schedule_of_kills_pauses_wipes_and_full
         CHECKED_PARTITIONS,
         Duration::from_secs(30),
     );
-    let stored: usize = batches
-        .iter()
-        .flatten()
-        .map(|b| usize::try_from(b.1 - b.0 + 1).unwrap_or(0))
-        .sum();
+    let stored = records_in(&batches);
     let read = consume(&cluster.bootstrap(), "checked", CHECKED_PARTITIONS, stored);
     assert_eq!(read.len(), stored, "records read and stored");
     for (v, at) in &outcome.acked {
