@@ -283,6 +283,36 @@ fn logs_agree(
     }
 }
 
+/// Waits until `sluice_under_replicated_partitions` summed over the nodes that
+/// answer satisfies `ok`.
+fn wait_under_replicated(cluster: &Cluster, ok: impl Fn(f64) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = -1.0;
+    while Instant::now() < deadline {
+        last = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                sluice_testkit::try_http(
+                    &n.admin_addr(),
+                    b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                )
+                .ok()
+            })
+            .filter_map(|(_, _, page)| {
+                page.lines()
+                    .find_map(|l| l.strip_prefix("sluice_under_replicated_partitions "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .sum();
+        if ok(last) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("under-replicated partitions: {last}, expected {what}");
+}
+
 /// Records in the batches of every partition.
 fn records_in(batches: &[Vec<StoredBatch>]) -> usize {
     batches
@@ -351,9 +381,7 @@ fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
     );
     let full = |ps: &[Placed]| ps.iter().all(|p| p.isr.len() == 3 && p.leader > 0);
     let before = wait_placed(&a1, "r", Duration::from_secs(20), "RF=3", full);
-    for p in &before {
-        assert_eq!(p.replicas.len(), 3, "{p:?}");
-    }
+    assert!(before.iter().all(|p| p.replicas.len() == 3), "{before:?}");
 
     let t0 = Instant::now();
     let mut acked = produce(&cluster.bootstrap(), "r", "first", 600);
@@ -401,6 +429,7 @@ fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
         after[0]
     );
     assert!(!after[0].isr.contains(&victim), "{:?}", after[0]);
+    wait_under_replicated(&cluster, |n| n >= f64::from(PARTITIONS), "every partition");
     // min.insync.replicas=3 with one replica down: refused before anything is
     // written.
     let strict = wait_placed(
@@ -435,6 +464,7 @@ fn three_replicas_keep_every_acknowledged_record_through_a_leader_s_death() {
         "the ISR whole again",
         full,
     );
+    wait_under_replicated(&cluster, |n| n == 0.0, "none");
     let batches = logs_agree(&cluster, "r", PARTITIONS, Duration::from_secs(20));
     let stored = records_in(&batches);
     assert_eq!(stored, 1200, "records in each replica");
