@@ -88,6 +88,18 @@ pub const APIS: &[Api] = &[
         handlers::describe_quorum::handle,
     ),
     api(ApiKey::ElectLeaders, 0, 2, handlers::elect_leaders::handle),
+    api(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        0,
+        handlers::reassignments::alter,
+    ),
+    api(
+        ApiKey::ListPartitionReassignments,
+        0,
+        0,
+        handlers::reassignments::list,
+    ),
     api(ApiKey::AddRaftVoter, 0, 0, handlers::raft_voters::add),
     api(ApiKey::RemoveRaftVoter, 0, 0, handlers::raft_voters::remove),
     api(
@@ -170,6 +182,12 @@ pub fn decode_body(key: ApiKey, version: i16, body: &mut Bytes) -> Result<()> {
         ApiKey::DescribeCluster => d::<m::DescribeClusterRequest>(key, version, body),
         ApiKey::DescribeQuorum => d::<m::DescribeQuorumRequest>(key, version, body),
         ApiKey::ElectLeaders => d::<m::ElectLeadersRequest>(key, version, body),
+        ApiKey::AlterPartitionReassignments => {
+            d::<m::AlterPartitionReassignmentsRequest>(key, version, body)
+        }
+        ApiKey::ListPartitionReassignments => {
+            d::<m::ListPartitionReassignmentsRequest>(key, version, body)
+        }
         ApiKey::AddRaftVoter => d::<m::AddRaftVoterRequest>(key, version, body),
         ApiKey::RemoveRaftVoter => d::<m::RemoveRaftVoterRequest>(key, version, body),
         ApiKey::DeleteRecords => d::<m::DeleteRecordsRequest>(key, version, body),

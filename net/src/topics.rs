@@ -56,6 +56,8 @@ pub struct TopicInfo {
     pub settings: TopicSettings,
     /// One record per partition: replicas, leader, epochs.
     pub placement: Arc<[PartitionRecord]>,
+    /// Partitions whose replicas are being moved.
+    pub reassigning: BTreeMap<i32, sluice_raft::Reassignment>,
 }
 
 impl TopicInfo {
@@ -243,6 +245,9 @@ fn refusal_error(r: &Refusal) -> KafkaError {
         Refusal::PartitionCount { .. } | Refusal::InvalidPartitions(_) => code::INVALID_PARTITIONS,
         Refusal::ReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
         Refusal::BrokerResource(_) | Refusal::InvalidIsr { .. } => code::INVALID_REQUEST,
+        Refusal::InvalidReplicas { .. } => 39,
+        Refusal::Reassignment { .. } => 60,
+        Refusal::NoReassignment { .. } => 85,
         Refusal::StalePartition { .. } => code::FENCED_LEADER_EPOCH,
         Refusal::ClusterIdSet | Refusal::InvalidBlock(_) | Refusal::UnknownBroker(_) => {
             code::UNKNOWN_SERVER_ERROR
@@ -660,6 +665,23 @@ impl TopicStore {
         }
     }
 
+    /// Moves the replicas of `tp` to `target` (`None`: cancels a move in progress).
+    pub async fn reassign(
+        &self,
+        tp: &TopicPartition,
+        id: Uuid,
+        target: Option<Vec<i32>>,
+    ) -> Result<(), KafkaError> {
+        self.change(Command::Reassign {
+            name: tp.topic.to_string(),
+            id,
+            partition: tp.partition,
+            target,
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Preferred leader election of `(topic, id, partition)`s (ElectLeaders).
     pub async fn elect_preferred(
         &self,
@@ -790,6 +812,7 @@ impl TopicStore {
             configs,
             settings,
             placement: Arc::from([]),
+            reassigning: BTreeMap::new(),
         });
         if validate_only {
             return Ok(info);
@@ -1192,6 +1215,7 @@ impl Reconciler {
             Some(h) if !configs_changed => Arc::new(TopicInfo {
                 partitions: record.partitions,
                 placement,
+                reassigning: record.reassigning.clone(),
                 ..(*h.info).clone()
             }),
             _ => {
@@ -1203,6 +1227,7 @@ impl Reconciler {
                     configs,
                     settings,
                     placement,
+                    reassigning: record.reassigning.clone(),
                 })
             }
         };
@@ -1245,6 +1270,30 @@ impl Reconciler {
             })
             .collect();
         assign(&self.router, self.node_id, assignments).await;
+        // Replicas moved off this node (a reassignment completed) go.
+        if self.cluster {
+            let moved: Vec<TopicPartition> = on_disk
+                .into_iter()
+                .flatten()
+                .filter(|p| {
+                    usize::try_from(**p)
+                        .ok()
+                        .and_then(|i| record.placement.get(i))
+                        .is_some_and(|r| !r.replicas.contains(&self.node_id))
+                })
+                .filter_map(|p| TopicPartition::new(name, *p).ok())
+                .collect();
+            if !moved.is_empty() {
+                unassign(&self.router, moved.clone()).await;
+                for tp in moved {
+                    tracing::info!(partition = %tp, "replica moved to other brokers; deleting it here");
+                    match self.router.delete_partition(tp).await {
+                        Ok(()) | Err(sluice_engine::Error::UnknownPartition(_)) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+        }
         self.hosted.insert(
             name.to_string(),
             Hosted {

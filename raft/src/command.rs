@@ -73,6 +73,15 @@ pub enum Command {
         id: i32,
         incarnation: u64,
     },
+    /// Moves a partition's replicas to `target` (Kafka's
+    /// AlterPartitionReassignments): the new ones are added and catch up, then the
+    /// old ones go. `None` cancels a reassignment in progress.
+    Reassign {
+        name: String,
+        id: Uuid,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
     /// Each listed partition `(topic, id, partition)` is led by its preferred
     /// replica (its first) if that one is live and in sync (Kafka's preferred
     /// leader election); others are left as they are.
@@ -144,6 +153,22 @@ pub enum Refusal {
         name: String,
         partition: i32,
         isr: Vec<i32>,
+    },
+    #[error(
+        "partition {name}-{partition}: replicas {replicas:?} must be distinct registered brokers"
+    )]
+    InvalidReplicas {
+        name: String,
+        partition: i32,
+        replicas: Vec<i32>,
+    },
+    #[error("partition {name}-{partition}: no reassignment is in progress")]
+    NoReassignment { name: String, partition: i32 },
+    #[error("partition {name}-{partition}: {reason}")]
+    Reassignment {
+        name: String,
+        partition: i32,
+        reason: String,
     },
 }
 
@@ -302,6 +327,7 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
                     partitions: *partitions,
                     configs: configs.clone(),
                     placement,
+                    reassigning: BTreeMap::new(),
                 }),
             );
         }
@@ -347,7 +373,7 @@ pub fn apply(image: &mut MetadataImage, index: u64, cmd: &Command) -> Result<App
             },
         ),
         Command::FenceBroker { id, incarnation } => fence(image, *id, *incarnation)?,
-        Command::AlterIsr { .. } => alter_isr(image, cmd)?,
+        Command::AlterIsr { .. } | Command::Reassign { .. } => partition_change(image, cmd)?,
         Command::ElectPreferred { partitions } => elect_preferred(image, partitions),
         Command::SetBrokerConfigs { resource, configs } => {
             if !resource.is_empty() && resource.parse::<i32>().map_or(true, |id| id < 0) {
@@ -385,6 +411,178 @@ fn grow(image: &mut MetadataImage, name: &str, t: &TopicRecord, total: i32) -> R
     }
     image.topics.insert(name.to_string(), Arc::new(next));
     Ok(())
+}
+
+/// Applies an ISR change or a reassignment, then completes the partition's
+/// reassignment if that made every added replica in sync.
+fn partition_change(image: &mut MetadataImage, cmd: &Command) -> Result<(), Refusal> {
+    match cmd {
+        Command::AlterIsr {
+            name, partition, ..
+        } => {
+            alter_isr(image, cmd)?;
+            finish_reassignment(image, name, *partition);
+        }
+        Command::Reassign {
+            name,
+            id,
+            partition,
+            target,
+        } => {
+            let t = image
+                .topics
+                .get(name)
+                .filter(|t| t.id == *id)
+                .cloned()
+                .ok_or_else(|| Refusal::UnknownTopic(name.clone()))?;
+            let next = reassign(image, name, &t, *partition, target.as_deref())?;
+            image.topics.insert(name.clone(), Arc::new(next));
+            finish_reassignment(image, name, *partition);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Starts (or, with `None`, cancels) the reassignment of `partition` of `t`.
+fn reassign(
+    image: &MetadataImage,
+    name: &str,
+    t: &TopicRecord,
+    partition: i32,
+    target: Option<&[i32]>,
+) -> Result<TopicRecord, Refusal> {
+    let index = usize::try_from(partition)
+        .ok()
+        .filter(|i| *i < t.placement.len())
+        .ok_or_else(|| Refusal::UnknownTopic(format!("{name}-{partition}")))?;
+    let r = &t.placement[index];
+    let mut next = t.clone();
+    let Some(target) = target else {
+        // Cancel: back to the replicas before, the leader among them.
+        let Some(e) = next.reassigning.remove(&partition) else {
+            return Err(Refusal::NoReassignment {
+                name: name.to_string(),
+                partition,
+            });
+        };
+        next.placement[index] =
+            settle(image, r, &e.original).ok_or_else(|| Refusal::Reassignment {
+                name: name.to_string(),
+                partition,
+                reason: "none of the replicas before is live and in sync".into(),
+            })?;
+        return Ok(next);
+    };
+    let mut distinct = target.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if target.is_empty()
+        || distinct.len() != target.len()
+        || !target.iter().all(|b| image.brokers.contains_key(b))
+    {
+        return Err(Refusal::InvalidReplicas {
+            name: name.to_string(),
+            partition,
+            replicas: target.to_vec(),
+        });
+    }
+    if t.reassigning.contains_key(&partition) {
+        return Err(Refusal::Reassignment {
+            name: name.to_string(),
+            partition,
+            reason: "a reassignment is in progress; cancel it first".into(),
+        });
+    }
+    if target == r.replicas.as_slice() {
+        return Ok(next);
+    }
+    let removing: Vec<i32> = r
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| !target.contains(b))
+        .collect();
+    let adding: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|b| !r.replicas.contains(b))
+        .collect();
+    let mut replicas = target.to_vec();
+    replicas.extend(&removing);
+    next.placement[index] = PartitionRecord {
+        replicas,
+        partition_epoch: r.partition_epoch + 1,
+        ..r.clone()
+    };
+    next.reassigning.insert(
+        partition,
+        crate::image::Reassignment {
+            target: target.to_vec(),
+            original: r.replicas.clone(),
+            adding,
+            removing,
+        },
+    );
+    Ok(next)
+}
+
+/// `r` with only `replicas`: the ISR kept to them, the leader one of them (a
+/// live in-sync one, in a new epoch, if it was not); `None` when no replica of
+/// them is live and in sync.
+fn settle(image: &MetadataImage, r: &PartitionRecord, replicas: &[i32]) -> Option<PartitionRecord> {
+    let live = |b: &i32| image.brokers.get(b).is_some_and(|x| !x.fenced);
+    let isr: Vec<i32> = r
+        .isr
+        .iter()
+        .copied()
+        .filter(|b| replicas.contains(b))
+        .collect();
+    let leader = if replicas.contains(&r.leader) {
+        r.leader
+    } else {
+        replicas
+            .iter()
+            .copied()
+            .find(|b| isr.contains(b) && live(b))?
+    };
+    if isr.is_empty() {
+        return None;
+    }
+    Some(PartitionRecord {
+        replicas: replicas.to_vec(),
+        leader,
+        leader_epoch: r.leader_epoch + i32::from(leader != r.leader),
+        isr,
+        partition_epoch: r.partition_epoch + 1,
+    })
+}
+
+/// Completes the reassignment of `partition` of topic `name` once every added
+/// replica is in sync: the leaving replicas go (and the leader, if it is one of
+/// them, moves to a target replica in sync).
+fn finish_reassignment(image: &mut MetadataImage, name: &str, partition: i32) {
+    let Some(t) = image.topics.get(name).cloned() else {
+        return;
+    };
+    let (Some(e), Some(r)) = (
+        t.reassigning.get(&partition),
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.placement.get(i)),
+    ) else {
+        return;
+    };
+    if !e.adding.iter().all(|b| r.isr.contains(b)) {
+        return;
+    }
+    let Some(done) = settle(image, r, &e.target) else {
+        return;
+    };
+    let mut next = (*t).clone();
+    next.reassigning.remove(&partition);
+    next.placement[usize::try_from(partition).unwrap_or(0)] = done;
+    image.topics.insert(name.to_string(), Arc::new(next));
 }
 
 /// The partitions whose preferred replica is live and in sync but does not lead.
@@ -964,6 +1162,68 @@ mod tests {
                 assert_eq!(now.isr, vec![p.leader]);
             }
         }
+    }
+
+    #[test]
+    fn a_reassignment_adds_then_drops_and_can_be_cancelled() {
+        let mut image = MetadataImage::default();
+        for (i, id) in [1, 2, 3].iter().enumerate() {
+            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
+        }
+        let t = created(&mut image, 4, "t", 1, 1);
+        let from = t.placement[0].leader;
+        let to = if from == 1 { 2 } else { 1 };
+        let reassign = |target: Option<Vec<i32>>| Command::Reassign {
+            name: "t".into(),
+            id: t.id,
+            partition: 0,
+            target,
+        };
+        assert_eq!(
+            apply(&mut image, 5, &reassign(Some(vec![to]))),
+            Ok(Applied::Done)
+        );
+        let moving = image.topic("t").expect("t").clone();
+        // Both replicas while the new one catches up; the old one still leads.
+        assert_eq!(moving.placement[0].replicas, vec![to, from]);
+        assert_eq!(moving.placement[0].leader, from);
+        assert_eq!(moving.reassigning[&0].adding, vec![to]);
+        assert!(matches!(
+            apply(&mut image, 6, &reassign(Some(vec![3]))),
+            Err(Refusal::Reassignment { .. })
+        ));
+        // Cancelled: back as before, in a newer partition epoch.
+        assert_eq!(apply(&mut image, 7, &reassign(None)), Ok(Applied::Done));
+        let back = image.topic("t").expect("t").clone();
+        assert_eq!(back.placement[0].replicas, vec![from]);
+        assert!(back.reassigning.is_empty());
+        assert!(matches!(
+            apply(&mut image, 8, &reassign(None)),
+            Err(Refusal::NoReassignment { .. })
+        ));
+        // Again, and the new replica joins the ISR: the old one goes, the new
+        // one leads in a new epoch.
+        assert_eq!(
+            apply(&mut image, 9, &reassign(Some(vec![to]))),
+            Ok(Applied::Done)
+        );
+        let p = image.topic("t").expect("t").placement[0].clone();
+        let join = Command::AlterIsr {
+            name: "t".into(),
+            id: t.id,
+            partition: 0,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: vec![from, to],
+        };
+        assert_eq!(apply(&mut image, 10, &join), Ok(Applied::Done));
+        let done = image.topic("t").expect("t").clone();
+        assert_eq!(done.placement[0].replicas, vec![to]);
+        assert_eq!(done.placement[0].isr, vec![to]);
+        assert_eq!(done.placement[0].leader, to);
+        assert_eq!(done.placement[0].leader_epoch, p.leader_epoch + 1);
+        assert!(done.reassigning.is_empty());
     }
 
     #[test]

@@ -67,6 +67,22 @@ pub struct TopicRecord {
     /// recorded (the first broker to register takes them all).
     #[serde(default)]
     pub placement: Vec<PartitionRecord>,
+    /// Partitions whose replicas are being moved, by partition.
+    #[serde(default)]
+    pub reassigning: BTreeMap<i32, Reassignment>,
+}
+
+/// A partition's replicas being moved (Kafka's AlterPartitionReassignments): its
+/// record's replicas are the target's followed by the ones leaving, until every
+/// added replica is in sync; then the record keeps the target alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reassignment {
+    pub target: Vec<i32>,
+    /// The replicas before, for a cancellation.
+    pub original: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 impl MetadataImage {

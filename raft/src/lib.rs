@@ -27,7 +27,7 @@ pub use entry_log::{EntryLog, EntryLogError};
 /// Durable whole-file replacement (temporary file, fsync, rename, directory fsync),
 /// for the node's other metadata files.
 pub use framing::replace_file;
-pub use image::{BrokerRecord, MetadataImage, PartitionRecord, TopicRecord};
+pub use image::{BrokerRecord, MetadataImage, PartitionRecord, Reassignment, TopicRecord};
 pub use local::{LocalLog, LogError, METADATA_DIR};
 pub use quorum::{Outcome, QuorumSettings, QuorumStatus};
 pub use store::{MetadataStore, ProposeError};

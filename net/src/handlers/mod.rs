@@ -31,6 +31,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod raft_voters;
+pub mod reassignments;
 pub mod sync_group;
 
 use std::collections::BTreeMap;

@@ -512,29 +512,30 @@ impl ReplicaManager {
         match role {
             Role::Leader => {
                 self.unfollow(&a.tp);
-                if before != Role::Leader || epoch_changed {
+                let fresh = before != Role::Leader || epoch_changed;
+                if fresh {
                     replica.log.begin_leader_epoch(a.record.leader_epoch);
-                    let now = Instant::now();
-                    let end = replica.log.offsets().log_end_offset;
-                    let mut st = replica.st.borrow_mut();
-                    st.followers = a
-                        .record
-                        .replicas
-                        .iter()
-                        .filter(|r| **r != replica.node_id)
-                        .map(|r| {
-                            (
-                                *r,
-                                Progress {
-                                    log_end: None,
-                                    caught_up: now,
-                                    last_fetch: now,
-                                    leader_end_at_last_fetch: end,
-                                },
-                            )
-                        })
-                        .collect();
                 }
+                // Followers: all new in a new epoch; otherwise replicas added
+                // (a reassignment) start unknown and removed ones go.
+                let now = Instant::now();
+                let end = replica.log.offsets().log_end_offset;
+                let mut st = replica.st.borrow_mut();
+                if fresh {
+                    st.followers.clear();
+                }
+                st.followers.retain(|r, _| a.record.replicas.contains(r));
+                for r in &a.record.replicas {
+                    if *r != replica.node_id {
+                        st.followers.entry(*r).or_insert(Progress {
+                            log_end: None,
+                            caught_up: now,
+                            last_fetch: now,
+                            leader_end_at_last_fetch: end,
+                        });
+                    }
+                }
+                drop(st);
                 replica.update_high_watermark();
                 if before == Role::Leader {
                     Change::Updated

@@ -859,3 +859,120 @@ fn group_committed(cluster: &Cluster, topic: &str) -> usize {
                 .sum()
         })
 }
+
+/// AlterPartitionReassignments of one partition through `addr`: the error code.
+fn reassign_raw(addr: &str, topic: &str, partition: i32, target: Option<Vec<i32>>) -> i16 {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    };
+    let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(
+                    target.map(|t| t.into_iter().map(BrokerId).collect()),
+                )])]);
+    let (_, r): (i16, AlterPartitionReassignmentsResponse) = c
+        .call(ApiKey::AlterPartitionReassignments, 0, &req)
+        .expect("AlterPartitionReassignments");
+    r.responses[0].partitions[0].error_code
+}
+
+/// Partitions ListPartitionReassignments shows in progress at `addr`.
+fn reassigning(addr: &str) -> usize {
+    use kafka_protocol::messages::{
+        ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    };
+    let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
+    let (_, r): (i16, ListPartitionReassignmentsResponse) = c
+        .call(
+            ApiKey::ListPartitionReassignments,
+            0,
+            &ListPartitionReassignmentsRequest::default().with_timeout_ms(5000),
+        )
+        .expect("ListPartitionReassignments");
+    r.topics.iter().map(|t| t.partitions.len()).sum()
+}
+
+#[test]
+fn replicas_move_to_other_brokers_and_their_old_copies_go() {
+    let cluster = Cluster::start_quorum(3, config, cluster_config);
+    let a1 = cluster.nodes[0].addr.clone();
+    assert_eq!(create(&a1, "single", 1, &[]), 0);
+    assert_eq!(create(&a1, "pair", 2, &[]), 0);
+    let mut acked = produce(&cluster.bootstrap(), "single", "s", 300);
+    acked.extend(produce(&cluster.bootstrap(), "pair", "p", 300));
+    let single = wait_placed(&a1, "single", Duration::from_secs(10), "single", |ps| {
+        ps[0].leader > 0
+    });
+    let pair = wait_placed(&a1, "pair", Duration::from_secs(10), "pair", |ps| {
+        ps[0].isr.len() == 2
+    });
+    let from = single[0].replicas[0];
+    let to = (1..=3).find(|b| *b != from).expect("another broker");
+    // The pair's partition 0 moves wholly: to the broker it did not use, and the
+    // one of its two that leads (the leader leaves too when it is not kept).
+    let third = (1..=3)
+        .find(|b| !pair[0].replicas.contains(b))
+        .expect("a third");
+    let pair_target = vec![third, pair[0].replicas[1]];
+    // Refusals: an unknown broker, a cancel with nothing in progress.
+    assert_eq!(reassign_raw(&a1, "single", 0, Some(vec![9])), 39);
+    assert_eq!(reassign_raw(&a1, "single", 0, None), 85);
+    assert_eq!(reassign_raw(&a1, "single", 0, Some(vec![to])), 0);
+    assert_eq!(reassign_raw(&a1, "pair", 0, Some(pair_target.clone())), 0);
+    wait_placed(
+        &a1,
+        "single",
+        Duration::from_secs(30),
+        "single moved",
+        |ps| ps[0].replicas == vec![to] && ps[0].leader == to,
+    );
+    let moved = wait_placed(&a1, "pair", Duration::from_secs(30), "pair moved", |ps| {
+        ps[0].replicas == pair_target && ps[0].isr.len() == 2 && pair_target.contains(&ps[0].leader)
+    });
+    eprintln!("pair partition 0: {:?} -> {moved:?}", pair[0]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reassigning(&a1) > 0 {
+        assert!(Instant::now() < deadline, "reassignments still listed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The old copies' directories go; the new ones hold the data.
+    let old_dir = |b: i32, t: &str| {
+        cluster.nodes[usize::try_from(b - 1).unwrap_or(0)]
+            .data_dir()
+            .join(t)
+    };
+    let left = pair[0]
+        .replicas
+        .iter()
+        .copied()
+        .find(|b| !pair_target.contains(b))
+        .expect("one left");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while old_dir(from, "single-0").exists() || old_dir(left, "pair-0").exists() {
+        assert!(Instant::now() < deadline, "old replicas still on disk");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(old_dir(to, "single-0").exists());
+    let read = consume(&cluster.bootstrap(), "single", PARTITIONS, 300);
+    let want: Acked = acked
+        .iter()
+        .filter(|(v, _)| v.starts_with('s'))
+        .map(|(v, a)| (v.clone(), *a))
+        .collect();
+    check_acked(&want, &read);
+    let read = consume(&cluster.bootstrap(), "pair", PARTITIONS, 300);
+    let want: Acked = acked
+        .iter()
+        .filter(|(v, _)| v.starts_with('p'))
+        .map(|(v, a)| (v.clone(), *a))
+        .collect();
+    check_acked(&want, &read);
+}
