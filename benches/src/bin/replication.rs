@@ -2,8 +2,8 @@
 //! `$SLUICE_BIN`), in one run so the ratios hold on a shared machine:
 //!
 //! - throughput: librdkafka (acks=all, idempotent, linger 5 ms) writing as fast
-//!   as it can for `--seconds` to a 6-partition topic, RF=1 on one node, then
-//!   RF=3 (`min.insync.replicas=2`) on three nodes on 127.0.0.1-3; then each at
+//!   as it can for `--seconds` to a 6-partition topic, RF=1 on one node, then RF=1
+//!   and RF=3 (`min.insync.replicas=2`) on three nodes on 127.0.0.1-3; then each at
 //!   half of its own maximum, with the produce latency percentiles (from when a
 //!   record was due to its acknowledgement);
 //! - failover, `--kills` times: SIGKILL the leader of an RF=3 partition, then
@@ -351,7 +351,14 @@ fn main() -> Result<(), String> {
     let (max1, half1) = throughput("RF=1, 1 node  ", &one, 1, &args)?;
     drop(one);
     let mut three = Cluster::start_quorum(3, storage, |_| String::new());
+    // RF=1 spread over the same three nodes: what three processes and three
+    // client connections cost on this machine, without replication.
+    let (spread, _) = throughput("RF=1, 3 nodes ", &three, 1, &args)?;
     let (max3, half3) = throughput("RF=3, 3 nodes ", &three, 3, &args)?;
+    println!(
+        "RF=3 / RF=1 on the same three nodes: throughput {:.0}%",
+        100.0 * max3.records_per_s / spread.records_per_s.max(1.0)
+    );
     println!(
         "RF=3 / RF=1: throughput {:.0}% (target >= 50%), p99 at half of max {:.2}x (target <= 2x)",
         100.0 * max3.records_per_s / max1.records_per_s.max(1.0),
