@@ -57,17 +57,13 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connects to `addr` (`host:port`) and asks which versions the broker speaks.
     pub fn connect(addr: &str, timeout: Duration) -> ClientResult<Client> {
-        use std::net::ToSocketAddrs;
-        let connect_err = |source| ClientError::Connect {
-            addr: addr.to_string(),
-            source,
-        };
-        let target = addr
-            .to_socket_addrs()
-            .map_err(connect_err)?
-            .next()
-            .ok_or_else(|| connect_err(std::io::ErrorKind::NotFound.into()))?;
-        let stream = TcpStream::connect_timeout(&target, timeout).map_err(connect_err)?;
+        let target = resolve(addr)?;
+        let stream = TcpStream::connect_timeout(&target, timeout).map_err(|source| {
+            ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            }
+        })?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout.max(Duration::from_secs(1)) * 4))?;
         let mut client = Client {
@@ -156,6 +152,19 @@ impl Client {
         self.stream.read_exact(&mut frame)?;
         decode_response(api, version, correlation_id, Bytes::from(frame))
     }
+}
+
+/// The first address `addr` (`host:port`) resolves to.
+pub(crate) fn resolve(addr: &str) -> ClientResult<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let connect_err = |source| ClientError::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    addr.to_socket_addrs()
+        .map_err(connect_err)?
+        .next()
+        .ok_or_else(|| connect_err(std::io::ErrorKind::NotFound.into()))
 }
 
 /// One request frame: length, header, body.

@@ -262,23 +262,14 @@ impl Drop for Broker {
 /// broker closed stay in TIME_WAIT on the port for a minute, and without it they
 /// would keep a restarted broker (after a crash) from binding the port.
 fn listen(addr: SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
     use std::os::fd::{FromRawFd, IntoRawFd};
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-    sk.set_reuse_address(true)?;
-    sk.set_reuse_port(true)?;
-    sk.bind(&addr.into())?;
-    sk.listen(1024)?;
+    let sk = early_listener(addr)?;
     // SAFETY: a bound, listening TCP socket whose descriptor is handed over whole.
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(sk.into_raw_fd()) })
 }
 
-/// A plain listening socket on `addr` with `SO_REUSEPORT`, as the shards' are.
+/// A plain listening socket on `addr` with `SO_REUSEPORT` and `SO_REUSEADDR`,
+/// as the shards' are (see [`listen`]).
 fn early_listener(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv6() {

@@ -24,16 +24,11 @@ impl Link {
     /// keeps its kind ([`std::io::ErrorKind::ConnectionRefused`]): nothing listens
     /// there, so the broker is not running.
     pub async fn connect(addr: &str, timeout: Duration) -> ClientResult<Link> {
-        use std::net::ToSocketAddrs;
         let connect_err = |source| ClientError::Connect {
             addr: addr.to_string(),
             source,
         };
-        let target = addr
-            .to_socket_addrs()
-            .map_err(connect_err)?
-            .next()
-            .ok_or_else(|| connect_err(std::io::ErrorKind::NotFound.into()))?;
+        let target = client::resolve(addr)?;
         let connecting = TcpStream::connect(target).fuse();
         let timer = glommio::timer::sleep(timeout).fuse();
         futures::pin_mut!(connecting, timer);
