@@ -434,10 +434,11 @@ impl Fetcher {
                 let Ok(tp) = TopicPartition::new(&t.topic.0, p.partition_index) else {
                     continue;
                 };
+                // `asked` is in partition order (from the map).
                 let followed = asked
-                    .iter()
-                    .find(|(a, ..)| *a == tp)
-                    .map(|(_, _, e, r)| (*e, r.clone()));
+                    .binary_search_by(|(a, ..)| a.cmp(&tp))
+                    .ok()
+                    .map(|i| (asked[i].2, asked[i].3.clone()));
                 if let Some((epoch, replica)) = followed {
                     work.push(self.take(tp, epoch, replica, p));
                 }

@@ -196,10 +196,9 @@ impl Replica {
             self.log.set_high_watermark(hw);
         }
         let hw = hw.max(offsets.high_watermark);
-        let waiters = std::mem::take(&mut st.waiters);
-        let (done, waiting): (Vec<_>, Vec<_>) =
-            waiters.into_iter().partition(|(end, _)| *end <= hw);
-        st.waiters = waiting;
+        // Runs on every append and follower fetch: nothing is allocated unless a
+        // waiter is due.
+        let done: Vec<_> = st.waiters.extract_if(.., |(end, _)| *end <= hw).collect();
         drop(st);
         for (_, tx) in done {
             let _ = tx.send(Ok(()));
@@ -294,18 +293,19 @@ impl Replica {
             p.log_end = Some(offset);
             p.last_fetch = now;
             p.leader_end_at_last_fetch = leader_end;
-            let hw = self.log.offsets().high_watermark;
-            let epoch_start = self
-                .log
-                .leader_epochs()
-                .iter()
-                .find(|(e, _)| *e == st.record.leader_epoch)
-                .map_or(0, |(_, s)| *s);
+            // Cheap tests first: this runs for every partition of every follower
+            // fetch, and only a follower out of the ISR needs the epoch cache.
             let joins = !st.record.isr.contains(&follower)
-                && offset >= hw
-                && offset >= epoch_start
                 && st.proposed_isr.is_none()
-                && st.isr_retry_after.is_none_or(|t| t <= now);
+                && st.isr_retry_after.is_none_or(|t| t <= now)
+                && offset >= self.log.offsets().high_watermark
+                && offset
+                    >= self
+                        .log
+                        .leader_epochs()
+                        .iter()
+                        .find(|(e, _)| *e == st.record.leader_epoch)
+                        .map_or(0, |(_, s)| *s);
             joins.then(|| {
                 let mut isr = st.record.isr.clone();
                 isr.push(follower);
@@ -313,8 +313,11 @@ impl Replica {
             })
         };
         self.update_high_watermark();
+        let Some(isr) = expand else {
+            return Ok(());
+        };
         let env = self.env.borrow().clone();
-        if let (Some(isr), Some(env)) = (expand, env) {
+        if let Some(env) = env {
             // Only a live broker may join (a fenced one that still runs keeps
             // fetching until it learns it was fenced).
             if env.topics.image().broker(follower).is_some() {
