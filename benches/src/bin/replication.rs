@@ -17,17 +17,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use sluice_testkit::wire::Client;
+use sluice_testkit::wire::{self, metadata, Client};
 use sluice_testkit::Cluster;
 
 #[derive(Parser)]
@@ -51,36 +44,12 @@ fn ms(us: u64) -> f64 {
 }
 
 fn create(addr: &str, topic: &str, partitions: i32, rf: i16) -> Result<(), String> {
-    let mut c = Client::connect(addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(30_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_num_partitions(partitions)
-            .with_replication_factor(rf)
-            .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                .with_value(Some(StrBytes::from_string(
-                    rf.min(2).to_string(),
-                )))])]);
-    let (_, r): (i16, CreateTopicsResponse) = c
-        .call(ApiKey::CreateTopics, 5, &req)
-        .map_err(|e| e.to_string())?;
-    match r.topics.first().map(|t| t.error_code) {
-        Some(0) => Ok(()),
-        other => Err(format!("CreateTopics {topic}: {other:?}")),
+    let min_insync = rf.min(2).to_string();
+    let configs = [("min.insync.replicas", min_insync.as_str())];
+    match wire::create_topic(addr, topic, partitions, rf, &configs)? {
+        0 => Ok(()),
+        other => Err(format!("CreateTopics {topic}: error {other}")),
     }
-}
-
-fn metadata(addr: &str) -> Result<MetadataResponse, String> {
-    let mut c = Client::connect(addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    c.call(
-        ApiKey::Metadata,
-        12,
-        &MetadataRequest::default().with_topics(None),
-    )
-    .map(|(_, r)| r)
-    .map_err(|e| e.to_string())
 }
 
 /// (leader, ISR size) of `topic`'s partition `p` as `addr` answers.
@@ -256,26 +225,7 @@ fn throughput(label: &str, cluster: &Cluster, rf: i16, args: &Args) -> Result<(R
 /// acks=all of one record to `topic`-0 at `addr`: the error code.
 fn produce_one(addr: &str, topic: &str) -> Result<i16, String> {
     let mut c = Client::connect(addr, Duration::from_millis(500)).map_err(|e| e.to_string())?;
-    let batch = sluice_engine::batch::build_batch(
-        &[sluice_engine::batch::RecordSpec {
-            key: None,
-            value: Some(b"after the kill"),
-            headers: &[],
-            timestamp_delta: 0,
-        }],
-        0,
-        sluice_engine::batch::NO_PRODUCER,
-    );
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch.into()))])]);
-    let (_, r): (i16, ProduceResponse) = c
-        .call(ApiKey::Produce, 9, &req)
+    let r = wire::produce_one(&mut c, 9, -1, (topic, 0), b"after the kill")
         .map_err(|e| e.to_string())?;
     Ok(r.responses[0].partition_responses[0].error_code)
 }

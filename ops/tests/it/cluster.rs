@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -25,23 +24,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sluice_testkit::wire::Client;
+use sluice_testkit::wire::{self, metadata, Client};
 use sluice_testkit::{Cluster, Node};
 
 /// Small caches: three nodes share this machine with the other tests.
 fn storage(_: u8) -> String {
     "[storage]\ncache_mib_per_shard = 16\n".into()
-}
-
-fn metadata(addr: &str) -> Result<MetadataResponse, String> {
-    let mut c = Client::connect(addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    c.call(
-        ApiKey::Metadata,
-        12,
-        &MetadataRequest::default().with_topics(None),
-    )
-    .map(|(_, r)| r)
-    .map_err(|e| e.to_string())
 }
 
 /// Live brokers and, per (topic, partition), the leader, as `addr` answers.
@@ -430,25 +418,8 @@ fn leader_hints(c: &mut Client, topic: &str, partition: i32, leader: i32) {
         .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
         .expect("the topic in Metadata")
         .topic_id;
-    let batch = sluice_engine::batch::build_batch(
-        &[sluice_engine::batch::RecordSpec {
-            key: None,
-            value: Some(b"misdirected"),
-            headers: &[],
-            timestamp_delta: 0,
-        }],
-        0,
-        sluice_engine::batch::NO_PRODUCER,
-    );
-    let produce = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch.into()))])]);
-    let (_, r): (i16, ProduceResponse) = c.call(ApiKey::Produce, 11, &produce).expect("Produce");
+    let r: ProduceResponse =
+        wire::produce_one(c, 11, 1, (topic, partition), b"misdirected").expect("Produce");
     let part = &r.responses[0].partition_responses[0];
     let hint = Hint {
         error_code: part.error_code,

@@ -11,19 +11,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::TopicPartitionList;
-use sluice_testkit::wire::Client;
+use sluice_testkit::wire::{self, metadata, Client};
 use sluice_testkit::Cluster;
 
 const PARTITIONS: i32 = 6;
@@ -37,17 +32,6 @@ fn config(_: u8) -> String {
 
 fn cluster_config(_: u8) -> String {
     "replica_lag_time_max_ms = 5000".into()
-}
-
-fn metadata(addr: &str) -> Result<MetadataResponse, String> {
-    let mut c = Client::connect(addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    c.call(
-        ApiKey::Metadata,
-        12,
-        &MetadataRequest::default().with_topics(None),
-    )
-    .map(|(_, r)| r)
-    .map_err(|e| e.to_string())
 }
 
 /// One partition as Metadata shows it.
@@ -107,26 +91,7 @@ fn wait_placed(
 }
 
 fn create(addr: &str, topic: &str, rf: i16, configs: &[(&str, &str)]) -> i16 {
-    let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(30_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_num_partitions(PARTITIONS)
-            .with_replication_factor(rf)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string((*k).to_string()))
-                            .with_value(Some(StrBytes::from_string((*v).to_string())))
-                    })
-                    .collect(),
-            )]);
-    let (_, r): (i16, CreateTopicsResponse) =
-        c.call(ApiKey::CreateTopics, 5, &req).expect("CreateTopics");
-    r.topics.first().map_or(-1, |t| t.error_code)
+    wire::create_topic(addr, topic, PARTITIONS, rf, configs).expect("CreateTopics")
 }
 
 /// What librdkafka acknowledged: value -> (partition, offset).
@@ -346,25 +311,7 @@ fn log_dir_sizes(addr: &str, topic: &str) -> Vec<i64> {
 /// acks=all to `partition` with a raw Produce: the error code.
 fn produce_raw(addr: &str, topic: &str, partition: i32) -> i16 {
     let mut c = Client::connect(addr, Duration::from_secs(5)).expect("connect");
-    let batch = sluice_engine::batch::build_batch(
-        &[sluice_engine::batch::RecordSpec {
-            key: None,
-            value: Some(b"strict"),
-            headers: &[],
-            timestamp_delta: 0,
-        }],
-        0,
-        sluice_engine::batch::NO_PRODUCER,
-    );
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch.into()))])]);
-    let (_, r): (i16, ProduceResponse) = c.call(ApiKey::Produce, 9, &req).expect("Produce");
+    let r = wire::produce_one(&mut c, 9, -1, (topic, partition), b"strict").expect("Produce");
     r.responses[0].partition_responses[0].error_code
 }
 
@@ -525,13 +472,9 @@ struct Produced {
     errors: usize,
 }
 
-/// Writes unique values (acks=all, idempotent) in rounds of 24 until `stop`.
-fn produce_until(bootstrap: &str, topic: &str, stop: &std::sync::atomic::AtomicBool) -> Produced {
-    produce_until_in(bootstrap, topic, CHECKED_PARTITIONS, stop)
-}
-
-/// [`produce_until`] over `partitions` partitions.
-fn produce_until_in(
+/// Writes unique values (acks=all, idempotent) to `partitions` partitions in
+/// rounds of 24 until `stop`.
+fn produce_until(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
@@ -653,25 +596,21 @@ fn acknowledged_records_survive_a_seeded_schedule_of_kills_pauses_wipes_and_full
         "session_timeout_ms = 3000\nreplica_lag_time_max_ms = 5000".into()
     });
     let a1 = cluster.nodes[0].addr.clone();
-    let mut c = Client::connect(&a1, Duration::from_secs(5)).expect("connect");
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(30_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("checked")))
-            .with_num_partitions(CHECKED_PARTITIONS)
-            .with_replication_factor(3)
-            .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                .with_value(Some(StrBytes::from_static_str("2")))])]);
-    let (_, r): (i16, CreateTopicsResponse) =
-        c.call(ApiKey::CreateTopics, 5, &req).expect("CreateTopics");
-    assert_eq!(r.topics[0].error_code, 0);
+    let created = wire::create_topic(
+        &a1,
+        "checked",
+        CHECKED_PARTITIONS,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    assert_eq!(created, Ok(0));
     healed(&cluster, "checked", Duration::from_secs(30));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bootstrap = cluster.bootstrap();
     let flag = stop.clone();
-    let writer = std::thread::spawn(move || produce_until(&bootstrap, "checked", &flag));
+    let writer =
+        std::thread::spawn(move || produce_until(&bootstrap, "checked", CHECKED_PARTITIONS, &flag));
     std::thread::sleep(Duration::from_secs(1));
     for (i, fault) in faults.iter().enumerate() {
         let t0 = Instant::now();
@@ -766,7 +705,7 @@ fn a_rolling_restart_with_sigterm_shows_clients_no_error_and_loses_nothing() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (bootstrap, flag) = (cluster.bootstrap(), stop.clone());
     let writer =
-        std::thread::spawn(move || produce_until_in(&bootstrap, "rolling", PARTITIONS, &flag));
+        std::thread::spawn(move || produce_until(&bootstrap, "rolling", PARTITIONS, &flag));
     let (bootstrap, reading) = (
         cluster.bootstrap(),
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
