@@ -883,6 +883,15 @@ mod tests {
         }
     }
 
+    /// An image with brokers 1, 2 and 3 registered (entries 1-3), in racks r1-r3.
+    fn three_brokers() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for (i, id) in [1, 2, 3].iter().enumerate() {
+            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
+        }
+        image
+    }
+
     fn created(
         image: &mut MetadataImage,
         index: u64,
@@ -955,10 +964,7 @@ mod tests {
 
     #[test]
     fn a_fenced_broker_s_partitions_move_or_go_offline_and_come_back() {
-        let mut image = MetadataImage::default();
-        for (i, id) in [1, 2, 3].iter().enumerate() {
-            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
-        }
+        let mut image = three_brokers();
         let single = created(&mut image, 4, "one", 3, 1);
         let triple = created(&mut image, 5, "three", 3, 3);
         let victim = single.placement[0].leader;
@@ -1007,10 +1013,7 @@ mod tests {
 
     #[test]
     fn the_isr_changes_only_from_the_current_leader_on_the_current_record() {
-        let mut image = MetadataImage::default();
-        for (i, id) in [1, 2, 3].iter().enumerate() {
-            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
-        }
+        let mut image = three_brokers();
         let t = created(&mut image, 4, "t", 1, 3);
         let p = t.placement[0].clone();
         let follower = p.replicas[1];
@@ -1074,10 +1077,7 @@ mod tests {
 
     #[test]
     fn preferred_and_unclean_elections() {
-        let mut image = MetadataImage::default();
-        for (i, id) in [1, 2, 3].iter().enumerate() {
-            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
-        }
+        let mut image = three_brokers();
         let t = created(&mut image, 4, "t", 3, 3);
         assert!(
             preferred_elections(&image).is_empty(),
@@ -1120,10 +1120,7 @@ mod tests {
         // One in-sync replica left and it dies: offline, unless the topic allows
         // an unclean election, which takes a live out-of-sync replica.
         for (unclean, name, index) in [(false, "clean", 20), (true, "dirty", 30)] {
-            let mut img = MetadataImage::default();
-            for (i, id) in [1, 2, 3].iter().enumerate() {
-                apply(&mut img, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
-            }
+            let mut img = three_brokers();
             let configs = if unclean {
                 [(UNCLEAN.to_string(), "true".to_string())].into()
             } else {
@@ -1166,10 +1163,7 @@ mod tests {
 
     #[test]
     fn a_reassignment_adds_then_drops_and_can_be_cancelled() {
-        let mut image = MetadataImage::default();
-        for (i, id) in [1, 2, 3].iter().enumerate() {
-            apply(&mut image, i as u64 + 1, &register(*id, &format!("r{id}"))).expect("register");
-        }
+        let mut image = three_brokers();
         let t = created(&mut image, 4, "t", 1, 1);
         let from = t.placement[0].leader;
         let to = if from == 1 { 2 } else { 1 };
