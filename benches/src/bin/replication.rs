@@ -95,6 +95,8 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     failed: u64,
+    /// From the first send to the end of the flush.
+    took_s: f64,
 }
 
 /// librdkafka writes `value_bytes` records to `topic` for `seconds`, at `rate`
@@ -163,6 +165,7 @@ fn produce(
         p50_ms: ms(h.value_at_quantile(0.5)),
         p99_ms: ms(h.value_at_quantile(0.99)),
         failed: reports.failed.load(Ordering::Relaxed),
+        took_s: took,
     })
 }
 
@@ -184,12 +187,30 @@ fn broker_cpu_seconds(cluster: &Cluster) -> f64 {
         .sum()
 }
 
+/// CPU seconds the whole machine was busy so far (all CPUs; `/proc/stat`'s
+/// first line less idle and iowait).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    (total - idle) / 100.0
+}
+
 /// Max, then half of max, on one cluster.
 fn throughput(label: &str, cluster: &Cluster, rf: i16, args: &Args) -> Result<(Run, Run), String> {
     let topic = format!("rf{rf}");
     create(&cluster.nodes[0].addr, &topic, PARTITIONS, rf)?;
     std::thread::sleep(Duration::from_secs(1));
     let cpu0 = broker_cpu_seconds(cluster);
+    let busy0 = machine_busy_seconds();
     let max = produce(
         &cluster.bootstrap(),
         &topic,
@@ -197,12 +218,20 @@ fn throughput(label: &str, cluster: &Cluster, rf: i16, args: &Args) -> Result<(R
         args.seconds,
         args.value_bytes,
     )?;
-    #[allow(clippy::cast_precision_loss)]
-    let cpu = (broker_cpu_seconds(cluster) - cpu0) / args.seconds as f64;
+    // Over the whole run, the flush of what was queued included.
+    let cpu = (broker_cpu_seconds(cluster) - cpu0) / max.took_s;
+    let busy = (machine_busy_seconds() - busy0) / max.took_s;
     println!(
         "  {label} brokers' CPU at max: {cpu:.2} of the machine's {} cores; {:.1} µs of broker CPU per record",
         std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
         cpu * 1e6 / max.records_per_s.max(1.0)
+    );
+    // The rest of the busy CPU is the client (librdkafka and this loop), with
+    // whatever else the machine ran.
+    println!(
+        "  {label} machine busy at max: {busy:.2} cores; the client: {:.2} cores, {:.1} µs per record",
+        busy - cpu,
+        (busy - cpu) * 1e6 / max.records_per_s.max(1.0)
     );
     let half = produce(
         &cluster.bootstrap(),
