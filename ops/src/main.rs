@@ -71,6 +71,12 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Print the manual page sluice(1) or shell completions (for packagers).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: GenerateAction,
+    },
     /// Console producer: each line of stdin becomes a record.
     Produce {
         /// Broker to talk to (`host:port`; any Kafka broker).
@@ -151,6 +157,14 @@ enum ClusterAction {
         /// The voter's node id.
         id: i32,
     },
+}
+
+#[derive(Subcommand)]
+enum GenerateAction {
+    /// The manual page sluice(1), in roff, on stdout.
+    Man,
+    /// Completions for a shell (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -287,6 +301,21 @@ enum TopicAction {
     },
 }
 
+/// The manual page or completions, from the same definition `--help` prints.
+fn generate(what: &GenerateAction) -> cli::CliResult<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    match what {
+        GenerateAction::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut out)
+            .map_err(|e| cli::CliError::Failed(format!("cannot render the manual page: {e}")))?,
+        GenerateAction::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "sluice", &mut out);
+        }
+    }
+    console::Out::new().write(format_args!("{}", String::from_utf8_lossy(&out)))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -317,6 +346,7 @@ fn main() -> ExitCode {
                 }
             },
         },
+        Command::Generate { what } => finish(generate(&what)),
         Command::Topic { action } => finish(topic(action)),
         Command::Group { action } => finish(group(action)),
         Command::Cluster { action } => finish(match action {

@@ -73,7 +73,7 @@ pub struct TopicKey {
 const LONG_MAX: &str = "9223372036854775807";
 const CODECS: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 const NO_COMPACTION: &str = "compaction is not implemented yet";
-const NO_REPLICATION: &str = "one replica per partition until replication exists";
+const NO_REPLICATION: &str = "replication throttles are not applied yet";
 const NO_TIERED: &str = "no tiered storage";
 
 macro_rules! key {

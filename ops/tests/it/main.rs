@@ -22,6 +22,7 @@ mod kcat;
 mod librdkafka;
 mod metrics;
 mod node;
+mod packaging;
 mod python;
 mod quickstart;
 mod replication;

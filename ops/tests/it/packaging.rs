@@ -1,0 +1,99 @@
+//! What `packaging/` ships, checked without installing it: the unit's hardening as
+//! `systemd-analyze security` rates it, its stop timeout against the broker's,
+//! and the manual page and completions made from the CLI.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn unit() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd/sluice.service")
+}
+
+fn sluice(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("run sluice")
+}
+
+/// The value of `key=` in the unit file (the last one, as systemd reads it).
+fn unit_value(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(unit()).expect("read the unit");
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_string)
+}
+
+#[test]
+fn the_unit_rates_ok_or_better_in_systemd_analyze_security() {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(unit())
+        .output()
+        .expect("systemd-analyze (Debian package systemd) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level in:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let exposure: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the exposure in {line:?}"));
+    assert!(exposure <= 3.0, "{line}\n{text}");
+}
+
+#[test]
+fn the_unit_waits_longer_for_a_stop_than_the_broker_may_take() {
+    let stop_s: u64 = unit_value("TimeoutStopSec")
+        .expect("TimeoutStopSec= in the unit")
+        .parse()
+        .expect("TimeoutStopSec= in seconds");
+    let defaults = String::from_utf8(sluice(&["config", "defaults"]).stdout).expect("utf-8");
+    let shutdown_ms: u64 = defaults
+        .lines()
+        .find_map(|l| l.strip_prefix("shutdown_timeout_ms = "))
+        .expect("kafka.shutdown_timeout_ms in the defaults")
+        .parse()
+        .expect("a number");
+    assert!(
+        stop_s * 1000 > shutdown_ms,
+        "TimeoutStopSec={stop_s} would kill a stop the broker may still be making ({shutdown_ms} ms)"
+    );
+    assert_eq!(unit_value("Type").as_deref(), Some("notify"));
+    assert_eq!(unit_value("User").as_deref(), Some("sluice"));
+    assert_eq!(
+        unit_value("ExecStart").as_deref(),
+        Some("/usr/bin/sluice serve --config /etc/sluice/sluice.toml")
+    );
+}
+
+#[test]
+fn the_manual_page_and_completions_come_from_the_cli() {
+    let man = sluice(&["generate", "man"]);
+    assert!(man.status.success());
+    let man = String::from_utf8(man.stdout).expect("utf-8");
+    assert!(man.contains(".TH sluice 1"), "{man}");
+    for sub in ["serve", "topic", "group", "cluster", "config"] {
+        assert!(man.contains(sub), "the page does not name `{sub}`");
+    }
+    let bash = sluice(&["generate", "completions", "bash"]);
+    assert!(bash.status.success());
+    let bash = String::from_utf8(bash.stdout).expect("utf-8");
+    assert!(
+        bash.contains("complete -F") && bash.contains("serve"),
+        "{bash}"
+    );
+    // A shell it does not know is refused, naming the ones it does.
+    let bad = sluice(&["generate", "completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bash"));
+}
