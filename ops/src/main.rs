@@ -164,7 +164,10 @@ enum GenerateAction {
     /// The manual page sluice(1), in roff, on stdout.
     Man,
     /// Completions for a shell (bash, zsh, fish, elvish, powershell) on stdout.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]

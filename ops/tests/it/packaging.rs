@@ -97,3 +97,77 @@ fn the_manual_page_and_completions_come_from_the_cli() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("bash"));
 }
+
+#[test]
+fn the_shipped_prometheus_config_and_alert_rules_load_in_promtool() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ansible/prometheus");
+    let rules = Command::new("promtool")
+        .args(["check", "rules", "sluice-alerts.yml"])
+        .current_dir(&dir)
+        .output()
+        .expect("promtool (Debian package prometheus) must be installed");
+    let text = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        rules.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&rules.stderr)
+    );
+    // Every alert the operator's guide names is there.
+    let file = std::fs::read_to_string(dir.join("sluice-alerts.yml")).expect("rules");
+    for alert in [
+        "SluiceNodeDown",
+        "SluiceUnderReplicatedPartitions",
+        "SluiceOfflinePartitions",
+        "SluiceDiskFilling",
+        "SluiceConsumerLag",
+        "SluiceRestarting",
+    ] {
+        assert!(file.contains(&format!("alert: {alert}")), "no {alert}");
+    }
+    let config = Command::new("promtool")
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(&dir)
+        .output()
+        .expect("promtool");
+    assert!(
+        config.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&config.stdout),
+        String::from_utf8_lossy(&config.stderr)
+    );
+}
+
+/// The metrics the alert rules use are ones a node serves (a renamed metric
+/// would leave an alert that never fires).
+#[test]
+fn the_alert_rules_name_metrics_a_node_serves() {
+    let node = crate::node::Node::start();
+    let (status, _, body) = crate::node::http(
+        &node.admin_addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    let rules = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ansible/prometheus/sluice-alerts.yml"),
+    )
+    .expect("rules");
+    let mut named: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("sluice_") || w.starts_with("process_"))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    assert!(named.len() >= 5, "{named:?}");
+    for metric in named {
+        // Families that have samples only once a group committed offsets are
+        // declared anyway by their HELP line.
+        assert!(
+            body.lines().any(|l| {
+                l.starts_with(&format!("{metric} "))
+                    || l.starts_with(&format!("{metric}{{"))
+                    || l.starts_with(&format!("# HELP {metric} "))
+            }),
+            "the rules use {metric}, which /metrics does not serve"
+        );
+    }
+}
