@@ -36,6 +36,16 @@ grep -qx 'data_dir = "/var/lib/sluice"' "$out/sluice.toml" || {
 }
 "$bin" generate man | gzip -9n >"$out/sluice.1.gz"
 gzip -9n <packaging/CHANGELOG.md >"$out/changelog.gz"
+# The binary is built with debug info (profile.release); both packages ship it
+# stripped.
+strip --strip-unneeded -o "$out/sluice" "$bin"
+# The RPM's %pre makes the user before the files are laid down (as Fedora's
+# %sysusers_create_compat does), from the same sysusers.d file.
+{
+    echo "systemd-sysusers --replace=/usr/lib/sysusers.d/sluice.conf - <<'SYSUSERS'"
+    grep -v '^#' packaging/systemd/sluice.sysusers
+    echo "SYSUSERS"
+} >"$out/rpm-pre.sh"
 "$bin" generate completions bash >"$out/sluice.bash"
 "$bin" generate completions zsh >"$out/_sluice"
 "$bin" generate completions fish >"$out/sluice.fish"
@@ -43,14 +53,11 @@ gzip -9n <packaging/CHANGELOG.md >"$out/changelog.gz"
 case "$kind" in
     deb)
         command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
-        cargo deb -p sluice --no-build --strip
+        cargo deb -p sluice --no-build
         ls -1 target/debian/sluice_*.deb
         ;;
     rpm)
         command -v cargo-generate-rpm >/dev/null || cargo install --locked cargo-generate-rpm
-        # The binary is built with debug info (profile.release); the package
-        # ships it stripped, as the .deb does.
-        strip --strip-debug -o "$out/sluice" "$bin"
         cargo generate-rpm -p ops
         ls -1 target/generate-rpm/sluice-*.rpm
         ;;
