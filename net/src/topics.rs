@@ -415,6 +415,49 @@ async fn commit_when_quorate(meta: &MetadataStore, cmd: &Command) -> Result<Outc
     }
 }
 
+/// The single-node store in `dir` holds no topic and no dynamic config, and
+/// `data_dir` holds no partition: the broker ran on its own but was never used.
+fn single_node_store_unused(dir: &Path, data_dir: &Path) -> Result<bool, KafkaError> {
+    if data_dir.join(TOPICS_FILE).exists() {
+        return Ok(false);
+    }
+    let image = LocalLog::open(dir).map_err(storage)?.image().clone();
+    if !image.topics.is_empty() || !image.broker_configs.is_empty() {
+        return Ok(false);
+    }
+    let entries = std::fs::read_dir(data_dir)
+        .map_err(|e| storage(format!("cannot list {}: {e}", data_dir.display())))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| storage(format!("cannot list {}: {e}", data_dir.display())))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // The store itself, and the broker's lock and probe files.
+        if entry.path() != dir && !name.starts_with('.') {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Renames an unused single-node store out of the way (kept, not deleted).
+fn set_aside(dir: &Path, data_dir: &Path) -> Result<(), KafkaError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = dir
+        .file_name()
+        .map_or("metadata".into(), |n| n.to_string_lossy());
+    let to = data_dir.join(format!("{name}.single-node-{secs}"));
+    std::fs::rename(dir, &to)
+        .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
+        .map_err(|e| storage(format!("cannot rename {}: {e}", dir.display())))?;
+    tracing::warn!(from = %dir.display(), to = %to.display(),
+        "this node ran as a single-node broker that never held a topic; \
+         its metadata is set aside and the node joins the cluster");
+    Ok(())
+}
+
 /// Joins the cluster: the quorum member starts, the cluster id is set if no
 /// voter set it yet, and this broker registers with a new incarnation. Returns
 /// the store and the first image this node applied at or after its
@@ -435,19 +478,23 @@ async fn join(
 > {
     // A single-node store is not carried into a cluster: refuse rather than start
     // a cluster that does not know this node's topics (and would delete them).
-    for single in [
+    // One that never held anything (a package's first start with the default
+    // configuration leaves one) is set aside instead.
+    let single = [
         dir.join("log"),
         dir.join("snapshot"),
         data_dir.join(TOPICS_FILE),
-    ] {
-        if single.exists() {
+    ];
+    if let Some(found) = single.iter().find(|p| p.exists()) {
+        if !single_node_store_unused(dir, data_dir)? {
             return Err(storage(format!(
                 "{} holds the metadata of a single-node broker; moving a single node into a \
                  cluster is not supported yet: start it without cluster.voters, or give this \
                  node an empty data directory",
-                single.display()
+                found.display()
             )));
         }
+        set_aside(dir, data_dir)?;
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;

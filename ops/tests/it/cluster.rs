@@ -976,3 +976,80 @@ fn a_node_without_a_quorum_waits_and_stops_on_sigterm() {
     assert_eq!(status.code(), Some(1), "{}", node.log());
     assert!(node.log().contains("while starting"), "{}", node.log());
 }
+
+/// Copies the directory tree `from` into `to` (files and directories only).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A node that ran on its own before it was given `cluster.voters` (a package's
+/// first start with the default configuration does that): if it never held a
+/// topic, its single-node metadata is set aside and it joins the cluster; if it
+/// held one, it refuses to start and its data stays as it was.
+#[test]
+fn a_node_that_ran_alone_joins_only_if_it_never_held_a_topic() {
+    let mut unused = Node::start();
+    unused.stop();
+    let mut used = Node::start();
+    assert_eq!(create_raw(&used.addr, "kept", 1), Ok(0));
+    used.stop();
+
+    let mut cluster = Cluster::start_quorum(3, storage, |_| String::new());
+    cluster.node(3).stop();
+
+    // Held a topic: refused, nothing moved.
+    cluster.node(3).wipe();
+    let dir3 = cluster.node(3).data_dir();
+    copy_tree(&used.data_dir(), &dir3);
+    cluster.node(3).relaunch();
+    let status = cluster.node(3).wait_exit();
+    let log = cluster.node(3).log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("holds the metadata of a single-node broker"),
+        "{log}"
+    );
+    assert!(dir3.join("metadata/log").exists());
+    assert!(dir3.join("kept-0").exists());
+
+    // Never held one: set aside, and the node joins.
+    cluster.node(3).wipe();
+    copy_tree(&unused.data_dir(), &dir3);
+    cluster.node(3).restart();
+    let log = cluster.node(3).log();
+    assert!(log.contains("its metadata is set aside"), "{log}");
+    let aside: Vec<String> = std::fs::read_dir(&dir3)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("metadata.single-node-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(dir3.join(&aside[0]).join("log").exists());
+    let a1 = cluster.nodes[0].addr.clone();
+    assert_eq!(
+        create_when_possible(&a1, "after", 3, Duration::from_secs(30)),
+        0
+    );
+    let a3 = cluster.nodes[2].addr.clone();
+    wait_metadata(
+        &a3,
+        Duration::from_secs(30),
+        "three brokers and the topic at node 3",
+        |md| {
+            md.brokers.len() == 3
+                && md
+                    .topics
+                    .iter()
+                    .any(|t| t.name.as_ref().is_some_and(|n| *n.0 == *"after"))
+        },
+    );
+}

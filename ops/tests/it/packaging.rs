@@ -171,3 +171,60 @@ fn the_alert_rules_name_metrics_a_node_serves() {
         );
     }
 }
+
+/// The playbooks' "nothing under-replicated" wait matches what a real node's
+/// `/metrics` says when nothing is under-replicated (Python's `re.search`, as
+/// Ansible's `search` test does). A pattern that never matched would make every
+/// rolling restart wait until it gives up.
+#[test]
+fn the_playbooks_in_sync_pattern_matches_a_real_node() {
+    let task = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../ansible/roles/sluice/tasks/wait_in_sync.yml"),
+    )
+    .expect("wait_in_sync.yml");
+    let pattern = task
+        .split("is search('")
+        .nth(1)
+        .and_then(|rest| rest.split("')").next())
+        .expect("an `is search('...')` test in wait_in_sync.yml");
+    let node = crate::node::Node::start();
+    let (status, _, body) = crate::node::http(
+        &node.admin_addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    let search = |page: &str| {
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                "import re, sys; sys.exit(0 if re.search(sys.argv[1], sys.stdin.read()) else 1)",
+                pattern,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(page.as_bytes())
+            .expect("write");
+        child.wait().expect("wait").success()
+    };
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("sluice_under_replicated_partitions ")),
+        "{body}"
+    );
+    assert!(search(&body), "'{pattern}' does not match:\n{body}");
+    let under = body.replace(
+        "\nsluice_under_replicated_partitions 0",
+        "\nsluice_under_replicated_partitions 2",
+    );
+    assert!(
+        !search(&under),
+        "'{pattern}' matches a node with 2 under-replicated partitions"
+    );
+}
