@@ -52,18 +52,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
-# The root filesystem every container starts from: systemd, and Python for
-# Ansible's modules (python3-apt for the apt module).
-cache=/var/cache/sluice-nspawn/bookworm-ansible
-if [ ! -x "$cache/usr/bin/python3" ]; then
-    log "debootstrap into $cache (once)"
-    rm -rf "$cache.tmp"
-    mkdir -p "$(dirname "$cache")"
-    debootstrap --variant=minbase \
-        --include=systemd,systemd-sysv,dbus,libsystemd0,procps,python3,python3-apt \
-        bookworm "$cache.tmp" http://deb.debian.org/debian
-    mv "$cache.tmp" "$cache"
-fi
+# The root filesystem every container starts from ($rootfs).
+. packaging/test/rootfs.sh
 
 bridge=sluice-br0
 net=10.213.77
@@ -131,7 +121,7 @@ ip addr add "$net.1/24" dev "$bridge"
 ip link set "$bridge" up
 for n in "${nodes[@]}"; do
     mkdir -p "$work/n$n"
-    cp -a "$cache/." "$work/n$n/"
+    cp -a "$rootfs/." "$work/n$n/"
     echo "sluice-n$n" >"$work/n$n/etc/hostname"
     (
         enter_own_cgroup "$n"
