@@ -2,6 +2,7 @@
 //! `systemd-analyze security` rates it, its stop timeout against the broker's,
 //! and the manual page and completions made from the CLI.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -204,7 +205,6 @@ fn the_playbooks_in_sync_pattern_matches_a_real_node() {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("python3");
-        use std::io::Write;
         child
             .stdin
             .take()
