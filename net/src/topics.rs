@@ -448,7 +448,9 @@ fn set_aside(dir: &Path, data_dir: &Path) -> Result<(), KafkaError> {
     let name = dir
         .file_name()
         .map_or("metadata".into(), |n| n.to_string_lossy());
-    let to = data_dir.join(format!("{name}.single-node-{secs}"));
+    // Not `NAME-NUMBER`: that would be taken for a partition directory (and
+    // deleted as one of a topic the metadata does not list).
+    let to = data_dir.join(format!("{name}.single-node.{secs}"));
     std::fs::rename(dir, &to)
         .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
         .map_err(|e| storage(format!("cannot rename {}: {e}", dir.display())))?;

@@ -10,8 +10,9 @@
 # 2. rolling_restart.yml restarts every node, one at a time, while a producer
 #    (acks=all, idempotent, RF=3 topic) runs; it must see no failed delivery and
 #    every acknowledged record must be read back.
-# 3. With PREVIOUS.deb: upgrade.yml installs CURRENT.deb one node at a time under
-#    the same producer and the same check.
+# 3. With PREVIOUS.deb: upgrade.yml installs CURRENT.deb from an apt repository
+#    (served from the host) one node at a time, under the same producer and the
+#    same check.
 # 4. Every node runs CURRENT.deb's version, is active, is ready; the installed
 #    unit rates <= 3.0 in systemd-analyze security; Prometheus (Debian's) scrapes
 #    all three with the shipped scrape config (up == 1) and loads the shipped
@@ -47,6 +48,7 @@ command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -62,10 +64,12 @@ work="$(mktemp -d /var/tmp/sluice-cluster.XXXXXX)"
 declare -A nspawn_pid leader
 prometheus_pid=""
 producer_pid=""
+http_pid=""
 
 stop_all() {
     [ -n "$producer_pid" ] && kill "$producer_pid" 2>/dev/null
     [ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null
+    [ -n "$http_pid" ] && kill "$http_pid" 2>/dev/null
     for n in "${nodes[@]}"; do
         # SIGTERM makes nspawn power the container off cleanly.
         [ -n "${nspawn_pid[$n]:-}" ] && kill "${nspawn_pid[$n]}" 2>/dev/null
@@ -123,6 +127,9 @@ for n in "${nodes[@]}"; do
     mkdir -p "$work/n$n"
     cp -a "$rootfs/." "$work/n$n/"
     echo "sluice-n$n" >"$work/n$n/etc/hostname"
+    # The containers have no route out: no Debian mirror, only the test's own
+    # repository (below).
+    rm -f "$work/n$n/etc/apt/sources.list"
     (
         enter_own_cgroup "$n"
         exec systemd-nspawn -q -D "$work/n$n" --machine="sluice-n$n" --register=no --keep-unit \
@@ -160,7 +167,7 @@ write_inventory() {
         echo "        ansible_connection: community.docker.nsenter"
         echo "        ansible_become: false"
         echo "        ansible_python_interpreter: /usr/bin/python3"
-        echo "        sluice_package_file: $package"
+        echo "        sluice_package_file: \"$package\""
         echo "      hosts:"
         for n in "${nodes[@]}"; do
             echo "        sluice-n$n:"
@@ -184,7 +191,11 @@ check_nodes() {
         state="$(inside "$n" systemctl is-active sluice || true)"
         version="$(inside "$n" dpkg-query -W -f '${Version}' sluice)"
         code="$(curl -s -o /dev/null -w '%{http_code}' "http://$net.1$n:9644/v1/health/ready")"
-        echo "node $n: sluice $version, systemctl is-active: $state, /v1/health/ready: $code"
+        # After an upgrade the running process is the new binary (restarted), not
+        # the old one's deleted file.
+        exe="$(inside "$n" sh -c 'readlink /proc/$(systemctl show -p MainPID --value sluice)/exe')"
+        echo "node $n: sluice $version, systemctl is-active: $state, /v1/health/ready: $code, running $exe"
+        [ "$exe" = /usr/bin/sluice ] || fail "node $n runs '$exe'"
         [ "$state" = active ] || fail "node $n: sluice is $state"
         [ "$code" = 200 ] || fail "node $n: /v1/health/ready answered $code"
         [ "$version" = "$want_version" ] || fail "node $n runs $version, not $want_version"
@@ -225,8 +236,17 @@ check_nodes "$(deb_version "$first")"
 with_producer restart rolling_restart.yml
 
 if [ -n "$previous" ]; then
-    write_inventory "$current"
-    with_producer upgrade upgrade.yml
+    # The upgrade comes from a package repository, as operators get it: a flat
+    # apt repository holding CURRENT.deb, served over HTTP from the bridge.
+    repo="$work/repo"
+    mkdir -p "$repo"
+    cp "$current" "$repo/"
+    (cd "$repo" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
+    "$python" -m http.server --bind "$net.1" --directory "$repo" 8000 >"$work/http.log" 2>&1 &
+    http_pid=$!
+    write_inventory ""
+    with_producer upgrade upgrade.yml \
+        -e sluice_repository_url="http://$net.1:8000/" -e sluice_package_state=latest
 fi
 check_nodes "$(deb_version "$current")"
 
@@ -269,5 +289,17 @@ print(len(rules), sum(r["health"] == "ok" for r in rules))' 2>/dev/null || true)
 done
 echo "Prometheus: alert rules loaded and evaluated without error: $rules (of $want_rules)"
 [ "$rules" = "$want_rules $want_rules" ] || fail "alert rules: '$rules' (loaded, healthy) of $want_rules"
+
+log "removing the package from node 3: the service stops, the data stays"
+inside 3 env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q sluice >/dev/null
+state="$(inside 3 systemctl is-active sluice || true)"
+echo "after apt-get remove: sluice is $state"
+[ "$state" != active ] || fail "apt-get remove left the service running"
+inside 3 dpkg --purge sluice >/dev/null
+inside 3 test -d /var/lib/sluice/metadata || fail "the package's removal took /var/lib/sluice"
+[ -n "$(inside 3 ls /var/lib/sluice | grep -x 'rolling-[0-9]*' || true)" ] ||
+    fail "no partition directory left in /var/lib/sluice after purge"
+echo "after dpkg --purge: /var/lib/sluice kept: $(inside 3 ls /var/lib/sluice | grep -c .) entries," \
+    "$(inside 3 ls /var/lib/sluice | grep -v '^__consumer_offsets' | tr '\n' ' ')"
 
 log "PASS: three nodes under real systemd, installed, restarted${previous:+ and upgraded} by the playbooks; nothing acknowledged was lost"

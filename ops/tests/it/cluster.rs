@@ -1030,10 +1030,11 @@ fn a_node_that_ran_alone_joins_only_if_it_never_held_a_topic() {
     let aside: Vec<String> = std::fs::read_dir(&dir3)
         .expect("list")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("metadata.single-node-"))
+        .filter(|n| n.starts_with("metadata.single-node."))
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
-    assert!(dir3.join(&aside[0]).join("log").exists());
+    let aside = dir3.join(&aside[0]).join("log");
+    assert!(aside.exists());
     let a1 = cluster.nodes[0].addr.clone();
     assert_eq!(
         create_when_possible(&a1, "after", 3, Duration::from_secs(30)),
@@ -1052,4 +1053,19 @@ fn a_node_that_ran_alone_joins_only_if_it_never_held_a_topic() {
                     .any(|t| t.name.as_ref().is_some_and(|n| *n.0 == *"after"))
         },
     );
+    // What was set aside stays, through the partition reconciliation of another
+    // start too (a NAME-NUMBER directory would be taken for a partition).
+    cluster.node(3).stop();
+    cluster.node(3).restart();
+    wait_metadata(
+        &a3,
+        Duration::from_secs(30),
+        "the topic at node 3 again",
+        |md| {
+            md.topics
+                .iter()
+                .any(|t| t.name.as_ref().is_some_and(|n| *n.0 == *"after"))
+        },
+    );
+    assert!(aside.exists(), "{}", cluster.node(3).log());
 }
