@@ -53,7 +53,10 @@ pub fn status(bootstrap: &str) -> CliResult<()> {
         .map(|r| (r, "voter"))
         .chain(p.observers.iter().map(|r| (r, "learner")));
     for (r, kind) in rows {
-        let role = if r.replica_id == p.leader_id {
+        // A leader that was just removed from the voters leads until it steps
+        // down; its row says what it is in the membership (the first line says
+        // who leads).
+        let role = if r.replica_id == p.leader_id && kind == "voter" {
             "leader"
         } else {
             kind
