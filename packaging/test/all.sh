@@ -32,11 +32,20 @@ elif [ $rc -ne 0 ]; then
     exit $rc
 fi
 
-step "this commit's .deb and .rpm"
+step "this commit's .deb and .rpm, each built twice (reproducible)"
 bash packaging/build.sh deb
 bash packaging/build.sh rpm
 deb="$(ls -1 target/debian/sluice_*.deb)"
 rpm="$(ls -1 target/generate-rpm/sluice-*.rpm)"
+first="$(mktemp -d)"
+cp "$deb" "$rpm" "$first/"
+bash packaging/build.sh deb >/dev/null 2>&1
+bash packaging/build.sh rpm >/dev/null 2>&1
+for p in "$deb" "$rpm"; do
+    cmp "$first/$(basename "$p")" "$p" || { echo "FAIL: $p differs between two builds" >&2; exit 1; }
+    echo "$(basename "$p"): the same bytes from two builds ($(sha256sum <"$p" | cut -c1-16)...)"
+done
+rm -rf "$first"
 
 step "check-packages.sh"
 bash packaging/test/check-packages.sh "$deb" "$rpm"
