@@ -273,6 +273,11 @@ fn discover(dir: &Path) -> Result<Vec<TopicPartition>> {
         }
         match TopicPartition::from_dir_name(&name) {
             Some(tp) => out.push(tp),
+            // The broker's metadata store, and one set aside when a node that ran
+            // alone joined a cluster: expected here, not worth a warning.
+            None if name == "metadata" || name.starts_with("metadata.single-node.") => {
+                tracing::debug!(dir = %entry.path().display(), "not a partition: the metadata store");
+            }
             None => {
                 tracing::warn!(dir = %entry.path().display(), "ignoring a directory that is not a partition");
             }

@@ -1058,7 +1058,20 @@ fn a_node_that_ran_alone_joins_only_if_it_never_held_a_topic() {
     // What was set aside stays, through the partition reconciliation of another
     // start too (a NAME-NUMBER directory would be taken for a partition).
     cluster.node(3).stop();
+    std::fs::create_dir(dir3.join("stray")).expect("a stray directory");
     cluster.node(3).restart();
+    // Only the stray directory is worth a warning, not the metadata stores.
+    let warned: Vec<String> = cluster
+        .node(3)
+        .log()
+        .lines()
+        .filter(|l| l.contains("ignoring a directory that is not a partition"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        warned.len() == 1 && warned[0].contains("stray"),
+        "{warned:?}"
+    );
     wait_metadata(
         &a3,
         Duration::from_secs(30),
