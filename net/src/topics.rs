@@ -421,7 +421,8 @@ fn single_node_store_unused(dir: &Path, data_dir: &Path) -> Result<bool, KafkaEr
     if data_dir.join(TOPICS_FILE).exists() {
         return Ok(false);
     }
-    let image = LocalLog::open(dir).map_err(storage)?.image().clone();
+    let log = LocalLog::open(dir).map_err(storage)?;
+    let image = log.image();
     if !image.topics.is_empty() || !image.broker_configs.is_empty() {
         return Ok(false);
     }

@@ -36,12 +36,7 @@ work="$(mktemp -d /var/tmp/sluice-packages.XXXXXX)"
 nspawn_pid=""
 cleanup() {
     set +e
-    if [ -n "$nspawn_pid" ]; then
-        kill "$nspawn_pid" 2>/dev/null
-        for _ in $(seq 1 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$nspawn_pid" 2>/dev/null
-        wait "$nspawn_pid" 2>/dev/null
-    fi
+    [ -n "$nspawn_pid" ] && stop_container sluice-rpm "$nspawn_pid"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -91,25 +86,14 @@ rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" | grep -qx 'cn /etc/s
 echo "pre, post, preun, postun present; /etc/sluice/sluice.toml is %config(noreplace)"
 
 echo "=== rpm -i --nodeps in a container booting systemd"
-. packaging/test/rootfs.sh
+. packaging/test/containers.sh
 mkdir "$work/c"
 cp -a "$rootfs/." "$work/c/"
 cp "$rpm" "$work/c/root/sluice.rpm"
-systemd-nspawn -q -D "$work/c" --register=no --keep-unit --boot --console=passive \
-    --private-network >"$work/console" 2>&1 &
-nspawn_pid=$!
-leader=""
-for _ in $(seq 1 100); do
-    leader="$(pgrep -P "$nspawn_pid" | head -1 || true)"
-    [ -n "$leader" ] && break
-    sleep 0.1
-done
-[ -n "$leader" ] || { cat "$work/console" >&2; fail "the container did not start"; }
+boot_container sluice-rpm "$work/c" "$work/console" --private-network
+nspawn_pid=$booted_pid
+leader=$booted_leader
 inside() { nsenter -t "$leader" -a "$@"; }
-for _ in $(seq 1 100); do
-    case "$(inside systemctl is-system-running 2>/dev/null || true)" in running | degraded) break ;; esac
-    sleep 0.2
-done
 inside rpm -i --nodeps /root/sluice.rpm
 inside id sluice
 [ "$(inside stat -c '%U:%G %a' /etc/sluice/sluice.toml)" = "root:sluice 640" ] ||

@@ -54,8 +54,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
-# The root filesystem every container starts from ($rootfs).
-. packaging/test/rootfs.sh
+# $rootfs, boot_container and stop_container.
+. packaging/test/containers.sh
 
 bridge=sluice-br0
 net=10.213.77
@@ -70,23 +70,15 @@ stop_all() {
     [ -n "$producer_pid" ] && kill "$producer_pid" 2>/dev/null
     [ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null
     [ -n "$http_pid" ] && kill "$http_pid" 2>/dev/null
+    # All three power off at once; then each is waited for.
     for n in "${nodes[@]}"; do
-        # SIGTERM makes nspawn power the container off cleanly.
         [ -n "${nspawn_pid[$n]:-}" ] && kill "${nspawn_pid[$n]}" 2>/dev/null
     done
     for n in "${nodes[@]}"; do
-        [ -n "${nspawn_pid[$n]:-}" ] || continue
-        for _ in $(seq 1 100); do kill -0 "${nspawn_pid[$n]}" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "${nspawn_pid[$n]}" 2>/dev/null
+        [ -n "${nspawn_pid[$n]:-}" ] && stop_container "sluice-n$n" "${nspawn_pid[$n]}"
     done
     wait 2>/dev/null
     ip link del "$bridge" 2>/dev/null
-    for n in "${nodes[@]}"; do
-        rmdir "/sys/fs/cgroup/systemd/sluice-test/n$n" "/sys/fs/cgroup/unified/sluice-test/n$n" \
-            "/sys/fs/cgroup/sluice-test/n$n" 2>/dev/null
-    done
-    rmdir /sys/fs/cgroup/systemd/sluice-test /sys/fs/cgroup/unified/sluice-test \
-        /sys/fs/cgroup/sluice-test 2>/dev/null
     true
 }
 on_exit() {
@@ -105,19 +97,6 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# One cgroup per container: with --keep-unit nspawn runs the container in the
-# caller's cgroup, and three systemds must not share one.
-enter_own_cgroup() {
-    local name="sluice-test/n$1" dir
-    for dir in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
-        [ -f "$dir/cgroup.procs" ] || continue
-        mkdir -p "$dir/$name" && echo $BASHPID >"$dir/$name/cgroup.procs" ||
-            echo "warning: could not move into $dir/$name" >&2
-        # A pure cgroup v2 host has one hierarchy: done.
-        [ "$dir" = /sys/fs/cgroup ] && break
-    done
-}
-
 log "bridge $bridge ($net.1/24) and three containers"
 ip link del "$bridge" 2>/dev/null || true
 ip link add "$bridge" type bridge
@@ -130,27 +109,10 @@ for n in "${nodes[@]}"; do
     # The containers have no route out: no Debian mirror, only the test's own
     # repository (below).
     rm -f "$work/n$n/etc/apt/sources.list"
-    (
-        enter_own_cgroup "$n"
-        exec systemd-nspawn -q -D "$work/n$n" --machine="sluice-n$n" --register=no --keep-unit \
-            --boot --console=passive --network-bridge="$bridge"
-    ) >"$work/n$n.console" 2>&1 &
-    nspawn_pid[$n]=$!
-done
-for n in "${nodes[@]}"; do
-    for _ in $(seq 1 100); do
-        leader[$n]="$(pgrep -P "${nspawn_pid[$n]}" | head -1 || true)"
-        [ -n "${leader[$n]}" ] && break
-        sleep 0.1
-    done
-    [ -n "${leader[$n]}" ] || { cat "$work/n$n.console" >&2; fail "container $n did not start"; }
-    # systemd inside is up once it answers; then give host0 its address.
-    for _ in $(seq 1 100); do
-        state="$(nsenter -t "${leader[$n]}" -a systemctl is-system-running 2>/dev/null || true)"
-        case "$state" in running | degraded) break ;; esac
-        sleep 0.2
-    done
-    echo "container $n: systemd $state, init pid ${leader[$n]}"
+    boot_container "sluice-n$n" "$work/n$n" "$work/n$n.console" --network-bridge="$bridge"
+    nspawn_pid[$n]=$booted_pid
+    leader[$n]=$booted_leader
+    # Its end of the bridge gets the node's address.
     nsenter -t "${leader[$n]}" -n ip addr add "$net.1$n/24" dev host0
     nsenter -t "${leader[$n]}" -n ip link set host0 up
 done
